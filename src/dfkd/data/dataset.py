@@ -1,0 +1,97 @@
+"""A torch Dataset over one split of a manifest, and the loader builder."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import default_collate
+
+from dfkd.data.images import ImageLoadError, open_image
+from dfkd.data.manifest import Manifest
+from dfkd.labels import label_id
+
+logger = logging.getLogger(__name__)
+
+OnError = Literal["raise", "skip"]
+
+
+class ManifestDataset(Dataset):
+    """Images of one manifest split, yielding ``(image, label, index)`` with label 1 = fake.
+
+    ``index`` is the position in the split, so per-sample extras (cached teacher logits) line up with it.
+    With ``on_error="skip"`` an unreadable file yields ``None`` (dropped by :func:`collate_skipping`) and is logged;
+    with ``"raise"`` it raises :class:`ImageLoadError` naming the file.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        split: str,
+        transform: Callable | None = None,
+        *,
+        on_error: OnError = "raise",
+    ) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.samples = manifest.split(split)
+        self.split = split
+        self.transform = transform
+        self.on_error = on_error
+        self.labels = torch.tensor([label_id(s.label) for s in self.samples], dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        sample = self.samples[index]
+        try:
+            image = open_image(sample.path)
+        except ImageLoadError as error:
+            if self.on_error == "raise":
+                raise
+            logger.warning("skipping unreadable image %s", error)
+            return None
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.labels[index], index
+
+
+def collate_skipping(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Collate ``(image, label, index)`` items, dropping ``None`` (skipped files); ``None`` if all were skipped."""
+    kept = [item for item in batch if item is not None]
+    if not kept:
+        return None
+    return default_collate(kept)
+
+
+def build_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    persistent_workers: bool = True,
+    drop_last: bool = False,
+    seed: int | None = None,
+) -> DataLoader:
+    """A DataLoader with dfkd's collate; persistent workers only when there are workers, seeded shuffling."""
+    generator = None
+    if seed is not None:
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
+        drop_last=drop_last,
+        collate_fn=collate_skipping,
+        generator=generator,
+    )

@@ -1,0 +1,136 @@
+"""Reading images as RGB, whatever their mode, orientation or defects."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+# Refuse decompression bombs well before they exhaust memory (about 16k x 16k).
+MAX_IMAGE_PIXELS = 256_000_000
+
+
+class ImageLoadError(Exception):
+    """An image could not be read; ``path`` names it and ``reason`` says why."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, reason: str) -> None:
+        self.path = None if path is None else str(path)
+        self.reason = reason
+        super().__init__(f"{self.path or '<image>'}: {reason}")
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    """True when the file name has an image extension dfkd reads (any case)."""
+    return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB: alpha over white, 16-bit scaled down, CMYK and palettes converted."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        array = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if array.max() <= 1.0 else 1.0
+        return Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def open_image(source: str | os.PathLike[str] | bytes, *, name: str | None = None) -> Image.Image:
+    """Decode a file path or encoded bytes into an RGB PIL image, honouring EXIF orientation.
+
+    Raises:
+        ImageLoadError: naming the file and the reason (missing, empty, truncated, not an image, too large).
+    """
+    label = name if name is not None else (None if isinstance(source, bytes) else str(source))
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageLoadError(label, "empty file (0 bytes)")
+        stream: io.BytesIO | str = io.BytesIO(source)
+    else:
+        path = str(source)
+        try:
+            size = os.path.getsize(path)
+        except OSError as error:
+            raise ImageLoadError(label, f"cannot read file ({error.strerror or error})") from None
+        if size == 0:
+            raise ImageLoadError(label, "empty file (0 bytes)")
+        stream = path
+    previous_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with Image.open(stream) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageLoadError(label, f"image too large ({width}x{height} pixels)")
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(label, f"image too large ({error})") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(label, "not an image (unrecognised format)") from None
+    except OSError as error:
+        message = str(error)
+        lowered = message.lower()
+        reason = "truncated or corrupt image" if "truncated" in lowered or "broken" in lowered else "undecodable"
+        raise ImageLoadError(label, f"{reason} ({message})") from None
+    except (ValueError, SyntaxError, Image.DecompressionBombWarning) as error:
+        raise ImageLoadError(label, f"undecodable ({error})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_limit
+
+
+def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
+    """Accept a PIL image or an HxW / HxWxC uint8 (RGB order) array and return an RGB PIL image."""
+    if isinstance(image, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(image))
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise ImageLoadError(None, f"array of shape {tuple(array.shape)} is not an HxW or HxWxC image")
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating) and array.max() <= 1.0:
+            array = array * 255.0
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    mode = "RGBA" if array.shape[2] == 4 else "RGB"
+    return _to_rgb(Image.fromarray(np.ascontiguousarray(array), mode=mode))
+
+
+def verify_image(path: str | os.PathLike[str]) -> str | None:
+    """Fully decode one file; return ``None`` when readable, else the reason it is not."""
+    try:
+        open_image(path)
+    except ImageLoadError as error:
+        return error.reason
+    return None
+
+
+def file_digest(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """SHA-1 hex digest of a file's bytes (used to find the same image in two splits)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,114 @@
+"""Find labelled face images under one or more dataset roots.
+
+Label = the nearest ancestor folder named ``real`` or ``fake``; split = an ancestor named ``train``, ``valid``,
+``val``, ``validation`` or ``test`` (any case); source = the root the file was found under. This reads both Kaggle
+layouts of REFERENCE.md (``real_vs_fake/real-vs-fake/{train,valid,test}/{real,fake}`` and
+``Dataset/{Train,Validation,Test}/{Real,Fake}``) and any merge of them given as several roots.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dfkd.data.images import IMAGE_EXTENSIONS
+
+logger = logging.getLogger(__name__)
+
+SPLIT_FOLDERS: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "valid": "val",
+    "val": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+LABEL_FOLDERS: dict[str, str] = {"real": "real", "fake": "fake"}
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image found by the scan. ``split`` is ``None`` when no split folder is above it."""
+
+    path: str
+    label: str
+    split: str | None
+    source: str
+    size: int
+
+
+@dataclass
+class ScanResult:
+    """Everything a scan found: labelled samples, unlabelled images and other skipped files."""
+
+    samples: list[Sample] = field(default_factory=list)
+    unlabelled: list[str] = field(default_factory=list)
+    other_files: int = 0
+
+
+def source_names(roots: list[Path]) -> list[str]:
+    """Name each root by its folder name, made unique with a numeric suffix when two roots share a name."""
+    names: list[str] = []
+    for root in roots:
+        base = root.name or str(root)
+        name, index = base, 2
+        while name in names:
+            name, index = f"{base}-{index}", index + 1
+        names.append(name)
+    return names
+
+
+def _folder_role(parts: tuple[str, ...], table: dict[str, str]) -> str | None:
+    """The role of the deepest folder in ``parts`` that appears in ``table`` (case-insensitive)."""
+    for part in reversed(parts):
+        role = table.get(part.lower())
+        if role is not None:
+            return role
+    return None
+
+
+def scan_root(root: Path, source: str, result: ScanResult) -> None:
+    """Walk one root (sorted, so results are deterministic) and append what it holds to ``result``."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root {root} is not a folder")
+    root_parts = (root.name,)
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_log_walk_error):
+        dirnames.sort()
+        relative = os.path.relpath(dirpath, root)
+        parts = root_parts + (() if relative == "." else tuple(relative.split(os.sep)))
+        label = _folder_role(parts, LABEL_FOLDERS)
+        split = _folder_role(parts, SPLIT_FOLDERS)
+        for filename in sorted(filenames):
+            if os.path.splitext(filename)[1].lower() not in IMAGE_EXTENSIONS:
+                result.other_files += 1
+                continue
+            path = os.path.join(dirpath, filename)
+            if label is None:
+                result.unlabelled.append(path)
+                continue
+            try:
+                size = os.stat(path).st_size
+            except OSError as error:
+                logger.warning("cannot stat %s: %s", path, error)
+                size = -1
+            result.samples.append(Sample(path=path, label=label, split=split, source=source, size=size))
+
+
+def _log_walk_error(error: OSError) -> None:
+    logger.warning("cannot list %s: %s", error.filename, error.strerror)
+
+
+def scan_roots(roots: list[str | os.PathLike[str]]) -> ScanResult:
+    """Scan several dataset roots; each becomes one ``source`` of a merged dataset."""
+    if not roots:
+        raise ValueError("no dataset root given")
+    paths = [Path(root) for root in roots]
+    result = ScanResult()
+    for root, name in zip(paths, source_names([path.resolve() for path in paths]), strict=True):
+        scan_root(root, name, result)
+    return result

@@ -1,0 +1,103 @@
+"""Preprocessing: the reference's eval pipeline exactly, and named training augmentations."""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Sequence
+from typing import Literal
+
+from PIL import Image, ImageFilter
+from torchvision import transforms
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+AUGMENTS: tuple[str, ...] = ("none", "basic", "robust", "crop")
+Augment = Literal["none", "basic", "robust", "crop"]
+
+
+class RandomJPEG:
+    """Re-compress a PIL image as JPEG at a random quality in ``[low, high]`` with probability ``p``."""
+
+    def __init__(self, quality: tuple[int, int] = (40, 100), p: float = 0.5) -> None:
+        self.quality, self.p = quality, p
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return image
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=random.randint(*self.quality))
+        buffer.seek(0)
+        with Image.open(buffer) as decoded:
+            return decoded.convert("RGB")
+
+    def __repr__(self) -> str:
+        return f"RandomJPEG(quality={self.quality}, p={self.p})"
+
+
+class RandomGaussianBlur:
+    """Blur a PIL image with a random radius in ``[0.1, max_radius]`` with probability ``p``."""
+
+    def __init__(self, max_radius: float = 1.5, p: float = 0.3) -> None:
+        self.max_radius, self.p = max_radius, p
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return image
+        return image.filter(ImageFilter.GaussianBlur(radius=random.uniform(0.1, self.max_radius)))
+
+    def __repr__(self) -> str:
+        return f"RandomGaussianBlur(max_radius={self.max_radius}, p={self.p})"
+
+
+def _tail(mean: Sequence[float], std: Sequence[float]) -> list:
+    return [transforms.ToTensor(), transforms.Normalize(mean=list(mean), std=list(std))]
+
+
+def build_eval_transform(
+    resize_size: int = 256,
+    input_size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> transforms.Compose:
+    """The reference pipeline: Resize(resize) → CenterCrop(input) → ToTensor → Normalize. PIL in, ``[3, H, W]`` out."""
+    return transforms.Compose(
+        [transforms.Resize(resize_size), transforms.CenterCrop(input_size), *_tail(mean, std)]
+    )
+
+
+def build_train_transform(
+    resize_size: int = 256,
+    input_size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    augment: Augment | str = "none",
+) -> transforms.Compose:
+    """Training preprocessing.
+
+    ``none`` is the reference's (identical to eval); ``basic`` adds a horizontal flip; ``robust`` adds JPEG
+    re-compression (quality 40–100), Gaussian blur and mild colour jitter; ``crop`` adds random crops (scale
+    0.5–1 of the resized image) and a flip, the view that online distillation benefits from.
+    """
+    if augment not in AUGMENTS:
+        raise ValueError(f"unknown augment {augment!r}: expected one of {', '.join(AUGMENTS)}")
+    if augment == "none":
+        return build_eval_transform(resize_size, input_size, mean, std)
+    steps: list = [transforms.Resize(resize_size)]
+    if augment == "crop":
+        steps.append(transforms.RandomResizedCrop(input_size, scale=(0.5, 1.0), ratio=(0.9, 1.1)))
+    else:
+        steps.append(transforms.CenterCrop(input_size))
+    steps.append(transforms.RandomHorizontalFlip())
+    if augment == "robust":
+        steps += [
+            transforms.RandomApply([transforms.ColorJitter(0.1, 0.1, 0.1, 0.02)], p=0.5),
+            RandomGaussianBlur(max_radius=1.5, p=0.3),
+            RandomJPEG(quality=(40, 100), p=0.5),
+        ]
+    return transforms.Compose([*steps, *_tail(mean, std)])
+
+
+def is_random_augment(augment: str) -> bool:
+    """True when the training view differs from the eval view (so cached teacher logits do not apply)."""
+    return augment != "none"

@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny real/fake image trees written by the tests themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+REALFACES = SHARED / "data" / "realfaces-dev"
+YUNET = SHARED / "models" / "face_detection_yunet.onnx"
+
+
+def write_image(path: Path, seed: int, size: int = 40, fmt: str | None = None) -> Path:
+    """Write a small random RGB image (content differs by seed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    array = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    Image.fromarray(array).save(path, format=fmt)
+    return path
+
+
+def make_tree(root: Path, layout: dict[str, int], seed: int = 0) -> Path:
+    """Write ``n`` images into each relative folder of ``layout`` (e.g. ``{"train/real": 5}``)."""
+    counter = seed * 100_000
+    for folder, n in layout.items():
+        for i in range(n):
+            counter += 1
+            write_image(root / folder / f"img_{i:04d}.jpg", seed=counter)
+    return root
+
+
+@pytest.fixture
+def tree_140k(tmp_path: Path) -> Path:
+    """The "140k Real and Fake Faces" layout in miniature."""
+    base = tmp_path / "140k" / "real_vs_fake" / "real-vs-fake"
+    make_tree(base, {f"{s}/{c}": n for s, n in (("train", 7), ("valid", 2), ("test", 1)) for c in ("real", "fake")})
+    (tmp_path / "140k" / "real_vs_fake" / "train.csv").write_text("id,label\n")
+    return tmp_path / "140k"
+
+
+@pytest.fixture
+def tree_dfr(tmp_path: Path) -> Path:
+    """The "Deepfake and Real Images" layout in miniature (capitalised folders)."""
+    base = tmp_path / "dfr" / "Dataset"
+    layout = {f"{s}/{c}": n for s, n in (("Train", 6), ("Validation", 3), ("Test", 2)) for c in ("Real", "Fake")}
+    make_tree(base, layout, seed=1)
+    return tmp_path / "dfr"
