@@ -8,7 +8,7 @@ import io
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,9 +87,11 @@ def assign_splits(
         counts = _split_counts(len(group), ratios)
         bounds = np.cumsum([0, *counts])
         for split_index, split in enumerate(SPLITS):
-            for position in order[bounds[split_index] : bounds[split_index + 1]]:
-                assigned.append(replace(group[position], split=split))
-    return sorted(assigned, key=lambda s: (s.path, s.source))
+            for position in order[bounds[split_index] : bounds[split_index + 1]].tolist():
+                old = group[position]
+                assigned.append(Sample(old.path, old.label, split, old.source, old.size))
+    assigned.sort(key=lambda s: (s.path, s.source))
+    return assigned
 
 
 def manifest_bytes(samples: list[Sample]) -> bytes:

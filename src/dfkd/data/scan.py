@@ -76,31 +76,39 @@ def scan_root(root: Path, source: str, result: ScanResult) -> None:
     root = root.resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} is not a folder")
-    root_parts = (root.name,)
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_log_walk_error):
-        dirnames.sort()
-        relative = os.path.relpath(dirpath, root)
-        parts = root_parts + (() if relative == "." else tuple(relative.split(os.sep)))
-        label = _folder_role(parts, LABEL_FOLDERS)
-        split = _folder_role(parts, SPLIT_FOLDERS)
-        for filename in sorted(filenames):
-            if os.path.splitext(filename)[1].lower() not in IMAGE_EXTENSIONS:
-                result.other_files += 1
-                continue
-            path = os.path.join(dirpath, filename)
-            if label is None:
-                result.unlabelled.append(path)
-                continue
-            try:
-                size = os.stat(path).st_size
-            except OSError as error:
-                logger.warning("cannot stat %s: %s", path, error)
-                size = -1
-            result.samples.append(Sample(path=path, label=label, split=split, source=source, size=size))
+    _scan_folder(str(root), (root.name,), source, result)
 
 
-def _log_walk_error(error: OSError) -> None:
-    logger.warning("cannot list %s: %s", error.filename, error.strerror)
+def _scan_folder(folder: str, parts: tuple[str, ...], source: str, result: ScanResult) -> None:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError as error:
+        logger.warning("cannot list %s: %s", folder, error.strerror or error)
+        return
+    label = _folder_role(parts, LABEL_FOLDERS)
+    split = _folder_role(parts, SPLIT_FOLDERS)
+    subfolders = []
+    for entry in entries:
+        if entry.is_dir():
+            subfolders.append(entry)
+            continue
+        name = entry.name
+        dot = name.rfind(".")
+        if dot < 0 or name[dot:].lower() not in IMAGE_EXTENSIONS:
+            result.other_files += 1
+            continue
+        path = folder + os.sep + name
+        if label is None:
+            result.unlabelled.append(path)
+            continue
+        try:
+            size = entry.stat().st_size
+        except OSError as error:
+            logger.warning("cannot stat %s: %s", path, error)
+            size = -1
+        result.samples.append(Sample(path, label, split, source, size))
+    for entry in subfolders:
+        _scan_folder(entry.path, (*parts, entry.name), source, result)
 
 
 def scan_roots(roots: list[str | os.PathLike[str]]) -> ScanResult:
