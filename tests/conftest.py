@@ -48,3 +48,53 @@ def tree_dfr(tmp_path: Path) -> Path:
     layout = {f"{s}/{c}": n for s, n in (("Train", 6), ("Validation", 3), ("Test", 2)) for c in ("Real", "Fake")}
     make_tree(base, layout, seed=1)
     return tmp_path / "dfr"
+
+
+def write_easy_dataset(root: Path, per_split: dict[str, int] | None = None, size: int = 40) -> Path:
+    """Fakes brighter than reals: a dataset any CNN learns in a few steps (for loop tests, not for detection)."""
+    per_split = per_split or {"train": 16, "val": 8, "test": 4}
+    counter = 0
+    for split, n in per_split.items():
+        for label, base in (("real", 60), ("fake", 180)):
+            for i in range(n):
+                counter += 1
+                rng = np.random.default_rng(counter)
+                array = np.clip(base + rng.normal(0, 30, size=(size, size, 3)), 0, 255).astype(np.uint8)
+                path = root / split / label / f"{label}_{i:03d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(path)
+    return root
+
+
+@pytest.fixture(scope="session")
+def easy_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A manifest over :func:`write_easy_dataset`."""
+    from dfkd.data import build_manifest
+
+    base = tmp_path_factory.mktemp("easy")
+    write_easy_dataset(base / "data")
+    build_manifest([base / "data"], base / "manifest.csv")
+    return base / "manifest.csv"
+
+
+TINY = [
+    "data.resize_size=40",
+    "data.input_size=32",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "train.accelerator=cpu",
+    "optim.lr=0.003",
+]
+
+
+@pytest.fixture(scope="session")
+def easy_teacher(easy_manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A resnet8 trained on the easy set: a teacher that passes the gate."""
+    from dfkd.config import load_config
+    from dfkd.train import train
+
+    run = tmp_path_factory.mktemp("teacher")
+    config = load_config(None, [*TINY, f"data.manifest={easy_manifest}", "train.epochs=3", "model.name=resnet8"])
+    result = train(config, run)
+    assert result.best_value > 0.9, result.history
+    return result.model_path

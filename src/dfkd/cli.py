@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -126,3 +127,65 @@ def scan(
     out_console.print(f"manifest written to [bold]{report.manifest_path}[/] (hash {report.content_hash[:12]})")
     if not report.samples:
         raise fail("no labelled images found", code=1)
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override a key: section.key=value (repeatable).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (config, metrics, model, checkpoint).")] = Path(
+        "runs/train"
+    ),
+    resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/last.ckpt exactly where it stopped.")] = False,
+) -> None:
+    """Train a teacher or a student (with KL / MSE distillation) as the config says."""
+    from dfkd.config import ConfigError, load_config
+    from dfkd.data.images import ImageLoadError
+    from dfkd.distill.logit_cache import CacheMismatchError
+    from dfkd.models import ModelFileError
+    from dfkd.train import TeacherGateError, train
+
+    try:
+        run_config = load_config(config, overrides or [])
+        result = train(run_config, out, resume=resume)
+    except (ConfigError, CacheMismatchError, TeacherGateError, ModelFileError, ImageLoadError) as error:
+        raise fail(str(error)) from None
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return
+    out_console.print(
+        f"best {run_config.train.monitor} {result.best_value:.4f} at epoch {result.best_epoch}; "
+        f"model written to [bold]{result.model_path}[/]"
+    )
+
+
+@app.command("cache-logits")
+def cache_logits(
+    teacher: Annotated[Path, typer.Option(help="Teacher model file (.safetensors).")],
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV from `dfkd scan`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Cache folder.")],
+    resize_size: Annotated[int | None, typer.Option(help="Resize (default: the teacher's).")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Crop (default: the teacher's); match the student's.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per teacher forward.")] = 64,
+    num_workers: Annotated[int, typer.Option(help="Loader workers.")] = 2,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 …")] = "cpu",
+) -> None:
+    """Run the teacher once over every split and store its logits, stamped with data, teacher and transform."""
+    from dfkd.distill.logit_cache import compute_logit_cache
+    from dfkd.models import ModelFileError
+
+    try:
+        path = compute_logit_cache(
+            teacher, manifest, out, resize_size=resize_size, input_size=input_size, batch_size=batch_size,
+            num_workers=num_workers, device=device,
+        )
+    except (ModelFileError, ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    out_console.print(f"teacher logits cached in [bold]{path}[/]")
+
+
+if __name__ == "__main__":
+    app()

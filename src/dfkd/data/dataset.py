@@ -78,8 +78,12 @@ def build_loader(
     persistent_workers: bool = True,
     drop_last: bool = False,
     seed: int | None = None,
+    sampler: torch.utils.data.Sampler | None = None,
 ) -> DataLoader:
-    """A DataLoader with dfkd's collate; persistent workers only when there are workers, seeded shuffling."""
+    """A DataLoader with dfkd's collate; persistent workers only when there are workers.
+
+    ``seed`` gives the loader its own generator, so shuffling and worker seeds never draw from the global RNG.
+    """
     generator = None
     if seed is not None:
         generator = torch.Generator()
@@ -87,7 +91,8 @@ def build_loader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else None,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=persistent_workers and num_workers > 0,

@@ -1,0 +1,194 @@
+"""Typed run configuration: defaults → YAML file → ``--set key=value`` overrides, validated once and saved."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Which images, how they are preprocessed and batched."""
+
+    manifest: str | None = None
+    resize_size: int = Field(256, ge=8)
+    input_size: int = Field(224, ge=8)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    num_workers: int = Field(2, ge=0)
+    augment: Literal["none", "basic", "robust", "crop"] = "none"
+    on_error: Literal["raise", "skip"] = "raise"
+    unlabeled: list[str] = Field(default_factory=list)
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _three_values(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and len(value) != 3:
+            raise ValueError("needs three values (R, G, B)")
+        return value
+
+
+class ModelConfig(_Section):
+    """The network to train, by registry name."""
+
+    name: str = "resnet8"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    pretrained: str | None = None
+
+
+class TeacherConfig(_Section):
+    """The frozen teacher used for distillation."""
+
+    model: str | None = None
+    cache: str | None = None
+    min_auc: float = Field(0.6, ge=0.0, le=1.0)
+    skip_gate: bool = False
+
+
+class DistillConfig(_Section):
+    """Soft-target loss: L = α · soft + (1 − α) · BCE(student, label)."""
+
+    loss: Literal["none", "kl", "mse"] = "none"
+    alpha: float = Field(0.5, ge=0.0, le=1.0)
+    temperature: float = Field(4.0, gt=0.0)
+    scale_by_t2: bool = False
+
+
+class OptimConfig(_Section):
+    """Optimiser."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-4, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+
+
+class SchedulerConfig(_Section):
+    """Learning-rate schedule: ``plateau`` watches the validation loss; ``cosine`` anneals over the epochs."""
+
+    name: Literal["none", "plateau", "cosine"] = "none"
+    patience: int = Field(3, ge=0)
+    factor: float = Field(0.1, gt=0.0, lt=1.0)
+    min_lr: float = Field(0.0, ge=0.0)
+
+
+class TrainConfig(_Section):
+    """The loop: length, early stopping, selection, precision, devices."""
+
+    epochs: int = Field(20, ge=1)
+    patience: int = Field(10, ge=1)
+    monitor: Literal["val_auc", "val_loss"] = "val_auc"
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"
+    devices: int | str = 1
+    num_nodes: int = Field(1, ge=1)
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    accumulate_grad_batches: int = Field(1, ge=1)
+    checkpoint_every: int = Field(0, ge=0)
+    seed: int = 42
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+class RunConfig(_Section):
+    """A whole training run."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key and the reason."""
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=1e-3"`` → (["optim", "lr"], 0.001); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value")
+    key, raw = text.split("=", 1)
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return keys, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each ``key.path=value`` in a nested dict (creating sections as needed)."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {key!r} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def validate_config(data: dict[str, Any], *, origin: str = "config") -> RunConfig:
+    """Validate a nested dict into a :class:`RunConfig`, with errors that name each bad key."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        lines = []
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"])
+            if item["type"] == "extra_forbidden":
+                lines.append(f"{key}: unknown key")
+            else:
+                lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+        raise ConfigError(f"{origin}: invalid configuration\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Merge defaults ← YAML file ← overrides and validate."""
+    data: dict[str, Any] = {}
+    origin = "config"
+    if path is not None:
+        origin = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as error:
+            raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        data = loaded or {}
+    apply_overrides(data, list(overrides or []))
+    return validate_config(data, origin=origin)
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML (what is saved beside each run)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def save_config(config: RunConfig, path: str | os.PathLike[str]) -> None:
+    """Write the resolved config as YAML."""
+    from dfkd.utils import atomic_write
+
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        handle.write(dump_config(config))

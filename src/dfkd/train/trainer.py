@@ -1,0 +1,374 @@
+"""One explicit training loop for teachers and students, on Lightning Fabric.
+
+The method-specific part is the loss: BCE alone, or α · soft + (1 − α) · BCE against teacher logits that come from a
+cache (no teacher forward) or from the frozen teacher run online on the same augmented view.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning_fabric import Fabric
+from sklearn.metrics import roc_auc_score
+
+from dfkd.config import RunConfig, save_config
+from dfkd.data.dataset import ManifestDataset, build_loader
+from dfkd.data.manifest import read_manifest
+from dfkd.data.transforms import build_eval_transform, build_train_transform
+from dfkd.distill.losses import distillation_loss, hard_loss
+from dfkd.train.sampler import EpochSampler
+from dfkd.train.teacher_signal import TeacherSignal, build_teacher_signal, teacher_gate
+from dfkd.utils import set_seed, track
+
+logger = logging.getLogger(__name__)
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_auc", "val_accuracy", "lr", "seconds")
+
+
+class SimulatedInterruption(KeyboardInterrupt):
+    """Raised by ``stop_after_steps`` to stop a run as if it had been killed (for resume tests and time boxes)."""
+
+
+@dataclass
+class TrainResult:
+    """Where the run's outputs are and how it went."""
+
+    run_dir: Path
+    model_path: Path
+    best_epoch: int
+    best_value: float
+    history: list[dict] = field(default_factory=list)
+    teacher_auc: float | None = None
+    teacher_forward_calls: int = 0
+
+
+@dataclass
+class LoopState:
+    """Everything the loop needs to continue exactly where it stopped."""
+
+    epoch: int = 0
+    batches_done: int = 0
+    global_step: int = 0
+    best_value: float = math.nan
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    running_loss: float = 0.0
+    running_count: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def build_fabric(config: RunConfig) -> Fabric:
+    """A Fabric for the configured accelerator, devices, strategy and precision."""
+    train = config.train
+    strategy = train.strategy
+    if strategy == "auto" and train.accelerator == "cpu" and str(train.devices) not in ("1", "auto"):
+        strategy = "ddp"
+    return Fabric(
+        accelerator=train.accelerator,
+        devices=train.devices,
+        num_nodes=train.num_nodes,
+        strategy=strategy,
+        precision=train.precision,
+    )
+
+
+def student_view(config: RunConfig) -> dict:
+    """Resize, crop, mean and std the trained model sees (config values, else the architecture's defaults)."""
+    from dfkd.models import default_preprocessing
+
+    defaults = default_preprocessing(config.model.name)
+    return {
+        "resize_size": config.data.resize_size,
+        "input_size": config.data.input_size,
+        "mean": list(config.data.mean or defaults["mean"]),
+        "std": list(config.data.std or defaults["std"]),
+    }
+
+
+def _build_optimizer(config: RunConfig, params) -> torch.optim.Optimizer:  # noqa: ANN001 - iterable of params
+    optim = config.optim
+    if optim.name == "adam":
+        return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    if optim.name == "adamw":
+        return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    return torch.optim.SGD(params, lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum)
+
+
+def _build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer):  # noqa: ANN202 - torch scheduler types
+    sched = config.scheduler
+    if sched.name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", patience=sched.patience, factor=sched.factor, min_lr=sched.min_lr
+        )
+    if sched.name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.train.epochs, eta_min=sched.min_lr)
+    return None
+
+
+def _rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+    random.setstate(state["python"])
+
+
+def _loss(
+    config: RunConfig, signal: TeacherSignal | None, split: str, images, logits, labels, indices  # noqa: ANN001
+) -> torch.Tensor:
+    if signal is None:
+        return hard_loss(logits, labels)
+    distill = config.distill
+    return distillation_loss(
+        logits,
+        signal.logits(split, images, indices),
+        labels,
+        kind=distill.loss,
+        temperature=distill.temperature,
+        alpha=distill.alpha,
+        scale_by_t2=distill.scale_by_t2,
+    )
+
+
+@torch.no_grad()
+def evaluate_split(fabric: Fabric, model, loader, config: RunConfig, signal, split: str) -> dict:  # noqa: ANN001
+    """Loss (the training objective), AUC and accuracy at 0.5 on one split, gathered over all ranks."""
+    model.eval()
+    all_logits, all_labels, all_indices, losses, weights = [], [], [], [], []
+    for batch in loader:
+        if batch is None:
+            continue
+        images, labels, indices = batch
+        with fabric.autocast():
+            logits = model(images)
+        logits = logits.float()
+        losses.append(_loss(config, signal, split, images, logits, labels, indices).item() * len(labels))
+        weights.append(len(labels))
+        all_logits.append(logits)
+        all_labels.append(labels)
+        all_indices.append(indices)
+    logits = torch.cat(all_logits) if all_logits else torch.zeros(0)
+    labels = torch.cat(all_labels) if all_labels else torch.zeros(0)
+    indices = torch.cat(all_indices) if all_indices else torch.zeros(0, dtype=torch.long)
+    loss_sum = torch.tensor([sum(losses), float(sum(weights))], device=fabric.device)
+    if fabric.world_size > 1:
+        logits, labels, indices = (fabric.all_gather(t).reshape(-1) for t in (logits, labels, indices))
+        loss_sum = fabric.all_reduce(loss_sum, reduce_op="sum")
+        _, keep = np.unique(indices.cpu().numpy(), return_index=True)  # drop the sampler's padding duplicates
+        keep_t = torch.as_tensor(keep)
+        logits, labels = logits.cpu()[keep_t], labels.cpu()[keep_t]
+    logits_np, labels_np = logits.float().cpu().numpy(), labels.cpu().numpy()
+    auc = float(roc_auc_score(labels_np, logits_np)) if len(np.unique(labels_np)) == 2 else math.nan
+    accuracy = float(((logits_np > 0) == (labels_np > 0.5)).mean()) if len(labels_np) else math.nan
+    model.train()
+    return {"val_loss": float(loss_sum[0] / max(loss_sum[1], 1.0)), "val_auc": auc, "val_accuracy": accuracy}
+
+
+def _improved(config: RunConfig, value: float, best: float) -> bool:
+    if math.isnan(value):
+        return False
+    if math.isnan(best):
+        return True
+    return value > best if config.train.monitor == "val_auc" else value < best
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train the configured model; the best one by ``train.monitor`` becomes ``run_dir/model.safetensors``.
+
+    With ``resume`` the loop continues from ``run_dir/last.ckpt`` (weights, optimiser, scheduler, RNG, position in the
+    epoch); on CPU with ``num_workers=0`` the result equals an uninterrupted run's.
+    """
+    from dfkd.models import create_model, save_model
+
+    run_dir = Path(run_dir)
+    if config.data.manifest is None:
+        raise ValueError("data.manifest is required")
+    fabric = build_fabric(config)
+    fabric.launch()
+    set_seed(config.train.seed)
+    if fabric.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+    manifest = read_manifest(config.data.manifest)
+    view = student_view(config)
+    train_set = ManifestDataset(
+        manifest, "train", build_train_transform(**view, augment=config.data.augment), on_error=config.data.on_error
+    )
+    val_set = ManifestDataset(manifest, "val", build_eval_transform(**view), on_error=config.data.on_error)
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError(f"{manifest.path}: the train and val splits must both hold images")
+    signal = build_teacher_signal(config, manifest, view, run_dir, fabric.device)
+    teacher_auc = None
+    if signal is not None:
+        val_teacher = signal.cache["val"] if signal.cache is not None else _online_val_logits(fabric, signal, val_set)
+        teacher_auc = teacher_gate(
+            val_teacher, val_set.labels, min_auc=config.teacher.min_auc, skip=config.teacher.skip_gate
+        )
+
+    train_sampler = EpochSampler(
+        len(train_set), shuffle=True, seed=config.train.seed, rank=fabric.global_rank, world_size=fabric.world_size
+    )
+    val_sampler = EpochSampler(len(val_set), shuffle=False, rank=fabric.global_rank, world_size=fabric.world_size)
+    loader_args = {"num_workers": config.data.num_workers, "pin_memory": fabric.device.type == "cuda"}
+    train_loader = build_loader(
+        train_set, batch_size=config.data.batch_size, sampler=train_sampler, seed=config.train.seed, **loader_args
+    )
+    val_loader = build_loader(
+        val_set, batch_size=config.data.eval_batch_size or config.data.batch_size, sampler=val_sampler, **loader_args
+    )
+    train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader, use_distributed_sampler=False)
+
+    kwargs = dict(config.model.kwargs)
+    if config.model.pretrained:
+        kwargs["pretrained"] = config.model.pretrained
+    raw_model = create_model(config.model.name, **kwargs)
+    optimizer = _build_optimizer(config, raw_model.parameters())
+    model, optimizer = fabric.setup(raw_model, optimizer)
+    scheduler = _build_scheduler(config, optimizer)
+    state = LoopState()
+    last_path = run_dir / "last.ckpt"
+    if resume and last_path.exists():
+        state = _load_checkpoint(fabric, last_path, model, optimizer, scheduler)
+        logger.info("resumed from %s at epoch %d, batch %d", last_path, state.epoch, state.batches_done)
+    elif resume:
+        logger.warning("--resume: no %s yet, starting fresh", last_path)
+
+    accumulate = config.train.accumulate_grad_batches
+    model.train()
+    while state.epoch < config.train.epochs:
+        started = time.perf_counter()
+        train_sampler.set_position(state.epoch, start=state.batches_done * config.data.batch_size)
+        batches_per_epoch = math.ceil(train_sampler.num_indices / config.data.batch_size)
+        batches = track(
+            train_loader, total=len(train_loader), description=f"epoch {state.epoch + 1}/{config.train.epochs}"
+        ) if fabric.is_global_zero else train_loader
+        for batch in batches:
+            state.batches_done += 1
+            if batch is None:
+                continue
+            images, labels, indices = batch
+            is_step = state.batches_done % accumulate == 0 or state.batches_done == batches_per_epoch
+            with fabric.no_backward_sync(model, enabled=not is_step):
+                with fabric.autocast():
+                    logits = model(images)
+                loss = _loss(config, signal, "train", images, logits.float(), labels, indices)
+                fabric.backward(loss / accumulate)
+            state.running_loss += loss.item() * len(labels)
+            state.running_count += len(labels)
+            if not is_step:
+                continue
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.global_step += 1
+            every = config.train.checkpoint_every
+            if every and state.global_step % every == 0:
+                _save_checkpoint(fabric, last_path, model, optimizer, scheduler, state)
+            if stop_after_steps is not None and state.global_step >= stop_after_steps:
+                raise SimulatedInterruption(f"stopped after {state.global_step} steps")
+        metrics = evaluate_split(fabric, model, val_loader, config, signal, "val")
+        if scheduler is not None:
+            scheduler.step(metrics["val_loss"]) if config.scheduler.name == "plateau" else scheduler.step()
+        row = {
+            "epoch": state.epoch + 1,
+            "train_loss": state.running_loss / max(state.running_count, 1),
+            **metrics,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+        }
+        state.history.append(row)
+        logger.info(
+            "epoch %d: train_loss %.4f val_loss %.4f val_auc %.4f val_acc %.4f",
+            row["epoch"], row["train_loss"], row["val_loss"], row["val_auc"], row["val_accuracy"],
+        )
+        value = metrics[config.train.monitor]
+        if _improved(config, value, state.best_value):
+            state.best_value, state.best_epoch, state.bad_epochs = value, state.epoch + 1, 0
+            if fabric.is_global_zero:
+                save_model(raw_model, run_dir / "model.safetensors", _model_metadata(config, view, row, teacher_auc))
+        else:
+            state.bad_epochs += 1
+        state.epoch += 1
+        state.batches_done, state.running_loss, state.running_count = 0, 0.0, 0
+        if fabric.is_global_zero:
+            _write_history(run_dir / "metrics.csv", state.history)
+        _save_checkpoint(fabric, last_path, model, optimizer, scheduler, state)
+        if state.bad_epochs >= config.train.patience:
+            logger.info("early stopping: no improvement of %s for %d epochs", config.train.monitor, state.bad_epochs)
+            break
+    fabric.barrier()
+    return TrainResult(
+        run_dir=run_dir,
+        model_path=run_dir / "model.safetensors",
+        best_epoch=state.best_epoch,
+        best_value=state.best_value,
+        history=state.history,
+        teacher_auc=teacher_auc,
+        teacher_forward_calls=signal.forward_calls if signal is not None else 0,
+    )
+
+
+def _online_val_logits(fabric: Fabric, signal: TeacherSignal, val_set: ManifestDataset) -> torch.Tensor:
+    loader = build_loader(val_set, batch_size=64)
+    logits = [signal.logits("val", images.to(fabric.device), idx).cpu() for images, _, idx in loader]
+    return torch.cat(logits)
+
+
+def _model_metadata(config: RunConfig, view: dict, row: dict, teacher_auc: float | None) -> dict:
+    return {
+        "preprocessing": view,
+        "metrics": {k: row[k] for k in ("epoch", "val_loss", "val_auc", "val_accuracy")},
+        "training": {
+            "distill": config.distill.model_dump(),
+            "teacher_val_auc": teacher_auc,
+            "manifest": config.data.manifest,
+            "monitor": config.train.monitor,
+        },
+    }
+
+
+def _save_checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler, state: LoopState) -> None:  # noqa: ANN001
+    payload = {
+        "model": model,
+        "optimizer": optimizer,
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "loop": state.__dict__.copy(),
+        "rng": _rng_state(),
+    }
+    fabric.save(path, payload)
+
+
+def _load_checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler) -> LoopState:  # noqa: ANN001
+    payload = {"model": model, "optimizer": optimizer}
+    remainder = fabric.load(path, payload, weights_only=False)
+    if scheduler is not None and remainder.get("scheduler"):
+        scheduler.load_state_dict(remainder["scheduler"])
+    _set_rng_state(remainder["rng"])
+    return LoopState(**remainder["loop"])

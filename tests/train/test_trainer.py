@@ -1,0 +1,137 @@
+"""The training loop: resume equality, teacher gate, cache use, DDP, config errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from dfkd.cli import app
+from dfkd.config import ConfigError, load_config
+from dfkd.distill.logit_cache import compute_logit_cache
+from dfkd.models import load_model, save_model
+from dfkd.train import SimulatedInterruption, TeacherGateError, train
+from tests.conftest import TINY
+
+
+def _config(manifest: Path, *extra: str):
+    return load_config(None, [*TINY, f"data.manifest={manifest}", *extra])
+
+
+def test_resume_after_interruption_ends_with_identical_weights(easy_manifest: Path, tmp_path: Path) -> None:
+    extra = ("train.epochs=2", "train.checkpoint_every=3", "data.augment=basic", "model.name=resnet8_fast")
+    whole = train(_config(easy_manifest, *extra), tmp_path / "whole")
+    with pytest.raises(SimulatedInterruption):
+        train(_config(easy_manifest, *extra), tmp_path / "cut", stop_after_steps=7)  # killed mid-epoch 2, after the step-6 checkpoint
+    resumed = train(_config(easy_manifest, *extra), tmp_path / "cut", resume=True)
+    assert [round(r["val_loss"], 6) for r in resumed.history] == [round(r["val_loss"], 6) for r in whole.history]
+    final_whole = torch.load(tmp_path / "whole" / "last.ckpt", weights_only=False)["model"]
+    final_cut = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=False)["model"]
+    for key, value in final_whole.items():
+        assert torch.equal(value, final_cut[key]), key
+    best_whole = load_file(str(whole.model_path))
+    best_cut = load_file(str(resumed.model_path))
+    assert all(torch.equal(best_whole[k], best_cut[k]) for k in best_whole)
+
+
+def test_best_model_file_and_metrics_log_are_written(easy_manifest: Path, tmp_path: Path) -> None:
+    result = train(_config(easy_manifest, "train.epochs=2", "model.name=resnet8_fast"), tmp_path / "run")
+    model, metadata = load_model(result.model_path)
+    assert metadata["preprocessing"]["input_size"] == 32
+    assert metadata["metrics"]["val_auc"] == pytest.approx(result.best_value)
+    assert (tmp_path / "run" / "config.yaml").exists()
+    lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,train_loss,val_loss,val_auc") and len(lines) == 3
+
+
+def test_distillation_with_a_cache_runs_no_teacher_forward(
+    easy_manifest: Path, easy_teacher: Path, tmp_path: Path
+) -> None:
+    cache = compute_logit_cache(easy_teacher, easy_manifest, tmp_path / "cache", resize_size=40, input_size=32)
+    config = _config(
+        easy_manifest, "train.epochs=2", "distill.loss=kl", f"teacher.model={easy_teacher}", f"teacher.cache={cache}"
+    )
+    result = train(config, tmp_path / "kd")
+    assert result.teacher_forward_calls == 0
+    assert result.teacher_auc is not None and result.teacher_auc > 0.9
+    assert result.best_value > 0.8
+
+
+def test_random_augmentation_runs_the_teacher_online(easy_manifest: Path, easy_teacher: Path, tmp_path: Path) -> None:
+    config = _config(
+        easy_manifest, "train.epochs=1", "distill.loss=mse", f"teacher.model={easy_teacher}", "data.augment=basic"
+    )
+    result = train(config, tmp_path / "online")
+    assert result.teacher_forward_calls >= 4  # one per training batch
+
+
+def test_cache_refuses_other_data_teacher_or_transform(
+    easy_manifest: Path, easy_teacher: Path, tmp_path: Path
+) -> None:
+    cache = compute_logit_cache(easy_teacher, easy_manifest, tmp_path / "cache", resize_size=40, input_size=32)
+    base = (f"teacher.model={easy_teacher}", f"teacher.cache={cache}", "distill.loss=kl", "train.epochs=1")
+    from dfkd.distill.logit_cache import CacheMismatchError
+
+    with pytest.raises(CacheMismatchError, match="transform differs"):
+        train(_config(easy_manifest, *base, "data.input_size=24"), tmp_path / "a")
+    other_teacher = tmp_path / "other.safetensors"
+    model, metadata = load_model(easy_teacher)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    save_model(model, other_teacher, metadata)
+    with pytest.raises(CacheMismatchError, match="teacher file differs"):
+        train(_config(easy_manifest, *base[1:], f"teacher.model={other_teacher}"), tmp_path / "b")
+    changed = tmp_path / "changed.csv"
+    rows = easy_manifest.read_text().splitlines()
+    changed.write_text("\n".join(rows[:-1]) + "\n")
+    with pytest.raises(CacheMismatchError, match="manifest differs"):
+        train(_config(changed, *base), tmp_path / "c")
+
+
+def test_gate_refuses_a_teacher_that_cannot_teach(easy_manifest: Path, easy_teacher: Path, tmp_path: Path) -> None:
+    model, metadata = load_model(easy_teacher)
+    with torch.no_grad():  # invert the teacher: AUC becomes ~0
+        model.fc.weight.neg_()
+        model.fc.bias.neg_()
+    bad = tmp_path / "bad_teacher.safetensors"
+    save_model(model, bad, metadata)
+    args = ("distill.loss=kl", f"teacher.model={bad}", "train.epochs=1")
+    with pytest.raises(TeacherGateError, match="below teacher.min_auc"):
+        train(_config(easy_manifest, *args), tmp_path / "gated")
+    assert not (tmp_path / "gated" / "model.safetensors").exists()
+    result = train(_config(easy_manifest, *args, "teacher.skip_gate=true"), tmp_path / "forced")
+    assert result.model_path.exists() and result.teacher_auc < 0.2
+
+
+def test_kd_without_a_teacher_or_with_bad_keys_is_a_config_error(easy_manifest: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="teacher.model"):
+        train(_config(easy_manifest, "distill.loss=kl"), tmp_path / "x")
+    with pytest.raises(ConfigError, match="train.epochz: unknown key"):
+        load_config(None, ["train.epochz=3"])
+    with pytest.raises(ConfigError, match="distill.loss"):
+        load_config(None, ["distill.loss=l2"])
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--set", "train.precision=8", "--out", str(tmp_path / "y")])
+    assert result.exit_code == 2 and "train.precision" in result.output
+
+
+def test_two_process_ddp_on_cpu_writes_a_model_file(easy_manifest: Path, tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun not found beside the interpreter")
+    overrides = [*TINY, f"data.manifest={easy_manifest}", "train.epochs=1", "train.devices=2", "train.strategy=ddp"]
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "dfkd", "-q", "train", "--out", str(tmp_path)]
+    for item in overrides:
+        command += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    model, _ = load_model(tmp_path / "model.safetensors")
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2,)
