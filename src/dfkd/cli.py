@@ -187,5 +187,19 @@ def cache_logits(
     out_console.print(f"teacher logits cached in [bold]{path}[/]")
 
 
+def _register_command_modules() -> None:
+    """Commands of other areas live in their own modules (``dfkd.commands.*``), each with ``register(app)``."""
+    import importlib
+    import pkgutil
+
+    import dfkd.commands
+
+    for info in sorted(pkgutil.iter_modules(dfkd.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"dfkd.commands.{info.name}")
+        module.register(app)
+
+
+_register_command_modules()
+
 if __name__ == "__main__":
     app()

@@ -275,6 +275,8 @@ def train(
             if batch is None:
                 continue
             images, labels, indices = batch
+            if len(labels) < 2:  # BatchNorm cannot train on one image; the leftover of an epoch is dropped
+                continue
             is_step = state.batches_done % accumulate == 0 or state.batches_done == batches_per_epoch
             with fabric.no_backward_sync(model, enabled=not is_step):
                 with fabric.autocast():

@@ -1,0 +1,1 @@
+"""CLI command modules: each defines ``register(app)`` adding its commands to the Typer app (imports stay lazy)."""

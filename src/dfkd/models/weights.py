@@ -1,0 +1,88 @@
+"""Reading weight files (safetensors or torch state dicts) and loading them strictly."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+_NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "module")
+_MAX_KEYS_SHOWN = 20
+
+
+class ModelFileError(ValueError):
+    """A model or weight file is missing, unreadable, not a dfkd model, or does not match the architecture."""
+
+
+def _format_keys(keys: Iterable[str]) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:_MAX_KEYS_SHOWN])
+    more = f" … and {len(keys) - _MAX_KEYS_SHOWN} more" if len(keys) > _MAX_KEYS_SHOWN else ""
+    return f"[{shown}{more}]"
+
+
+def mismatch_message(source: str, missing: Iterable[str], unexpected: Iterable[str]) -> str:
+    """Describe a strict-loading key mismatch, naming the missing and unexpected keys."""
+    missing, unexpected = list(missing), list(unexpected)
+    return (
+        f"{source}: weights do not match the architecture: {len(missing)} missing keys {_format_keys(missing)}, "
+        f"{len(unexpected)} unexpected keys {_format_keys(unexpected)}"
+    )
+
+
+def read_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a `.safetensors` file or a torch state dict (`torch.load(weights_only=True)`, nothing unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: weight file not found")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from error
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds (UnpicklingError, RuntimeError, EOFError …)
+        raise ModelFileError(f"{path}: not a readable torch state dict ({type(error).__name__}: {error})") from error
+    return _as_state_dict(loaded, path)
+
+
+def _as_state_dict(loaded: object, path: Path) -> dict[str, torch.Tensor]:
+    # Training checkpoints often nest the weights under one of a few conventional keys.
+    while isinstance(loaded, Mapping) and not all(isinstance(value, torch.Tensor) for value in loaded.values()):
+        nested = next((key for key in _NESTED_STATE_KEYS if isinstance(loaded.get(key), Mapping)), None)
+        if nested is None:
+            raise ModelFileError(f"{path}: holds a dict with non-tensor values and no 'state_dict' / 'model' entry")
+        loaded = loaded[nested]
+    if not isinstance(loaded, Mapping):
+        raise ModelFileError(f"{path}: holds a {type(loaded).__name__}, not a state dict")
+    state = dict(loaded)
+    if state and all(key.startswith("module.") for key in state):  # saved from DataParallel / DDP
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    return state
+
+
+def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load `state` into `module` strictly; any missing, unexpected or mis-shaped key raises ModelFileError."""
+    expected = module.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    if missing or unexpected:
+        raise ModelFileError(mismatch_message(source, missing, unexpected))
+    wrong_shapes = [
+        f"{key}: file {tuple(state[key].shape)} vs model {tuple(tensor.shape)}"
+        for key, tensor in expected.items()
+        if tuple(state[key].shape) != tuple(tensor.shape)
+    ]
+    if wrong_shapes:
+        shown = "; ".join(wrong_shapes[:_MAX_KEYS_SHOWN])
+        raise ModelFileError(f"{source}: {len(wrong_shapes)} tensors have the wrong shape: {shown}")
+    module.load_state_dict(state, strict=True)

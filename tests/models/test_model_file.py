@@ -1,0 +1,175 @@
+"""The self-describing model file: round trips, metadata, and clear errors for bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import dfkd
+from dfkd.models import ModelFileError, create_model, load_model, read_model_metadata, save_model
+
+
+def _perturb_batchnorm_buffers(model: torch.nn.Module) -> None:
+    """Give running statistics non-default values so a round trip that drops buffers would show."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("resnet8", {}), ("resnet8_fast_w2", {}), ("mobilenet_v2", {"head_hidden": 64})]
+)
+def test_round_trip_gives_identical_outputs(tmp_path: Path, images_64: torch.Tensor, name: str, kwargs: dict) -> None:
+    model = create_model(name, **kwargs)
+    _perturb_batchnorm_buffers(model)
+    model.eval()
+    path = tmp_path / "model.safetensors"
+    save_model(model, path, {"metrics": {"auc": 0.97}, "threshold": 0.42})
+    loaded, metadata = load_model(path)
+    assert not loaded.training
+    assert loaded.dfkd_arch == {"name": name, "kwargs": kwargs}
+    with torch.no_grad():
+        assert torch.equal(loaded(images_64), model(images_64))
+    assert metadata["metrics"] == {"auc": 0.97}
+    assert metadata["threshold"] == 0.42
+
+
+def test_metadata_describes_the_model(tmp_path: Path) -> None:
+    model = create_model("efficientnet_lite0", dropout=0.2)
+    path = tmp_path / "teacher.safetensors"
+    save_model(model, path, metadata={"trained_on": "manifest-abc"})
+    metadata = read_model_metadata(path)
+    assert metadata["format"] == "dfkd-model"
+    assert metadata["format_version"] == 1
+    assert metadata["architecture"] == {"name": "efficientnet_lite0", "kwargs": {"dropout": 0.2}}
+    assert metadata["role"] == "teacher"
+    assert metadata["preprocessing"] == {"resize_size": 256, "input_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3}
+    assert metadata["labels"] == {"0": "real", "1": "fake"}
+    assert metadata["threshold"] == 0.5
+    assert metadata["metrics"] == {}
+    assert metadata["dfkd_version"] == dfkd.__version__
+    assert metadata["trained_on"] == "manifest-abc"
+
+
+def test_saved_file_never_reloads_pretrained_weights(tmp_path: Path) -> None:
+    weights = tmp_path / "w.pth"
+    torch.save(create_model("resnet8").state_dict(), weights)
+    model = create_model("resnet8", pretrained=weights)
+    save_model(model, tmp_path / "m.safetensors")
+    weights.unlink()
+    assert read_model_metadata(tmp_path / "m.safetensors")["architecture"] == {"name": "resnet8", "kwargs": {}}
+    load_model(tmp_path / "m.safetensors")
+
+
+def test_preprocessing_travels_with_the_model(tmp_path: Path) -> None:
+    model = create_model("resnet8")
+    model.dfkd_preprocessing = {"resize_size": 72, "input_size": 64, "mean": [0.5] * 3, "std": [0.25] * 3}
+    save_model(model, tmp_path / "m.safetensors")
+    loaded, metadata = load_model(tmp_path / "m.safetensors")
+    assert loaded.dfkd_preprocessing == metadata["preprocessing"] == model.dfkd_preprocessing
+
+
+def test_timm_teacher_round_trip(tmp_path: Path, images_64: torch.Tensor) -> None:
+    model = create_model("timm/mobilenetv3_small_050", head_hidden=16).eval()
+    save_model(model, tmp_path / "t.safetensors")
+    loaded, _ = load_model(tmp_path / "t.safetensors")
+    with torch.no_grad():
+        assert torch.equal(loaded(images_64), model(images_64))
+
+
+def test_save_is_atomic_and_overwrites(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "m.safetensors"
+    save_model(create_model("resnet8"), path)
+    save_model(create_model("resnet8_fast"), path)
+    assert read_model_metadata(path)["architecture"]["name"] == "resnet8_fast"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m.safetensors"]
+
+
+def test_only_registry_models_with_json_metadata_can_be_saved(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="create_model"):
+        save_model(torch.nn.Linear(2, 1), tmp_path / "x.safetensors")
+    with pytest.raises(ValueError, match="JSON"):
+        save_model(create_model("resnet8"), tmp_path / "x.safetensors", {"metrics": {"auc": torch.tensor(1.0)}})
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "absent.safetensors")
+
+
+@pytest.mark.parametrize("content", [b"", b"abc", b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!", b"x" * 64])
+def test_not_a_safetensors_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match=r"not a safetensors file|truncated"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("keep_fraction", [0.001, 0.5, 0.999])
+def test_truncated_file(tmp_path: Path, keep_fraction: float) -> None:
+    path = tmp_path / "m.safetensors"
+    save_model(create_model("resnet8"), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: max(9, int(len(data) * keep_fraction))])
+    with pytest.raises(ModelFileError, match="truncated"):
+        load_model(path)
+
+
+def test_safetensors_without_dfkd_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "plain.safetensors"
+    save_file({"weight": torch.zeros(2)}, str(path), metadata={"format": "pt"})
+    with pytest.raises(ModelFileError, match="not a dfkd model file"):
+        read_model_metadata(path)
+    with pytest.raises(ModelFileError, match="not a dfkd model file"):
+        load_model(path)
+
+
+def _write_with_record(path: Path, record: dict, tensors: dict[str, torch.Tensor] | None = None) -> None:
+    save_file(tensors or {"weight": torch.zeros(2)}, str(path), metadata={"dfkd": json.dumps(record)})
+
+
+def test_unknown_architecture_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    _write_with_record(path, {"format": "dfkd-model", "format_version": 1, "architecture": {"name": "resnet9000"}})
+    with pytest.raises(ModelFileError, match=r"unknown architecture 'resnet9000'.*resnet8"):
+        load_model(path)
+
+
+def test_newer_format_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    _write_with_record(path, {"format": "dfkd-model", "format_version": 2, "architecture": {"name": "resnet8"}})
+    with pytest.raises(ModelFileError, match="version 2"):
+        load_model(path)
+
+
+def test_key_mismatch_lists_the_keys(tmp_path: Path) -> None:
+    state = {key: value.contiguous() for key, value in create_model("resnet8").state_dict().items()}
+    state.pop("fc.bias")
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "m.safetensors"
+    record = {"format": "dfkd-model", "format_version": 1, "architecture": {"name": "resnet8", "kwargs": {}}}
+    _write_with_record(path, record, state)
+    with pytest.raises(ModelFileError, match=r"missing keys \[fc\.bias\].*unexpected keys \[extra\.weight\]"):
+        load_model(path)
+
+
+def test_shape_mismatch_is_a_model_file_error(tmp_path: Path) -> None:
+    model = create_model("resnet8_w2")
+    path = tmp_path / "m.safetensors"
+    save_model(model, path, {"architecture": {"name": "resnet8", "kwargs": {}}})
+    with pytest.raises(ModelFileError, match="do not fit 'resnet8'"):
+        load_model(path)
+
+
+def test_bad_kwargs_in_file_are_a_model_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_model(create_model("resnet8"), path, {"architecture": {"name": "resnet8", "kwargs": {"depth": 3}}})
+    with pytest.raises(ModelFileError, match="cannot rebuild 'resnet8'"):
+        load_model(path)
