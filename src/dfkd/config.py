@@ -52,6 +52,7 @@ class TeacherConfig(_Section):
     cache: str | None = None
     min_auc: float = Field(0.6, ge=0.0, le=1.0)
     skip_gate: bool = False
+    online: bool = False  # run the teacher on every batch (the reference's way) even where a cache would apply
 
 
 class DistillConfig(_Section):

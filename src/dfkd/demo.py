@@ -98,29 +98,50 @@ def run_demo(
             cropped = []
             for root in roots:
                 target = out / "faces" / root.name
-                _step(out, f"crop-faces-{root.name}", timings,
-                      lambda root=root, target=target: crop_dataset(root, target, face_model=face_model))
+                _step(
+                    out,
+                    f"crop-faces-{root.name}",
+                    timings,
+                    lambda root=root, target=target: crop_dataset(root, target, face_model=face_model),
+                )
                 cropped.append(target)
             roots = cropped
         _step(out, "scan", timings, lambda: build_manifest(roots, manifest, verify=True))
     else:
         data = out / "data"
-        _step(out, "make-demo-data", timings,
-              lambda: make_demo_dataset(data, per_class=per_class or DEMO_DEFAULT_PER_CLASS, seed=0))
+        _step(
+            out,
+            "make-demo-data",
+            timings,
+            lambda: make_demo_dataset(data, per_class=per_class or DEMO_DEFAULT_PER_CLASS, seed=0),
+        )
         _step(out, "scan", timings, lambda: build_manifest([data], manifest))
 
     teacher_run = runs / "teacher"
     teacher_config = load_config(configs / "demo_teacher.yaml", [f"data.manifest={manifest}", *extra])
     _step(out, "train-teacher", timings, lambda: train(teacher_config, teacher_run))
     teacher_model = teacher_run / "model.safetensors"
-    _step(out, "evaluate-teacher", timings,
-          lambda: evaluate_model(teacher_model, manifest, teacher_run / "eval", threshold="auto"))
+    _step(
+        out,
+        "evaluate-teacher",
+        timings,
+        lambda: evaluate_model(teacher_model, manifest, teacher_run / "eval", threshold="auto"),
+    )
     cache = out / "teacher_logits"
     student_base = load_config(configs / "demo_student.yaml", [f"data.manifest={manifest}", *extra])
-    _step(out, "cache-logits", timings, lambda: compute_logit_cache(
-        teacher_model, manifest, cache, resize_size=student_base.data.resize_size,
-        input_size=student_base.data.input_size, splits=("train", "val"),
-    ))
+    _step(
+        out,
+        "cache-logits",
+        timings,
+        lambda: compute_logit_cache(
+            teacher_model,
+            manifest,
+            cache,
+            resize_size=student_base.data.resize_size,
+            input_size=student_base.data.input_size,
+            splits=("train", "val"),
+        ),
+    )
     run_dirs = [teacher_run]
     for name, config_file in STUDENT_RUNS:
         settings = [f"data.manifest={manifest}", *extra]
@@ -130,16 +151,32 @@ def run_demo(
         config = load_config(configs / config_file, settings)
         run_dir = runs / name
         _step(out, f"train-{name}", timings, lambda config=config, run_dir=run_dir: train(config, run_dir))
-        _step(out, f"evaluate-{name}", timings, lambda run_dir=run_dir: evaluate_model(
-            run_dir / "model.safetensors", manifest, run_dir / "eval", threshold="auto"))
+        _step(
+            out,
+            f"evaluate-{name}",
+            timings,
+            lambda run_dir=run_dir: evaluate_model(
+                run_dir / "model.safetensors", manifest, run_dir / "eval", threshold="auto"
+            ),
+        )
         run_dirs.append(run_dir)
     test_images = _test_image_folder(out, manifest)
     for run_dir in run_dirs:
-        _step(out, f"benchmark-{run_dir.name}", timings, lambda run_dir=run_dir: write_json(
-            run_dir / "bench.json",
-            run_benchmark(run_dir / "model.safetensors", batch_sizes=(1, 32), images_dir=test_images,
-                          max_images=256, min_seconds=1.0),
-        ))
+        _step(
+            out,
+            f"benchmark-{run_dir.name}",
+            timings,
+            lambda run_dir=run_dir: write_json(
+                run_dir / "bench.json",
+                run_benchmark(
+                    run_dir / "model.safetensors",
+                    batch_sizes=(1, 32),
+                    images_dir=test_images,
+                    max_images=256,
+                    min_seconds=1.0,
+                ),
+            ),
+        )
     _export_step(out, runs, manifest, timings)
     report_dir = out / "report"
     build_report(run_dirs, report_dir)
@@ -169,5 +206,9 @@ def _export_step(out: Path, runs: Path, manifest: Path, timings: dict[str, float
     student = runs / "student_kd_mse" / "model.safetensors"
     onnx_path = out / "export" / "student_kd_mse.onnx"
     _step(out, "export-onnx", timings, lambda: export_onnx(student, onnx_path))
-    _step(out, "export-int8", timings,
-          lambda: quantize_int8(onnx_path, out / "export" / "student_kd_mse.int8.onnx", manifest))
+    _step(
+        out,
+        "export-int8",
+        timings,
+        lambda: quantize_int8(onnx_path, out / "export" / "student_kd_mse.int8.onnx", manifest),
+    )

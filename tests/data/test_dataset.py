@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import make_tree
 
 from dfkd.data import ImageLoadError, ManifestDataset, build_eval_transform, build_loader, build_manifest, read_manifest
-from tests.conftest import make_tree
 
 
 def _manifest(tmp_path: Path) -> Path:
@@ -32,7 +32,7 @@ def test_loader_batches_and_keeps_indices(tmp_path: Path) -> None:
     manifest = read_manifest(_manifest(tmp_path))
     loader = build_loader(ManifestDataset(manifest, "train", build_eval_transform(48, 32)), batch_size=4)
     batches = list(loader)
-    images, labels, indices = batches[0]
+    images, labels, _ = batches[0]
     assert images.shape == (4, 3, 32, 32) and labels.dtype == torch.float32
     assert torch.cat([b[2] for b in batches]).tolist() == list(range(7))
 

@@ -61,7 +61,9 @@ def test_evaluate_writes_files_and_auto_threshold_uses_validation_only(
     scrambled = tmp_path / "scrambled.csv"
     rows = easy_manifest.read_text().splitlines()
     swapped = [
-        r.replace(",real,test,", ",TMP,test,").replace(",fake,test,", ",real,test,").replace(",TMP,test,", ",fake,test,")
+        r.replace(",real,test,", ",TMP,test,")
+        .replace(",fake,test,", ",real,test,")
+        .replace(",TMP,test,", ",fake,test,")
         for r in rows
     ]
     scrambled.write_text("\n".join(swapped) + "\n")
@@ -71,8 +73,22 @@ def test_evaluate_writes_files_and_auto_threshold_uses_validation_only(
     assert first["threshold_source"] == "val EER"
     assert first["accuracy"] >= 0.75 and second["accuracy"] == pytest.approx(1 - first["accuracy"])
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    for key in ("n", "accuracy", "precision", "recall", "f1", "f1_real", "roc_auc", "average_precision", "eer",
-                "log_loss", "ece", "threshold", "confusion_matrix", "per_source"):
+    for key in (
+        "n",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "f1_real",
+        "roc_auc",
+        "average_precision",
+        "eer",
+        "log_loss",
+        "ece",
+        "threshold",
+        "confusion_matrix",
+        "per_source",
+    ):
         assert key in metrics, key
     assert metrics["n"] == 8 and list(metrics["per_source"]) == ["data"]
     header = (tmp_path / "a" / "predictions.csv").read_text().splitlines()[0]
@@ -85,8 +101,21 @@ def test_benchmark_json_has_the_documented_keys(easy_teacher: Path, tmp_path: Pa
     for i in range(6):
         write_image(tmp_path / "imgs" / f"{i}.jpg", seed=i, size=48)
     result = run_benchmark(easy_teacher, batch_sizes=(1, 4), images_dir=tmp_path / "imgs", min_seconds=0.05)
-    for key in ("model", "architecture", "backend", "device", "dtype", "input_size", "params", "gflops", "settings",
-                "model_only", "end_to_end", "reference_measure", "environment"):
+    for key in (
+        "model",
+        "architecture",
+        "backend",
+        "device",
+        "dtype",
+        "input_size",
+        "params",
+        "gflops",
+        "settings",
+        "model_only",
+        "end_to_end",
+        "reference_measure",
+        "environment",
+    ):
         assert key in result, key
     for row in result["model_only"].values():
         assert {"throughput", "latency_ms_p50", "latency_ms_p95", "repeats"} <= set(row)
@@ -96,20 +125,46 @@ def test_benchmark_json_has_the_documented_keys(easy_teacher: Path, tmp_path: Pa
     assert by_name["params"] == 174_673
 
 
-def test_cli_evaluate_and_report_make_parseable_tables(
-    easy_manifest: Path, easy_teacher: Path, tmp_path: Path
-) -> None:
+def test_cli_evaluate_and_report_make_parseable_tables(easy_manifest: Path, easy_teacher: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "model.safetensors").write_bytes(easy_teacher.read_bytes())
     (run / "config.yaml").write_text("model: {name: resnet8}\ndistill: {loss: none}\n")
-    (run / "metrics.csv").write_text("epoch,train_loss,val_loss,val_auc,val_accuracy,lr,seconds\n1,0.5,0.4,0.9,0.8,0.001,1\n")
+    (run / "metrics.csv").write_text(
+        "epoch,train_loss,val_loss,val_auc,val_accuracy,lr,seconds\n1,0.5,0.4,0.9,0.8,0.001,1\n"
+    )
     runner = CliRunner()
-    result = runner.invoke(app, ["-q", "evaluate", str(run / "model.safetensors"), "--manifest", str(easy_manifest),
-                                 "--out", str(run / "eval"), "--threshold", "auto", "--num-workers", "0"])
+    result = runner.invoke(
+        app,
+        [
+            "-q",
+            "evaluate",
+            str(run / "model.safetensors"),
+            "--manifest",
+            str(easy_manifest),
+            "--out",
+            str(run / "eval"),
+            "--threshold",
+            "auto",
+            "--num-workers",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    bench = runner.invoke(app, ["-q", "benchmark", str(run / "model.safetensors"), "--out", str(run / "bench.json"),
-                                "--batch-size", "1,2", "--seconds", "0.05"])
+    bench = runner.invoke(
+        app,
+        [
+            "-q",
+            "benchmark",
+            str(run / "model.safetensors"),
+            "--out",
+            str(run / "bench.json"),
+            "--batch-size",
+            "1,2",
+            "--seconds",
+            "0.05",
+        ],
+    )
     assert bench.exit_code == 0, bench.output
     report = build_report([run], tmp_path / "report")
     text = report.read_text()
@@ -121,9 +176,24 @@ def test_cli_evaluate_and_report_make_parseable_tables(
         assert len(widths) == 1, table  # every row has the header's number of cells
     first = tables[0].strip().splitlines()
     assert "accuracy %" in first[0] and first[2].startswith("| run |")
-    for name in ("roc.png", "pr.png", "confusion.png", "training_curves.png", "reliability.png",
-                 "accuracy_vs_cost.png"):
+    for name in (
+        "roc.png",
+        "pr.png",
+        "confusion.png",
+        "training_curves.png",
+        "reliability.png",
+        "accuracy_vs_cost.png",
+    ):
         assert (tmp_path / "report" / name).stat().st_size > 1000, name
-    bad = runner.invoke(app, ["evaluate", str(tmp_path / "missing.safetensors"), "--manifest", str(easy_manifest),
-                              "--out", str(tmp_path / "x")])
+    bad = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(tmp_path / "missing.safetensors"),
+            "--manifest",
+            str(easy_manifest),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert bad.exit_code == 2 and "not found" in bad.output

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.conftest import TINY
 from typer.testing import CliRunner
 
 from dfkd.cli import app
@@ -18,7 +19,6 @@ from dfkd.config import ConfigError, load_config
 from dfkd.distill.logit_cache import compute_logit_cache
 from dfkd.models import load_model, save_model
 from dfkd.train import SimulatedInterruption, TeacherGateError, train
-from tests.conftest import TINY
 
 
 def _config(manifest: Path, *extra: str):
@@ -29,7 +29,9 @@ def test_resume_after_interruption_ends_with_identical_weights(easy_manifest: Pa
     extra = ("train.epochs=2", "train.checkpoint_every=3", "data.augment=basic", "model.name=resnet8_fast")
     whole = train(_config(easy_manifest, *extra), tmp_path / "whole")
     with pytest.raises(SimulatedInterruption):
-        train(_config(easy_manifest, *extra), tmp_path / "cut", stop_after_steps=7)  # killed mid-epoch 2, after the step-6 checkpoint
+        train(
+            _config(easy_manifest, *extra), tmp_path / "cut", stop_after_steps=7
+        )  # killed mid-epoch 2, after the step-6 checkpoint
     resumed = train(_config(easy_manifest, *extra), tmp_path / "cut", resume=True)
     assert [round(r["val_loss"], 6) for r in resumed.history] == [round(r["val_loss"], 6) for r in whole.history]
     final_whole = torch.load(tmp_path / "whole" / "last.ckpt", weights_only=False)["model"]
@@ -43,7 +45,7 @@ def test_resume_after_interruption_ends_with_identical_weights(easy_manifest: Pa
 
 def test_best_model_file_and_metrics_log_are_written(easy_manifest: Path, tmp_path: Path) -> None:
     result = train(_config(easy_manifest, "train.epochs=2", "model.name=resnet8_fast"), tmp_path / "run")
-    model, metadata = load_model(result.model_path)
+    _, metadata = load_model(result.model_path)
     assert metadata["preprocessing"]["input_size"] == 32
     assert metadata["metrics"]["val_auc"] == pytest.approx(result.best_value)
     assert (tmp_path / "run" / "config.yaml").exists()
@@ -72,9 +74,7 @@ def test_random_augmentation_runs_the_teacher_online(easy_manifest: Path, easy_t
     assert result.teacher_forward_calls >= 4  # one per training batch
 
 
-def test_cache_refuses_other_data_teacher_or_transform(
-    easy_manifest: Path, easy_teacher: Path, tmp_path: Path
-) -> None:
+def test_cache_refuses_other_data_teacher_or_transform(easy_manifest: Path, easy_teacher: Path, tmp_path: Path) -> None:
     cache = compute_logit_cache(easy_teacher, easy_manifest, tmp_path / "cache", resize_size=40, input_size=32)
     base = (f"teacher.model={easy_teacher}", f"teacher.cache={cache}", "distill.loss=kl", "train.epochs=1")
     from dfkd.distill.logit_cache import CacheMismatchError

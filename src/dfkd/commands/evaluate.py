@@ -41,7 +41,13 @@ def evaluate(
             raise fail(f"--threshold must be 'auto' or a number, got {threshold!r}") from None
     try:
         metrics = evaluate_model(
-            model, manifest, out, split=split, threshold=value, batch_size=batch_size, num_workers=num_workers,
+            model,
+            manifest,
+            out,
+            split=split,
+            threshold=value,
+            batch_size=batch_size,
+            num_workers=num_workers,
             device=device,
         )
     except (ModelFileError, ValueError, FileNotFoundError) as error:
@@ -77,8 +83,16 @@ def benchmark(
     try:
         sizes = tuple(int(v) for v in batch_size.split(","))
         result = run_benchmark(
-            model, device=device, batch_sizes=sizes, dtype=dtype, backend=backend, images_dir=images,
-            input_size=input_size, channels_last=channels_last, compile_model=compile_model, max_images=max_images,
+            model,
+            device=device,
+            batch_sizes=sizes,
+            dtype=dtype,
+            backend=backend,
+            images_dir=images,
+            input_size=input_size,
+            channels_last=channels_last,
+            compile_model=compile_model,
+            max_images=max_images,
             min_seconds=seconds,
         )
     except (ModelFileError, ValueError, FileNotFoundError, KeyError) as error:

@@ -61,9 +61,7 @@ def build_eval_transform(
     std: Sequence[float] = IMAGENET_STD,
 ) -> transforms.Compose:
     """The reference pipeline: Resize(resize) → CenterCrop(input) → ToTensor → Normalize. PIL in, ``[3, H, W]`` out."""
-    return transforms.Compose(
-        [transforms.Resize(resize_size), transforms.CenterCrop(input_size), *_tail(mean, std)]
-    )
+    return transforms.Compose([transforms.Resize(resize_size), transforms.CenterCrop(input_size), *_tail(mean, std)])
 
 
 def build_train_transform(

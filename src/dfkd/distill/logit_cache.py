@@ -54,7 +54,8 @@ class CacheStamp:
         lines = []
         if self.manifest_hash != other.manifest_hash:
             lines.append(
-                f"manifest differs (cache {self.manifest_hash[:12]}, now {other.manifest_hash[:12]}): the dataset changed"
+                f"manifest differs (cache {self.manifest_hash[:12]}, now {other.manifest_hash[:12]}): "
+                "the dataset changed"
             )
         if self.teacher_hash != other.teacher_hash:
             lines.append(f"teacher file differs (cache {self.teacher_hash[:12]}, now {other.teacher_hash[:12]})")
@@ -65,9 +66,7 @@ class CacheStamp:
         return lines
 
 
-def teacher_view(
-    teacher_preprocessing: dict, *, resize_size: int | None = None, input_size: int | None = None
-) -> dict:
+def teacher_view(teacher_preprocessing: dict, *, resize_size: int | None = None, input_size: int | None = None) -> dict:
     """The teacher's view of an image: the student's geometry (resize, crop) with the teacher's own normalisation."""
     return {
         "resize_size": int(resize_size or teacher_preprocessing["resize_size"]),
@@ -189,7 +188,8 @@ def load_logit_cache(
             raise CacheMismatchError(f"logit cache {cache} has no logits for split {split!r} (incomplete cache)")
         logits = load_file(str(path))["logits"]
         if logits.numel() != len(manifest.split(split)):
-            raise CacheMismatchError(f"logit cache {cache}: {split} has {logits.numel()} logits for "
-                                     f"{len(manifest.split(split))} images")
+            raise CacheMismatchError(
+                f"logit cache {cache}: {split} has {logits.numel()} logits for {len(manifest.split(split))} images"
+            )
         result[split] = logits
     return result

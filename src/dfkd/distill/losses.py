@@ -26,7 +26,9 @@ def soft_loss(
 ) -> torch.Tensor:
     """Soft-target loss between student and teacher fake-logits ``[B]``; a scalar."""
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"logit shapes differ: student {tuple(student_logits.shape)}, teacher {tuple(teacher_logits.shape)}")
+        raise ValueError(
+            f"logit shapes differ: student {tuple(student_logits.shape)}, teacher {tuple(teacher_logits.shape)}"
+        )
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     student_scaled = student_logits.float() / temperature

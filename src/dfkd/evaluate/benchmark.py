@@ -153,7 +153,9 @@ def measure_loader_loop(
     return {"images": len(paths), "batch_size": batch_size, "workers": workers, "throughput": len(paths) / seconds}
 
 
-def onnx_forward(onnx_path: str | os.PathLike[str], threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+def onnx_forward(
+    onnx_path: str | os.PathLike[str], threads: int | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """An onnxruntime session wrapped as a tensor → tensor callable (CPU execution provider)."""
     import onnxruntime as ort
 
@@ -204,15 +206,22 @@ def measure_cuda_decode_loop(
             encoded = [read_file(p) for p in paths[start : start + batch_size]]
             decoded = decode_jpeg(encoded, device=device)
             images = [
-                tvf.center_crop(tvf.resize(img, preprocessing["resize_size"], antialias=True), preprocessing["input_size"])
+                tvf.center_crop(
+                    tvf.resize(img, preprocessing["resize_size"], antialias=True), preprocessing["input_size"]
+                )
                 for img in decoded
             ]
             batch = (torch.stack(images).float() / 255.0 - mean) / std
             forward(batch.contiguous(memory_format=torch.channels_last))
         _sync(device)
     seconds = time.perf_counter() - started
-    return {"images": len(paths), "batch_size": batch_size, "workers": 0, "gpu_decode": True,
-            "throughput": len(paths) / seconds}
+    return {
+        "images": len(paths),
+        "batch_size": batch_size,
+        "workers": 0,
+        "gpu_decode": True,
+        "throughput": len(paths) / seconds,
+    }
 
 
 def run_benchmark(
@@ -305,8 +314,13 @@ def run_benchmark(
     }
     for batch_size in batch_sizes:
         result["model_only"][str(batch_size)] = measure_model_only(
-            forward, input_size=size, batch_size=batch_size, device=torch_device, dtype=dtype,
-            channels_last=channels_last, min_seconds=min_seconds,
+            forward,
+            input_size=size,
+            batch_size=batch_size,
+            device=torch_device,
+            dtype=dtype,
+            channels_last=channels_last,
+            min_seconds=min_seconds,
         )
     if images_dir is not None:
         paths = list_images(images_dir, limit=max_images)
@@ -319,14 +333,20 @@ def run_benchmark(
             )
         else:
             result["end_to_end"] = measure_loader_loop(
-                forward, paths, preprocessing, batch_size=e2e_batch, workers=workers, device=torch_device,
-                dtype=dtype, channels_last=channels_last,
+                forward,
+                paths,
+                preprocessing,
+                batch_size=e2e_batch,
+                workers=workers,
+                device=torch_device,
+                dtype=dtype,
+                channels_last=channels_last,
             )
         if reference_measure:
             eager = net.eval().to(torch_device)
-            reference = measure_loader_loop(
-                eager, paths, preprocessing, batch_size=32, workers=2, device=torch_device
+            reference = measure_loader_loop(eager, paths, preprocessing, batch_size=32, workers=2, device=torch_device)
+            reference["note"] = (
+                "the reference's FPS: images / wall time of a DataLoader loop (2 workers, batch 32, eager fp32)"
             )
-            reference["note"] = "the reference's FPS: images / wall time of a DataLoader loop (2 workers, batch 32, eager fp32)"
             result["reference_measure"] = reference
     return result

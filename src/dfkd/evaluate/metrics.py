@@ -40,7 +40,7 @@ def compute_metrics(
     eer, _ = eer_threshold(labels, fake_probs)
     clipped = np.clip(fake_probs, PROB_CLIP, 1 - PROB_CLIP)
     result = {
-        "n": int(len(labels)),
+        "n": len(labels),
         "n_fake": int(labels.sum()),
         "n_real": int(len(labels) - labels.sum()),
         "threshold": float(threshold),

@@ -8,12 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve, roc_curve
 
-from dfkd.evaluate.runs import RunRecord  # noqa: E402
+from dfkd.evaluate.runs import RunRecord
 
 
 def _scored(runs: list[RunRecord]) -> list[RunRecord]:

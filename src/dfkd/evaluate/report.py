@@ -54,25 +54,49 @@ def _throughputs(run: RunRecord) -> tuple[str, str, str]:
 def results_table(runs: list[RunRecord]) -> str:
     """One row per run: the reference's columns and dfkd's extra ones."""
     header = [
-        "run", "kind", "accuracy %", "F1 fake %", "F1 real %", "AUC", "EER", "img/s model-only", "img/s end-to-end",
-        "FPS (reference's measure)", "params (M)", "GFLOPs",
+        "run",
+        "kind",
+        "accuracy %",
+        "F1 fake %",
+        "F1 real %",
+        "AUC",
+        "EER",
+        "img/s model-only",
+        "img/s end-to-end",
+        "FPS (reference's measure)",
+        "params (M)",
+        "GFLOPs",
     ]
     rows = []
     for run in runs:
         m = run.metrics
         model_only, e2e, ref = _throughputs(run)
         params = run.bench.get("params") if run.bench else None
-        rows.append([
-            run.name, run.kind, _pct(m.get("accuracy")), _pct(m.get("f1")), _pct(m.get("f1_real")),
-            _num(m.get("roc_auc"), 4), _num(m.get("eer"), 4), model_only, e2e, ref,
-            _num(params / 1e6 if params else None, 3), _num(run.bench.get("gflops") if run.bench else None, 3),
-        ])
+        rows.append(
+            [
+                run.name,
+                run.kind,
+                _pct(m.get("accuracy")),
+                _pct(m.get("f1")),
+                _pct(m.get("f1_real")),
+                _num(m.get("roc_auc"), 4),
+                _num(m.get("eer"), 4),
+                model_only,
+                e2e,
+                ref,
+                _num(params / 1e6 if params else None, 3),
+                _num(run.bench.get("gflops") if run.bench else None, 3),
+            ]
+        )
     return markdown_table(header, rows)
 
 
 def reference_table() -> str:
     """The reference's published test-split numbers (F1 of the real class; FPS measured on a GPU with its loader)."""
-    rows = [[name, f"{acc:.2f}", f"{f1:.2f}", f"{fps:.2f}", f"{params:.2f}"] for name, acc, f1, fps, params in REFERENCE_ROWS]
+    rows = [
+        [name, f"{acc:.2f}", f"{f1:.2f}", f"{fps:.2f}", f"{params:.2f}"]
+        for name, acc, f1, fps, params in REFERENCE_ROWS
+    ]
     return markdown_table(["model", "accuracy %", "F1 % (real class)", "FPS", "params (M)"], rows)
 
 
@@ -86,12 +110,18 @@ def distillation_table(runs: list[RunRecord]) -> str:
         delta = "–"
         if baseline is not None and run is not baseline:
             delta = f"{100 * (run.metrics['accuracy'] - baseline.metrics['accuracy']):+.2f}"
-        rows.append([
-            run.name, run.kind, str(distill.get("alpha", "–")) if distill.get("loss") != "none" else "–",
-            str(distill.get("temperature", "–")) if distill.get("loss") != "none" else "–",
-            _pct(run.metrics.get("accuracy")), _pct(run.metrics.get("f1_real")), _num(run.metrics.get("roc_auc"), 4),
-            delta,
-        ])
+        rows.append(
+            [
+                run.name,
+                run.kind,
+                str(distill.get("alpha", "–")) if distill.get("loss") != "none" else "–",
+                str(distill.get("temperature", "–")) if distill.get("loss") != "none" else "–",
+                _pct(run.metrics.get("accuracy")),
+                _pct(run.metrics.get("f1_real")),
+                _num(run.metrics.get("roc_auc"), 4),
+                delta,
+            ]
+        )
     header = ["run", "kind", "α", "T", "accuracy %", "F1 real %", "AUC", "Δ accuracy vs no KD (points)"]
     return markdown_table(header, rows)
 

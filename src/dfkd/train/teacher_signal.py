@@ -68,15 +68,17 @@ def build_teacher_signal(
     teacher_path, cache_dir = config.teacher.model, config.teacher.cache
     if teacher_path is None and cache_dir is None:
         raise ConfigError("distill.loss is set but neither teacher.model nor teacher.cache is given")
-    if is_random_augment(config.data.augment):
+    if is_random_augment(config.data.augment) or config.teacher.online:
         if teacher_path is None:
             raise ConfigError(
-                f"data.augment={config.data.augment!r} gives a random view every step, so cached logits do not "
-                "apply: set teacher.model to run the teacher online"
+                "the teacher runs online (teacher.online, or a random data.augment whose views a cache cannot "
+                "hold): set teacher.model"
             )
         from dfkd.models import load_model
 
-        if cache_dir is not None:
+        if config.teacher.online:
+            logger.info("teacher.online: running the teacher on every batch")
+        elif cache_dir is not None:
             logger.warning("random augmentation: the logit cache does not apply; running the teacher online")
         else:
             logger.info("random augmentation: running the teacher online on the same augmented view")

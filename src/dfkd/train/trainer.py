@@ -11,6 +11,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def student_view(config: RunConfig) -> dict:
     }
 
 
-def _build_optimizer(config: RunConfig, params) -> torch.optim.Optimizer:  # noqa: ANN001 - iterable of params
+def _build_optimizer(config: RunConfig, params) -> torch.optim.Optimizer:
     optim = config.optim
     if optim.name == "adam":
         return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
@@ -101,7 +102,7 @@ def _build_optimizer(config: RunConfig, params) -> torch.optim.Optimizer:  # noq
     return torch.optim.SGD(params, lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum)
 
 
-def _build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer):  # noqa: ANN202 - torch scheduler types
+def _build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer):
     sched = config.scheduler
     if sched.name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -129,7 +130,13 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _loss(
-    config: RunConfig, signal: TeacherSignal | None, split: str, images, logits, labels, indices  # noqa: ANN001
+    config: RunConfig,
+    signal: TeacherSignal | None,
+    split: str,
+    images,
+    logits,
+    labels,
+    indices,
 ) -> torch.Tensor:
     if signal is None:
         return hard_loss(logits, labels)
@@ -146,7 +153,7 @@ def _loss(
 
 
 @torch.no_grad()
-def evaluate_split(fabric: Fabric, model, loader, config: RunConfig, signal, split: str) -> dict:  # noqa: ANN001
+def evaluate_split(fabric: Fabric, model, loader, config: RunConfig, signal, split: str) -> dict:
     """Loss (the training objective), AUC and accuracy at 0.5 on one split, gathered over all ranks."""
     model.eval()
     all_logits, all_labels, all_indices, losses, weights = [], [], [], [], []
@@ -200,11 +207,14 @@ def train(
     *,
     resume: bool = False,
     stop_after_steps: int | None = None,
+    epoch_callback: Callable[[int, dict], None] | None = None,
 ) -> TrainResult:
     """Train the configured model; the best one by ``train.monitor`` becomes ``run_dir/model.safetensors``.
 
     With ``resume`` the loop continues from ``run_dir/last.ckpt`` (weights, optimiser, scheduler, RNG, position in the
-    epoch); on CPU with ``num_workers=0`` the result equals an uninterrupted run's.
+    epoch); on CPU with ``num_workers=0`` the result equals an uninterrupted run's. ``epoch_callback(epoch, row)``
+    is called after each epoch's validation with its history row (an exception it raises, such as Optuna's
+    ``TrialPruned``, stops the run after that epoch's checkpoint is saved).
     """
     from dfkd.models import create_model, save_model
 
@@ -267,9 +277,11 @@ def train(
         started = time.perf_counter()
         train_sampler.set_position(state.epoch, start=state.batches_done * config.data.batch_size)
         batches_per_epoch = math.ceil(train_sampler.num_indices / config.data.batch_size)
-        batches = track(
-            train_loader, total=len(train_loader), description=f"epoch {state.epoch + 1}/{config.train.epochs}"
-        ) if fabric.is_global_zero else train_loader
+        batches = (
+            track(train_loader, total=len(train_loader), description=f"epoch {state.epoch + 1}/{config.train.epochs}")
+            if fabric.is_global_zero
+            else train_loader
+        )
         for batch in batches:
             state.batches_done += 1
             if batch is None:
@@ -308,7 +320,11 @@ def train(
         state.history.append(row)
         logger.info(
             "epoch %d: train_loss %.4f val_loss %.4f val_auc %.4f val_acc %.4f",
-            row["epoch"], row["train_loss"], row["val_loss"], row["val_auc"], row["val_accuracy"],
+            row["epoch"],
+            row["train_loss"],
+            row["val_loss"],
+            row["val_auc"],
+            row["val_accuracy"],
         )
         value = metrics[config.train.monitor]
         if _improved(config, value, state.best_value):
@@ -322,6 +338,8 @@ def train(
         if fabric.is_global_zero:
             _write_history(run_dir / "metrics.csv", state.history)
         _save_checkpoint(fabric, last_path, model, optimizer, scheduler, state)
+        if epoch_callback is not None:
+            epoch_callback(state.epoch, row)
         if state.bad_epochs >= config.train.patience:
             logger.info("early stopping: no improvement of %s for %d epochs", config.train.monitor, state.bad_epochs)
             break
@@ -356,7 +374,7 @@ def _model_metadata(config: RunConfig, view: dict, row: dict, teacher_auc: float
     }
 
 
-def _save_checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler, state: LoopState) -> None:  # noqa: ANN001
+def _save_checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler, state: LoopState) -> None:
     payload = {
         "model": model,
         "optimizer": optimizer,
@@ -367,7 +385,7 @@ def _save_checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler, st
     fabric.save(path, payload)
 
 
-def _load_checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler) -> LoopState:  # noqa: ANN001
+def _load_checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler) -> LoopState:
     payload = {"model": model, "optimizer": optimizer}
     remainder = fabric.load(path, payload, weights_only=False)
     if scheduler is not None and remainder.get("scheduler"):

@@ -1,0 +1,239 @@
+"""``dfkd export`` (ONNX, INT8) and ``dfkd detect`` (images, folders, videos, cameras and streams)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+FACE_MODEL_ENV = "DFKD_FACE_MODEL"
+MAX_TABLE_ROWS = 200
+
+
+def _cli() -> Any:
+    import dfkd.cli
+
+    return dfkd.cli
+
+
+def export(
+    model: Annotated[Path, typer.Argument(help="dfkd model file (.safetensors).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write (the INT8 one with --int8).")],
+    format: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
+    int8: Annotated[bool, typer.Option("--int8", help="Static INT8 quantisation (needs --calibration).")] = False,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Manifest CSV: train images calibrate INT8, val images check it.")
+    ] = None,
+    check_images: Annotated[
+        list[Path] | None,
+        typer.Option(help="Images, folders or a manifest for the fp32 parity check (default: --calibration's val)."),
+    ] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    n_calibration: Annotated[int, typer.Option(help="Calibration images for INT8.")] = 256,
+    max_eval: Annotated[int, typer.Option(help="Val images for the INT8 accuracy check (0: all).")] = 5000,
+) -> None:
+    """Export a model to ONNX (dynamic batch, metadata inside) with a parity check; optionally quantise to INT8."""
+    cli = _cli()
+    from dfkd.models import ModelFileError
+
+    if format.lower() != "onnx":
+        raise cli.fail(f"unsupported format {format!r}: only onnx")
+    if int8 and calibration is None:
+        raise cli.fail("--int8 needs --calibration MANIFEST (its train images calibrate, its val images check)")
+    from dfkd.deploy.onnx import export_onnx, quantize_int8
+
+    fp32_out = out.with_name(f"{out.stem}.fp32.onnx") if int8 else out
+    checks: list[Any] | None = list(check_images) if check_images else ([calibration] if calibration else None)
+    try:
+        report = export_onnx(model, fp32_out, opset=opset, check_images=checks)
+        parity = report["parity"]
+        cli.out_console.print(
+            f"fp32 ONNX written to [bold]{fp32_out}[/] ({report['size_bytes'] / 1e6:.2f} MB); parity on "
+            f"{parity['n_images']} {parity['images']}: max |Δ logit| = {parity['max_abs_logit_diff']:.2e} "
+            f"({'ok' if parity['passed'] else 'FAILED'}, tolerance {parity['tolerance']:.0e})"
+        )
+        passed = parity["passed"]
+        if int8:
+            int8_report = quantize_int8(
+                fp32_out, out, calibration, n_calibration=n_calibration, max_eval=max_eval or None
+            )
+            cli.out_console.print(
+                f"INT8 ONNX written to [bold]{out}[/] ({int8_report['size_bytes'] / 1e6:.2f} MB); val accuracy on "
+                f"{int8_report['n_images']} images: fp32 {int8_report['accuracy_fp32']:.2f} %, INT8 "
+                f"{int8_report['accuracy_int8']:.2f} % (Δ {int8_report['accuracy_delta_points']:+.2f} points, "
+                f"{'ok' if int8_report['passed'] else 'FAILED'}, tolerance {int8_report['tolerance_points']} point); "
+                f"agreement {int8_report['agreement']:.2f} %"
+            )
+            passed = passed and int8_report["passed"]
+    except (ModelFileError, ValueError, FileNotFoundError) as error:
+        raise cli.fail(str(error)) from None
+    if not passed:
+        raise cli.fail("the export check failed (the file was written; see above)", code=1)
+
+
+def _face_model(face_model: Path | None) -> str | None:
+    # Only the CLI reads the environment (house rule); the library takes the path as an argument.
+    value = str(face_model) if face_model else os.environ.get(FACE_MODEL_ENV)
+    return value or None
+
+
+def _display_available() -> bool:
+    from dfkd.inference.live import gui_available
+
+    has_display = sys.platform in ("win32", "darwin") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+    return has_display and gui_available()
+
+
+def _print_results(results: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    cli = _cli()
+    table = Table(title="deepfake detection")
+    for column, justify in (("input", "left"), ("kind", "left"), ("status", "left"), ("label", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    table.add_column("fake prob", justify="right")
+    table.add_column("faces", justify="right")
+    for result in results[:MAX_TABLE_ROWS]:
+        label = result.get("label") or ""
+        style = "red" if label == "fake" else "green" if label == "real" else ""
+        faces = len(result.get("faces", []))
+        is_video = result.get("kind") == "video"
+        faces_text = f"{faces} ({result.get('n_frames', 0)} frames)" if is_video else str(faces)
+        table.add_row(
+            result["input"],
+            result.get("kind", "image"),
+            result["status"],
+            f"[{style}]{label}[/]" if style else label,
+            "" if result.get("fake_prob") is None else f"{result['fake_prob']:.3f}",
+            faces_text,
+        )
+    cli.out_console.print(table)
+    if len(results) > MAX_TABLE_ROWS:
+        cli.out_console.print(f"… and {len(results) - MAX_TABLE_ROWS} more rows (see --json / --csv)")
+    errors = [result for result in results if result["status"] == "error"]
+    for result in errors:
+        cli.console.print(f"[red]unreadable[/] {result['input']}: {result['error']}", soft_wrap=True, highlight=False)
+
+
+def _write_explanations(detector: Any, results: list[dict[str, Any]], folder: Path, faces: str) -> int:
+    import logging
+
+    logger = logging.getLogger(__name__)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for index, result in enumerate(results):
+        if result.get("kind") != "image" or result["status"] == "error":
+            continue
+        try:
+            overlay = detector.explain(result["input"], faces=faces)
+        except Exception as error:  # one odd image must not stop the others
+            logger.warning("no Grad-CAM for %s: %s", result["input"], error)
+            continue
+        path = folder / f"{index:04d}_{Path(result['input']).stem}_gradcam.png"
+        overlay.save(path)
+        result["explanation"] = str(path)
+        written += 1
+    return written
+
+
+def _run_live(detector: Any, source: int | str, faces: str, window: bool | None, max_frames: int | None) -> None:
+    from dfkd.inference.live import run_live
+
+    cli = _cli()
+    show = _display_available() if window is None else window
+
+    def emit(record: dict[str, Any]) -> None:
+        if not show:  # JSON lines on stdout: the headless output format
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+
+    try:
+        summary = run_live(detector, source, show=show, emit=emit, max_frames=max_frames, faces=faces)
+    except RuntimeError as error:
+        raise cli.fail(str(error)) from None
+    cli.console.print(
+        f"live: {summary['scored']} frames scored, {summary['dropped']} skipped to keep up, {summary['fps']:.1f} FPS"
+    )
+    if summary["scored"] == 0:
+        raise cli.fail("no frame could be read from the source", code=1)
+
+
+def detect(
+    model: Annotated[Path, typer.Option("--model", "-m", help="dfkd model file (.safetensors) or exported .onnx.")],
+    paths: Annotated[list[Path] | None, typer.Argument(help="Images, folders (recursive) and videos.")] = None,
+    faces: Annotated[
+        str, typer.Option(help="auto (find faces first), none (inputs are face crops), or yunet / centerface / mtcnn.")
+    ] = "auto",
+    face_model: Annotated[
+        Path | None, typer.Option(help=f"YuNet ONNX file (default: ${FACE_MODEL_ENV}); auto then uses YuNet.")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per input here.")] = None,
+    explain: Annotated[Path | None, typer.Option(help="Write Grad-CAM overlays of images into this folder.")] = None,
+    fps: Annotated[float, typer.Option(help="Video frames scored per second of video.")] = 2.0,
+    max_frames: Annotated[int | None, typer.Option(help="At most this many frames per video / live source.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per model batch.")] = 32,
+    camera: Annotated[int | None, typer.Option(help="Live: camera index (e.g. 0).")] = None,
+    stream: Annotated[str | None, typer.Option(help="Live: stream URL (or a video file played in real time).")] = None,
+    window: Annotated[
+        bool | None, typer.Option("--window/--no-window", help="Live: overlay window (default: when a display exists).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda … (PyTorch models).")] = "cpu",
+) -> None:
+    """Score images, folders and videos (or a live camera / stream) for deepfakes; exit 1 when nothing worked."""
+    cli = _cli()
+    from dfkd.inference.detector import Detector
+    from dfkd.inference.faces import FaceDetectorUnavailable
+    from dfkd.models import ModelFileError
+
+    live_source: int | str | None = camera if camera is not None else stream
+    if not paths and live_source is None:
+        raise cli.fail("give PATH(s) to score, or --camera / --stream for live detection")
+    try:
+        detector = Detector.load(
+            model, device=device, faces=faces, face_model=_face_model(face_model), batch_size=batch_size
+        )
+    except (ModelFileError, FaceDetectorUnavailable, ValueError) as error:
+        raise cli.fail(str(error)) from None
+    if live_source is not None:
+        _run_live(detector, live_source, faces, window, max_frames)
+        return
+
+    from dfkd.inference.report import build_report, summarise, write_report_csv, write_report_json
+    from dfkd.inference.run import detect_paths
+
+    results, collected = detect_paths(detector, paths or [], faces=faces, sample_fps=fps, max_frames=max_frames)
+    if explain is not None:
+        if detector.backend.kind != "torch":
+            cli.console.print("[yellow]--explain needs the PyTorch model file; skipped for an ONNX model[/]")
+        else:
+            written = _write_explanations(detector, results, explain, faces)
+            cli.out_console.print(f"{written} Grad-CAM overlays written to [bold]{explain}[/]")
+    _print_results(results)
+    summary = summarise(results)
+    cli.out_console.print(
+        f"{summary['n_inputs']} inputs: {summary['ok']} ok, {summary['no_face']} without a face (scored whole), "
+        f"{summary['error']} unreadable" + (f"; {collected.ignored} other files ignored" if collected.ignored else "")
+    )
+    if json_out is not None:
+        metadata = detector.metadata
+        report = build_report(results, model=str(model), metadata=metadata, faces=faces, backend=detector.backend.kind)
+        write_report_json(json_out, report)
+        cli.out_console.print(f"JSON report written to [bold]{json_out}[/]")
+    if csv_out is not None:
+        write_report_csv(csv_out, results)
+        cli.out_console.print(f"CSV written to [bold]{csv_out}[/]")
+    if summary["ok"] + summary["no_face"] == 0:
+        raise cli.fail("nothing could be processed", code=1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``export`` and ``detect`` to the dfkd command line."""
+    app.command("export")(export)
+    app.command("detect")(detect)

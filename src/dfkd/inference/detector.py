@@ -1,0 +1,229 @@
+"""The Detector API: load a dfkd model file or an exported ONNX file, and score images for being deepfakes.
+
+Scoring rules:
+- With face detection (``faces="auto"`` or a detector name), every face is cropped (square, ``margin`` on each
+  side, see ``dfkd.inference.faces.crop_face``) and scored; the image's ``fake_prob`` is the **maximum over its
+  faces**: one manipulated face makes the image a deepfake.
+- When no face is found the whole image is scored as it is (the model's resize and centre crop) and the status is
+  ``"no_face"``, so face crops that the face detector misses still get a score and callers can tell them apart.
+- ``faces="none"`` scores the whole image: for inputs that are already face crops, like the training data.
+- An input that cannot be read gets status ``"error"`` and a reason; the other inputs still come back.
+
+Thread safety: ``predict`` may be called from several threads at once (a web service). ONNX sessions and the face
+detectors are thread-safe; the PyTorch model is guarded by a lock that also serialises ``explain`` (Grad-CAM hooks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dfkd.data.images import ImageLoadError, open_image, to_pil
+from dfkd.inference.backends import OnnxBackend, TorchBackend, load_backend
+from dfkd.inference.faces import DEFAULT_MARGIN, FaceBox, build_face_detector, crop_face
+from dfkd.inference.preprocess import preprocess_batch
+
+logger = logging.getLogger(__name__)
+
+FACE_MODES = ("auto", "none", "yunet", "centerface", "mtcnn")
+STATUSES = ("ok", "no_face", "error")
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Logistic function, safe for any float logit."""
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(logits, dtype=np.float64), -500, 500)))
+
+
+def input_name(item: Any, index: int) -> str:
+    """A readable name for one input: its path, a PIL image's file name, or ``image[i]`` / ``array[i]``."""
+    if isinstance(item, (str, os.PathLike)):
+        return str(item)
+    if isinstance(item, Image.Image):
+        return getattr(item, "filename", "") or f"image[{index}]"
+    if isinstance(item, np.ndarray):
+        return f"array[{index}]"
+    return f"input[{index}]"
+
+
+def load_input(item: Any) -> Image.Image:
+    """A path, encoded bytes, PIL image or HxW(xC) array as an RGB PIL image.
+
+    Raises:
+        ImageLoadError: naming the input and the reason.
+    """
+    if isinstance(item, (str, os.PathLike, bytes)):
+        return open_image(item)
+    if isinstance(item, (Image.Image, np.ndarray)):
+        return to_pil(item)
+    raise ImageLoadError(None, f"unsupported input type {type(item).__name__} (expected a path, PIL image or array)")
+
+
+class Detector:
+    """A deepfake detector: a model backend, its preprocessing and threshold, and an optional face detector."""
+
+    def __init__(
+        self,
+        backend: TorchBackend | OnnxBackend,
+        *,
+        faces: str = "auto",
+        face_model: str | Path | None = None,
+        batch_size: int = 32,
+        margin: float = DEFAULT_MARGIN,
+    ) -> None:
+        if faces not in FACE_MODES:
+            raise ValueError(f"faces must be one of {', '.join(FACE_MODES)}; got {faces!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.backend = backend
+        self.faces = faces
+        self.face_model = face_model
+        self.batch_size = batch_size
+        self.margin = margin
+        if faces != "none":
+            build_face_detector(faces, face_model)  # fail early, with the message that says how to fix it
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        faces: str = "auto",
+        face_model: str | Path | None = None,
+        batch_size: int = 32,
+    ) -> Detector:
+        """Open a dfkd model file (``.safetensors``, PyTorch) or an exported ``.onnx`` file (onnxruntime)."""
+        return cls(load_backend(path, device=device), faces=faces, face_model=face_model, batch_size=batch_size)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The model's record: architecture, preprocessing, threshold, labels, metrics (and export details)."""
+        return self.backend.metadata
+
+    @property
+    def threshold(self) -> float:
+        """Decision threshold on the fake probability."""
+        return float(self.metadata.get("threshold", 0.5))
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """resize_size, input_size, mean, std."""
+        return self.metadata["preprocessing"]
+
+    def label_of(self, fake_prob: float | None) -> str | None:
+        """``"fake"`` at or above the threshold, else ``"real"`` (names from the model's label map)."""
+        if fake_prob is None:
+            return None
+        labels = self.metadata.get("labels") or {"0": "real", "1": "fake"}
+        return str(labels.get("1", "fake")) if fake_prob >= self.threshold else str(labels.get("0", "real"))
+
+    def fake_probs(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Fake probabilities [N] of RGB images scored whole (resize, centre crop), in batches."""
+        probs = [np.zeros(0)]
+        for start in range(0, len(images), self.batch_size):
+            batch = preprocess_batch(images[start : start + self.batch_size], self.preprocessing)
+            probs.append(sigmoid(self.backend.logits(batch)))
+        return np.concatenate(probs).astype(np.float64)
+
+    def find_faces(self, image: Image.Image, faces: str | None = None) -> list[FaceBox] | None:
+        """Faces found by the face detector, or None when face detection is off (``faces="none"``)."""
+        mode = faces or self.faces
+        if mode not in FACE_MODES:
+            raise ValueError(f"faces must be one of {', '.join(FACE_MODES)}; got {mode!r}")
+        if mode == "none":
+            return None
+        return build_face_detector(mode, self.face_model).detect(image)
+
+    def predict(self, inputs: Sequence[Any], *, faces: str | None = None) -> list[dict[str, Any]]:
+        """One result per input, in order (see the module docstring for the rules).
+
+        Each result has ``input``, ``kind`` ("image"), ``status`` (ok / no_face / error), ``error``, ``fake_prob``,
+        ``label``, ``threshold``, ``faces`` (``[{box: [x0, y0, x1, y1], score, fake_prob}]``), ``width`` and ``height``.
+        """
+        if isinstance(inputs, (str, os.PathLike, Image.Image, np.ndarray, bytes)):
+            inputs = [inputs]
+        inputs = list(inputs)
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(inputs), self.batch_size):  # bounded memory for long input lists
+            chunk = list(enumerate(inputs[start : start + self.batch_size], start=start))
+            results.extend(self._predict_chunk(chunk, faces))
+        return results
+
+    def _predict_chunk(self, chunk: list[tuple[int, Any]], faces: str | None) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        crops: list[Image.Image] = []
+        owners: list[tuple[int, int | None]] = []  # (position in chunk, face index or None for the whole image)
+        for position, (index, item) in enumerate(chunk):
+            result = self.result_template(input_name(item, index))
+            results.append(result)
+            try:
+                image = load_input(item)
+                boxes = self.find_faces(image, faces)
+            except ImageLoadError as error:
+                result.update(status="error", error=error.reason)
+                continue
+            except Exception as error:  # a face detector failing on one odd image must not sink the batch
+                logger.warning("%s: %s", result["input"], error)
+                result.update(status="error", error=f"{type(error).__name__}: {error}")
+                continue
+            result.update(width=image.width, height=image.height)
+            if boxes:
+                for face_index, box in enumerate(boxes):
+                    result["faces"].append({"box": box.as_list(), "score": round(box.score, 4), "fake_prob": None})
+                    crops.append(crop_face(image, box, margin=self.margin))
+                    owners.append((position, face_index))
+            else:
+                result["status"] = "no_face" if boxes is not None else "ok"
+                crops.append(image)
+                owners.append((position, None))
+        for (position, face_index), fake_prob in zip(owners, self.fake_probs(crops), strict=True):
+            result = results[position]
+            if face_index is None:
+                result["fake_prob"] = float(fake_prob)
+            else:
+                result["faces"][face_index]["fake_prob"] = float(fake_prob)
+                result["fake_prob"] = max(float(fake_prob), result["fake_prob"] or 0.0)
+        for result in results:
+            result["label"] = self.label_of(result["fake_prob"])
+        return results
+
+    def result_template(self, name: str, kind: str = "image") -> dict[str, Any]:
+        """A result with every key present and nothing scored yet (status ``"ok"``)."""
+        return {
+            "input": name,
+            "kind": kind,
+            "status": "ok",
+            "error": None,
+            "fake_prob": None,
+            "label": None,
+            "threshold": self.threshold,
+            "faces": [],
+            "width": None,
+            "height": None,
+        }
+
+    def explain(self, image: Any, *, faces: str | None = None) -> Image.Image:
+        """A Grad-CAM overlay of the model's view of the image (its most fake face when faces are detected).
+
+        Raises:
+            NotImplementedError: for ONNX models (Grad-CAM needs the PyTorch graph).
+        """
+        if not isinstance(self.backend, TorchBackend):
+            raise NotImplementedError(
+                "explain needs the PyTorch model: load the .safetensors model file instead of the ONNX export"
+            )
+        from dfkd.inference.explain import gradcam_overlay
+
+        image = load_input(image)
+        boxes = self.find_faces(image, faces)
+        if boxes:
+            crops = [crop_face(image, box, margin=self.margin) for box in boxes]
+            image = crops[int(np.argmax(self.fake_probs(crops)))]
+        with self.backend.lock:
+            return gradcam_overlay(self.backend.model, image, self.preprocessing, device=self.backend.device)

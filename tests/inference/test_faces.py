@@ -1,0 +1,85 @@
+"""Face detection and cropping: every available detector finds the astronaut's face; crops are square and safe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from tests.inference.helpers import ASTRONAUT_BOX, YUNET, iou, noise_image
+
+from dfkd.inference.faces import (
+    DETECTOR_NAMES,
+    FaceBox,
+    FaceDetectorUnavailable,
+    available_detectors,
+    build_face_detector,
+    crop_face,
+    detect_faces,
+    face_square,
+)
+
+
+def _detector_or_skip(name: str):
+    model_path = YUNET if name == "yunet" else None
+    if name not in available_detectors(model_path if model_path and model_path.is_file() else None):
+        pytest.skip(f"{name} is not available here")
+    return build_face_detector(name, model_path)
+
+
+@pytest.mark.parametrize("name", DETECTOR_NAMES)
+def test_each_available_detector_finds_the_astronaut_face(name: str, astronaut_image: Image.Image) -> None:
+    faces = _detector_or_skip(name).detect(astronaut_image)
+    assert len(faces) == 1, faces
+    assert iou(faces[0].as_list(), ASTRONAUT_BOX) > 0.7
+    assert 0.5 < faces[0].score <= 1.0
+    assert all(isinstance(value, int) for value in faces[0].as_list())
+
+
+@pytest.mark.parametrize("name", DETECTOR_NAMES)
+def test_detectors_find_no_face_in_noise(name: str) -> None:
+    assert _detector_or_skip(name).detect(noise_image(3, (320, 240))) == []
+
+
+def test_several_faces_are_found_best_first(astronaut_image: Image.Image, face_model: Path | None) -> None:
+    canvas = Image.new("RGB", (1024, 512), (30, 30, 30))
+    canvas.paste(astronaut_image, (0, 0))
+    canvas.paste(astronaut_image.resize((384, 384)), (600, 100))
+    faces = detect_faces(canvas, model_path=face_model)
+    assert len(faces) == 2
+    assert faces[0].score >= faces[1].score
+    assert sorted(face.x0 < 512 for face in faces) == [False, True]
+
+
+def test_auto_uses_yunet_only_with_its_model_file(yunet_path: Path) -> None:
+    assert build_face_detector("auto", yunet_path).name == "yunet"
+    without = available_detectors(None)
+    assert "yunet" not in without
+    if without:
+        assert build_face_detector("auto").name == without[0]
+
+
+def test_yunet_without_a_model_file_says_how_to_get_one(tmp_path: Path) -> None:
+    with pytest.raises(FaceDetectorUnavailable, match="model"):
+        build_face_detector("yunet", None)
+    with pytest.raises(FaceDetectorUnavailable, match="not found"):
+        build_face_detector("yunet", tmp_path / "missing.onnx")
+    with pytest.raises(ValueError, match="unknown face detector"):
+        build_face_detector("haar")
+
+
+def test_crop_is_a_square_with_margin_on_each_side() -> None:
+    image = Image.new("RGB", (400, 300))
+    box = FaceBox(150, 100, 250, 180, 0.9)  # 100 wide, 80 high
+    assert face_square(box, 400, 300, margin=0.3) == (120, 60, 280, 220)
+    crop = crop_face(image, box)
+    assert crop.size == (160, 160)
+    assert crop_face(image, box, size=64).size == (64, 64)
+
+
+def test_crop_near_a_border_shifts_inside_and_an_oversized_crop_pads_black() -> None:
+    image = Image.new("RGB", (200, 200), (255, 255, 255))
+    assert face_square((0, 0, 50, 50), 200, 200, margin=0.3) == (0, 0, 80, 80)
+    big = crop_face(image, (20, 20, 180, 180), margin=0.3)
+    assert big.size == (256, 256)
+    assert big.getpixel((0, 0)) == (0, 0, 0) and big.getpixel((128, 128)) == (255, 255, 255)
