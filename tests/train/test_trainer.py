@@ -135,3 +135,22 @@ def test_two_process_ddp_on_cpu_writes_a_model_file(easy_manifest: Path, tmp_pat
     assert completed.returncode == 0, completed.stdout + completed.stderr
     model, _ = load_model(tmp_path / "model.safetensors")
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2,)
+
+
+def test_unlabelled_images_are_distilled_through_the_online_teacher(
+    easy_manifest: Path, easy_teacher: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import write_easy_dataset
+
+    unlabeled = write_easy_dataset(tmp_path / "unlabeled", per_split={"extra": 8})
+    config = _config(
+        easy_manifest,
+        "train.epochs=1",
+        "distill.loss=kl",
+        f"teacher.model={easy_teacher}",
+        f"data.unlabeled=[{unlabeled}]",
+    )
+    result = train(config, tmp_path / "run")
+    assert result.teacher_forward_calls >= 4  # the cache serves labelled rows; unlabelled batches need the teacher
+    with pytest.raises(ConfigError, match="only through the teacher"):
+        train(_config(easy_manifest, f"data.unlabeled=[{unlabeled}]"), tmp_path / "x")

@@ -60,6 +60,24 @@ class ManifestDataset(Dataset):
         return image, self.labels[index], index
 
 
+class UnlabeledDataset(Dataset):
+    """Images without labels (seen only through the teacher during distillation), yielding ``(image, index)``."""
+
+    def __init__(self, paths: list[str], transform: Callable | None = None) -> None:
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        try:
+            image = open_image(self.paths[index])
+        except ImageLoadError as error:
+            logger.warning("skipping unreadable unlabelled image %s", error)
+            return None
+        return (self.transform(image) if self.transform is not None else image), index
+
+
 def collate_skipping(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Collate ``(image, label, index)`` items, dropping ``None`` (skipped files); ``None`` if all were skipped."""
     kept = [item for item in batch if item is not None]

@@ -28,6 +28,15 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
     return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
 
 
+def list_image_files(folder: str | os.PathLike[str], limit: int | None = None) -> list[str]:
+    """Image files under ``folder`` (recursive, sorted), at most ``limit``."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} not found")
+    paths = sorted(str(p) for p in root.rglob("*") if p.is_file() and is_image_path(p))
+    return paths[:limit] if limit else paths
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB: alpha over white, 16-bit scaled down, CMYK and palettes converted."""
     if image.mode == "RGB":

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfkd.data.images import is_image_path, open_image
+from dfkd.data.images import list_image_files as list_images
+from dfkd.data.images import open_image
 from dfkd.data.transforms import build_eval_transform
 
 logger = logging.getLogger(__name__)
@@ -41,12 +42,6 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.transform(open_image(self.paths[index]))
-
-
-def list_images(folder: str | os.PathLike[str], limit: int | None = None) -> list[str]:
-    """Image files under ``folder`` (recursive, sorted), at most ``limit``."""
-    paths = sorted(str(p) for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
-    return paths[:limit] if limit else paths
 
 
 def cpu_supports_bf16() -> bool:

@@ -39,7 +39,12 @@ class TeacherSignal:
         """Teacher fake-logits ``[B]`` for ``images`` ``[B, 3, H, W]`` (student-normalised) at rows ``indices``."""
         if self.cache is not None:
             return self.cache[split][indices.cpu()].to(images.device)
-        assert self.teacher is not None
+        return self.online_logits(images)
+
+    def online_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Run the frozen teacher on student-normalised ``images`` ``[B, 3, H, W]``; fake-logits ``[B]``."""
+        if self.teacher is None:
+            raise RuntimeError("this teacher signal has no teacher model to run")
         if self.renormalise is not None:
             scale, shift = (t.to(images.device) for t in self.renormalise)
             images = images * scale + shift
@@ -64,8 +69,12 @@ def build_teacher_signal(
 ) -> TeacherSignal | None:
     """Choose cache or online teacher for this run (None without distillation) and check the stamp."""
     if config.distill.loss == "none":
+        if config.data.unlabeled:
+            raise ConfigError("data.unlabeled images are seen only through the teacher: set distill.loss")
         return None
     teacher_path, cache_dir = config.teacher.model, config.teacher.cache
+    if config.data.unlabeled and teacher_path is None:
+        raise ConfigError("data.unlabeled needs teacher.model: the teacher runs online on the unlabelled images")
     if teacher_path is None and cache_dir is None:
         raise ConfigError("distill.loss is set but neither teacher.model nor teacher.cache is given")
     if is_random_augment(config.data.augment) or config.teacher.online:
@@ -74,18 +83,13 @@ def build_teacher_signal(
                 "the teacher runs online (teacher.online, or a random data.augment whose views a cache cannot "
                 "hold): set teacher.model"
             )
-        from dfkd.models import load_model
-
         if config.teacher.online:
             logger.info("teacher.online: running the teacher on every batch")
         elif cache_dir is not None:
             logger.warning("random augmentation: the logit cache does not apply; running the teacher online")
         else:
             logger.info("random augmentation: running the teacher online on the same augmented view")
-        teacher, metadata = load_model(teacher_path, device=device)
-        teacher.eval().requires_grad_(False)
-        view = teacher_view(metadata["preprocessing"])
-        return TeacherSignal(teacher=teacher, renormalise=_renormaliser(student_view, view))
+        return TeacherSignal(**_online_teacher(teacher_path, student_view, device))
     if teacher_path is not None:
         from dfkd.models import read_model_metadata
 
@@ -109,8 +113,19 @@ def build_teacher_signal(
                 device=device,
                 splits=("train", "val"),
             )
-        return TeacherSignal(cache=load_logit_cache(cache_dir, manifest, expected=expected))
+        online = _online_teacher(teacher_path, student_view, device) if config.data.unlabeled else {}
+        return TeacherSignal(cache=load_logit_cache(cache_dir, manifest, expected=expected), **online)
     return TeacherSignal(cache=load_logit_cache(cache_dir, manifest))
+
+
+def _online_teacher(teacher_path: str, student_view: dict, device: torch.device) -> dict:
+    """The frozen teacher and the re-normalisation from the student's pixels to its own."""
+    from dfkd.models import load_model
+
+    teacher, metadata = load_model(teacher_path, device=device)
+    teacher.eval().requires_grad_(False)
+    view = teacher_view(metadata["preprocessing"])
+    return {"teacher": teacher, "renormalise": _renormaliser(student_view, view)}
 
 
 def teacher_gate(teacher_logits: torch.Tensor, labels: torch.Tensor, *, min_auc: float, skip: bool) -> float:

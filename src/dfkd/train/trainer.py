@@ -11,7 +11,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +21,11 @@ from lightning_fabric import Fabric
 from sklearn.metrics import roc_auc_score
 
 from dfkd.config import RunConfig, save_config
-from dfkd.data.dataset import ManifestDataset, build_loader
+from dfkd.data.dataset import ManifestDataset, UnlabeledDataset, build_loader
+from dfkd.data.images import list_image_files
 from dfkd.data.manifest import read_manifest
 from dfkd.data.transforms import build_eval_transform, build_train_transform
-from dfkd.distill.losses import distillation_loss, hard_loss
+from dfkd.distill.losses import distillation_loss, hard_loss, soft_loss
 from dfkd.train.sampler import EpochSampler
 from dfkd.train.teacher_signal import TeacherSignal, build_teacher_signal, teacher_gate
 from dfkd.utils import set_seed, track
@@ -255,6 +256,7 @@ def train(
         val_set, batch_size=config.data.eval_batch_size or config.data.batch_size, sampler=val_sampler, **loader_args
     )
     train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader, use_distributed_sampler=False)
+    unlabeled_batches = _unlabeled_batches(fabric, config, view, loader_args) if config.data.unlabeled else None
 
     kwargs = dict(config.model.kwargs)
     if config.model.pretrained:
@@ -294,6 +296,8 @@ def train(
                 with fabric.autocast():
                     logits = model(images)
                 loss = _loss(config, signal, "train", images, logits.float(), labels, indices)
+                if unlabeled_batches is not None:
+                    loss = loss + _unlabeled_loss(config, fabric, model, signal, next(unlabeled_batches))
                 fabric.backward(loss / accumulate)
             state.running_loss += loss.item() * len(labels)
             state.running_count += len(labels)
@@ -353,6 +357,48 @@ def train(
         teacher_auc=teacher_auc,
         teacher_forward_calls=signal.forward_calls if signal is not None else 0,
     )
+
+
+def _unlabeled_batches(fabric: Fabric, config: RunConfig, view: dict, loader_args: dict) -> Iterator[torch.Tensor]:
+    """An endless stream of unlabelled batches (folders in ``data.unlabeled``), augmented like the training view."""
+    paths = [path for folder in config.data.unlabeled for path in list_image_files(folder)]
+    if not paths:
+        raise ValueError(f"data.unlabeled: no images found under {', '.join(config.data.unlabeled)}")
+    logger.info("distilling on %d unlabelled images seen only through the teacher", len(paths))
+    dataset = UnlabeledDataset(paths, build_train_transform(**view, augment=config.data.augment))
+    sampler = EpochSampler(
+        len(paths), shuffle=True, seed=config.train.seed + 1, rank=fabric.global_rank, world_size=fabric.world_size
+    )
+    loader = fabric.setup_dataloaders(
+        build_loader(
+            dataset, batch_size=config.data.batch_size, sampler=sampler, seed=config.train.seed + 1, **loader_args
+        ),
+        use_distributed_sampler=False,
+    )
+    epoch = 0
+    while True:
+        sampler.set_position(epoch)
+        for batch in loader:
+            if batch is not None and len(batch[0]) > 1:
+                yield batch[0]
+        epoch += 1
+
+
+def _unlabeled_loss(
+    config: RunConfig, fabric: Fabric, model, signal: TeacherSignal, images: torch.Tensor
+) -> torch.Tensor:
+    """α · soft loss on an unlabelled batch: the student matches the teacher where no label exists."""
+    with fabric.autocast():
+        student_logits = model(images)
+    distill = config.distill
+    soft = soft_loss(
+        student_logits.float(),
+        signal.online_logits(images),
+        kind=distill.loss,
+        temperature=distill.temperature,
+        scale_by_t2=distill.scale_by_t2,
+    )
+    return distill.alpha * soft
 
 
 def _online_val_logits(fabric: Fabric, signal: TeacherSignal, val_set: ManifestDataset) -> torch.Tensor:
