@@ -19,8 +19,14 @@ from tests.conftest import make_tree, write_image
 def test_140k_layout_maps_folders_to_labels_and_splits(tree_140k: Path, tmp_path: Path) -> None:
     report = build_manifest([tree_140k], tmp_path / "m.csv")
     counts = Counter((s.split, s.label) for s in report.samples)
-    assert counts == {("train", "real"): 7, ("train", "fake"): 7, ("val", "real"): 2, ("val", "fake"): 2,
-                      ("test", "real"): 1, ("test", "fake"): 1}
+    assert counts == {
+        ("train", "real"): 7,
+        ("train", "fake"): 7,
+        ("val", "real"): 2,
+        ("val", "fake"): 2,
+        ("test", "real"): 1,
+        ("test", "fake"): 1,
+    }
     assert {s.source for s in report.samples} == {"140k"}
     assert report.other_files == 1  # the CSV beside the images is not an image
 
