@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import make_tree
 
 from dfkd.data import ImageLoadError, ManifestDataset, build_eval_transform, build_loader, build_manifest, read_manifest
+from tests.conftest import make_tree
 
 
 def _manifest(tmp_path: Path) -> Path:

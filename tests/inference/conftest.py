@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
 from tests.inference.helpers import YUNET, astronaut, make_tiny_model
 
 

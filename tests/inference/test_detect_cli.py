@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.inference.helpers import write_face_video, write_mixed_folder
 from typer.testing import CliRunner
 
 from dfkd.cli import app
 from dfkd.inference.report import CSV_COLUMNS, JSON_SCHEMA_VERSION
+from tests.inference.helpers import write_face_video, write_mixed_folder
 
 RESULT_KEYS = {"input", "kind", "status", "error", "fake_prob", "label", "threshold", "faces", "width", "height"}
 runner = CliRunner()

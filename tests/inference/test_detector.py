@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.inference.helpers import ASTRONAUT_BOX, iou, noise_image
 
 import dfkd
 from dfkd.inference.detector import Detector
 from dfkd.models import ModelFileError
+from tests.inference.helpers import ASTRONAUT_BOX, iou, noise_image
 
 RESULT_KEYS = {"input", "kind", "status", "error", "fake_prob", "label", "threshold", "faces", "width", "height"}
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from tests.inference.helpers import ASTRONAUT_BOX, YUNET, iou, noise_image
 
 from dfkd.inference.faces import (
     DETECTOR_NAMES,
@@ -18,6 +17,7 @@ from dfkd.inference.faces import (
     detect_faces,
     face_square,
 )
+from tests.inference.helpers import ASTRONAUT_BOX, YUNET, iou, noise_image
 
 
 def _detector_or_skip(name: str):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.inference.helpers import write_face_video
 
 from dfkd.inference.detector import Detector
 from dfkd.inference.live import run_live
 from dfkd.inference.video import aggregate_frames, iter_video_frames, predict_video
+from tests.inference.helpers import write_face_video
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.conftest import TINY
 from typer.testing import CliRunner
 
 from dfkd.cli import app
@@ -19,6 +18,7 @@ from dfkd.config import ConfigError, load_config
 from dfkd.distill.logit_cache import compute_logit_cache
 from dfkd.models import load_model, save_model
 from dfkd.train import SimulatedInterruption, TeacherGateError, train
+from tests.conftest import TINY
 
 
 def _config(manifest: Path, *extra: str):

@@ -254,7 +254,6 @@ def run_benchmark(
 
         onnx_path, backend = model_path, "onnx"
         metadata = read_onnx_metadata(model_path)
-        net, _ = None, None
         name = metadata["architecture"]["name"]
         net = create_model(name, **metadata["architecture"].get("kwargs", {}))
         preprocessing = metadata["preprocessing"]

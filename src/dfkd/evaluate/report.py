@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from pathlib import Path
 
 from dfkd.evaluate.plots import write_all_plots
@@ -162,6 +163,10 @@ def build_report(run_dirs: list[str | os.PathLike[str]], out_dir: str | os.PathL
     for run in runs:
         table = sweep_table(run.path / "sweep.csv")
         if table:
+            for png in ("history.png", "importance.png"):  # the sweep's figures travel with its table
+                if (run.path / png).exists():
+                    shutil.copy2(run.path / png, out / f"{run.name}_{png}")
+                    table = table.replace(f"({png})", f"({run.name}_{png})")
             sections += ["", f"## Sweep ({run.name})", "", table]
     ref_sweep = [[lr, sched, alpha, f"{acc:.2f}", f"{f1:.2f}"] for lr, sched, alpha, acc, f1 in REFERENCE_SWEEP]
     sections += [

@@ -1,0 +1,267 @@
+"""`dfkd cross-source`: train on some sources, test on every source; the AUC / accuracy matrix of the transfer.
+
+For a manifest with several ``source`` values (one per dataset root: a generator, a site, a collection) this
+answers the reference's future-work question, "does a detector trained on one source work on another?":
+
+- training sets: each source alone; each "all but S" (leave one source out; skipped where it equals a single
+  source, as with two sources); and all sources together;
+- each training set gets its own manifest (the train and val rows of its sources only: the model is selected on
+  validation images of the sources it was trained on, never on the held-out one) and its own run folder;
+- every trained model is scored on the test split of every source, at its decision threshold (0.5 unless set).
+
+Outputs in ``out``: ``cross_source.json``, ``cross_source.md`` and ``cross_source.png`` (heat maps), plus
+``manifests/`` and ``runs/<training set>/`` (a finished cell is not trained again when the command is rerun).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfkd.config import RunConfig
+from dfkd.data.manifest import read_manifest, write_manifest
+from dfkd.evaluate.robustness import auc_accuracy
+from dfkd.utils import atomic_write, write_json
+
+logger = logging.getLogger(__name__)
+DONE_FILE = "cross_source_done.json"
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The sources one cross-source model is trained on; ``name`` is its row label and run folder."""
+
+    name: str
+    sources: tuple[str, ...]
+    kind: str  # "only", "all_but" or "all"
+
+
+def plan_training_sets(sources: list[str], *, all_but: bool = True, include_all: bool = True) -> list[TrainingSet]:
+    """Each source alone, then each leave-one-out set (when it differs from a single source), then all sources.
+
+    Raises:
+        ValueError: fewer than two sources.
+    """
+    sources = sorted(set(sources))
+    if len(sources) < 2:
+        found = sources[0] if sources else "none"
+        raise ValueError(
+            f"cross-source needs a manifest with at least two sources, found one ({found}): scan several dataset "
+            "roots into one manifest (dfkd scan ROOT_A ROOT_B …), each root becomes a source"
+        )
+    plan = [TrainingSet(source, (source,), "only") for source in sources]
+    if all_but and len(sources) > 2:
+        plan += [
+            TrainingSet(f"all_but_{source}", tuple(s for s in sources if s != source), "all_but") for source in sources
+        ]
+    if include_all:
+        plan.append(TrainingSet("all", tuple(sources), "all"))
+    return plan
+
+
+def write_subset_manifest(manifest_path: str | os.PathLike[str], sources: tuple[str, ...], out: Path) -> Path:
+    """A manifest holding the train and val rows of ``sources`` only (paths absolute)."""
+    manifest = read_manifest(manifest_path)
+    samples = [s for s in manifest.samples if s.source in sources and s.split in ("train", "val")]
+    for split in ("train", "val"):
+        if not any(s.split == split for s in samples):
+            raise ValueError(f"{manifest_path}: sources {', '.join(sources)} have no {split} images")
+    write_manifest(out, samples, {"parent_manifest": str(Path(manifest_path).resolve()), "sources": list(sources)})
+    return out
+
+
+def score_by_source(
+    model_path: str | os.PathLike[str],
+    manifest_path: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    batch_size: int = 64,
+    num_workers: int = 2,
+    device: str = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """``{source: {auc, accuracy, n}}`` of one model on one split, at the model file's threshold."""
+    from dfkd.evaluate.evaluator import predict_split
+    from dfkd.models import load_model
+
+    manifest = read_manifest(manifest_path)
+    model, metadata = load_model(model_path, device=device)
+    predictions = predict_split(
+        model,
+        manifest,
+        split,
+        metadata["preprocessing"],
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+    )
+    threshold = float(metadata.get("threshold", 0.5))
+    sources = np.asarray(predictions.sources)
+    cells: dict[str, dict[str, Any]] = {}
+    for source in manifest.sources:
+        keep = sources == source
+        if not keep.any():
+            cells[source] = {"auc": None, "accuracy": None, "n": 0}
+            continue
+        scores = auc_accuracy(predictions.labels[keep], predictions.fake_probs[keep], threshold=threshold)
+        cells[source] = {**scores, "n": int(keep.sum())}
+    return cells
+
+
+def run_cross_source(
+    manifest_path: str | os.PathLike[str],
+    config: RunConfig,
+    out: str | os.PathLike[str],
+    *,
+    all_but: bool = True,
+    include_all: bool = True,
+    eval_device: str = "cpu",
+    retrain: bool = False,
+) -> dict[str, Any]:
+    """Train one model per training set (see the module docstring) and score it on every source's test split.
+
+    ``config`` is the training recipe (its ``data.manifest`` is replaced per training set). Returns the result
+    written to ``cross_source.json``: ``train_sets`` (in order: ``[{name, sources, kind}]``), ``test_sources`` and
+    ``matrix[train_set][test_source] = {auc, accuracy, n}``.
+    """
+    from dfkd.train import train
+
+    out = Path(out)
+    manifest = read_manifest(manifest_path)
+    plan = plan_training_sets(manifest.sources, all_but=all_but, include_all=include_all)
+    test_sources = manifest.sources
+    missing = [source for source in test_sources if not any(s.source == source for s in manifest.split("test"))]
+    if missing:
+        logger.warning("sources without test images (their column stays empty): %s", ", ".join(missing))
+    if config.distill.loss != "none":
+        logger.warning(
+            "distill.loss=%s: every cell distils from the same teacher (%s), which may have seen the held-out "
+            "sources; a no-KD recipe gives the clean transfer matrix",
+            config.distill.loss,
+            config.teacher.model or config.teacher.cache,
+        )
+    result: dict[str, Any] = {
+        "manifest": str(manifest_path),
+        "model": config.model.name,
+        "train_sets": [{"name": t.name, "sources": list(t.sources), "kind": t.kind} for t in plan],
+        "test_sources": test_sources,
+        "matrix": {},
+        "runs": {},
+    }
+    for index, training_set in enumerate(plan, start=1):
+        run_dir = out / "runs" / training_set.name
+        model_path = run_dir / "model.safetensors"
+        done = run_dir / DONE_FILE
+        logger.info("cross-source %d/%d: training on %s", index, len(plan), ", ".join(training_set.sources))
+        if retrain or not (done.exists() and model_path.exists()):
+            subset = write_subset_manifest(
+                manifest_path, training_set.sources, out / "manifests" / f"{training_set.name}.csv"
+            )
+            cell_config = config.model_copy(deep=True)
+            cell_config.data.manifest = str(subset.resolve())
+            started = time.perf_counter()
+            resume = not retrain and (run_dir / "last.ckpt").exists()  # an interrupted cell continues
+            trained = train(cell_config, run_dir, resume=resume)
+            write_json(
+                done,
+                {
+                    "best_epoch": trained.best_epoch,
+                    "best_value": trained.best_value,
+                    "seconds": time.perf_counter() - started,
+                },
+            )
+        else:
+            logger.info("  already trained: %s", model_path)
+        cells = score_by_source(
+            model_path,
+            manifest_path,
+            batch_size=config.data.eval_batch_size or config.data.batch_size,
+            num_workers=config.data.num_workers,
+            device=eval_device,
+        )
+        result["matrix"][training_set.name] = cells
+        result["runs"][training_set.name] = str(run_dir)
+    write_cross_source(result, out)
+    return result
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{scale * value:.{digits}f}"
+
+
+def cross_source_markdown(result: dict[str, Any]) -> str:
+    """AUC and accuracy tables (rows: training set, columns: test source); ``*`` marks in-source cells."""
+    from dfkd.evaluate.report import markdown_table
+
+    sources = result["test_sources"]
+    lines = [
+        f"Model `{result['model']}` trained on each row's sources (train split; val split of the same sources "
+        f"for selection) and scored on each column's test split, manifest `{result['manifest']}`. "
+        "`*` marks a test source the model was trained on (in-source); the others measure transfer.",
+    ]
+    for metric, label, scale, digits in (("auc", "AUC", 1.0, 3), ("accuracy", "accuracy %", 100.0, 1)):
+        rows = []
+        for training_set in result["train_sets"]:
+            name, sets = training_set["name"], training_set["sources"]
+            cells = result["matrix"][name]
+            row = [name]
+            for source in sources:
+                mark = "*" if source in sets else ""
+                row.append(_fmt(cells[source][metric], scale, digits) + mark)
+            rows.append(row)
+        test_n = {s: next(iter(result["matrix"].values()))[s]["n"] for s in sources}
+        headers = ["trained on ↓ / tested on →", *(f"{s} (n={test_n[s]})" for s in sources)]
+        lines += ["", f"**{label}**", "", markdown_table(headers, rows)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_cross_source(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Two heat maps (AUC, accuracy): training set × test source, annotated, in-source cells outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    names, sources = [t["name"] for t in result["train_sets"]], result["test_sources"]
+    trained_on = {t["name"]: t["sources"] for t in result["train_sets"]}
+    fig, axes = plt.subplots(1, 2, figsize=(2.2 + 2.0 * len(sources) * 2, 1.4 + 0.55 * len(names)), squeeze=False)
+    for ax, (metric, title) in zip(axes.flat, (("auc", "AUC"), ("accuracy", "accuracy")), strict=True):
+        values = np.array(
+            [[np.nan if (v := result["matrix"][n][s][metric]) is None else v for s in sources] for n in names],
+            dtype=float,
+        )
+        image = ax.imshow(values, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+        for i, name in enumerate(names):
+            for j, source in enumerate(sources):
+                text = "–" if np.isnan(values[i, j]) else f"{values[i, j]:.2f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=9)
+                if source in trained_on[name]:
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
+        ax.set_xticks(range(len(sources)), sources, rotation=20, ha="right", fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set(xlabel="tested on", ylabel="trained on", title=f"{title} (outlined: in-source)")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_cross_source(result: dict[str, Any], out: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``cross_source.json``, ``cross_source.md`` and ``cross_source.png`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "cross_source.json", "markdown": out / "cross_source.md", "plot": out / "cross_source.png"}
+    write_json(paths["json"], result)
+    with atomic_write(paths["markdown"], "w", encoding="utf-8") as handle:
+        handle.write(cross_source_markdown(result))
+    plot_cross_source(result, paths["plot"])
+    return paths

