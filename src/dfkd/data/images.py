@@ -79,8 +79,8 @@ def open_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
         if size == 0:
             raise ImageLoadError(label, "empty file (0 bytes)")
         stream = path
-    previous_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    # The size is checked from the header before decoding; PIL's own global bomb limit is left alone so that
+    # threads decoding at once never race on it.
     try:
         with Image.open(stream) as image:
             width, height = image.size
@@ -102,8 +102,6 @@ def open_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
         raise ImageLoadError(label, f"{reason} ({message})") from None
     except (ValueError, SyntaxError, Image.DecompressionBombWarning) as error:
         raise ImageLoadError(label, f"undecodable ({error})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous_limit
 
 
 def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
