@@ -134,17 +134,23 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return keys, value
 
 
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested dict, creating sections as needed."""
+    parts = [p for p in key.split(".") if p]
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set each ``key.path=value`` in a nested dict (creating sections as needed)."""
     for text in overrides:
         keys, value = parse_override(text)
-        node = data
-        for key in keys[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {key!r} is not a section")
-            node = child
-        node[keys[-1]] = value
+        set_dotted(data, ".".join(keys), value)
     return data
 
 

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dfkd.config import ConfigError, RunConfig, apply_overrides, validate_config
+from dfkd.config import ConfigError, RunConfig, apply_overrides, set_dotted, validate_config
 
 logger = logging.getLogger(__name__)
 
@@ -238,18 +238,6 @@ def resolve_base(
             logger.warning("--set %s is overridden in every trial: %s is a swept parameter", text, key)
     validate_config(data, origin=origin)
     return data
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested dict, creating sections as needed."""
-    parts = [p for p in key.split(".") if p]
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{key}: {part!r} is not a section")
-        node = child
-    node[parts[-1]] = value
 
 
 def get_dotted(data: dict[str, Any], key: str, default: Any = None) -> Any:
