@@ -50,12 +50,20 @@ def tree_dfr(tmp_path: Path) -> Path:
     return tmp_path / "dfr"
 
 
-def write_easy_dataset(root: Path, per_split: dict[str, int] | None = None, size: int = 40) -> Path:
-    """Fakes brighter than reals: a dataset any CNN learns in a few steps (for loop tests, not for detection)."""
+def write_easy_dataset(
+    root: Path,
+    per_split: dict[str, int] | None = None,
+    size: int = 40,
+    *,
+    fake_brighter: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Classes that differ in brightness: a dataset any CNN learns in a few steps (for loop tests, not detection)."""
     per_split = per_split or {"train": 16, "val": 8, "test": 4}
-    counter = 0
+    counter = seed * 10_000
+    bases = {"real": 60, "fake": 180} if fake_brighter else {"real": 180, "fake": 60}
     for split, n in per_split.items():
-        for label, base in (("real", 60), ("fake", 180)):
+        for label, base in bases.items():
             for i in range(n):
                 counter += 1
                 rng = np.random.default_rng(counter)

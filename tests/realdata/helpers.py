@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
+
+from tests.conftest import write_easy_dataset
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet.onnx"
@@ -34,15 +35,4 @@ def iou(a: tuple[int, ...] | list[int], b: tuple[int, ...] | list[int]) -> float
 
 def write_source(root: Path, *, fake_brighter: bool, seed: int, per_split: dict[str, int], size: int = 32) -> Path:
     """``root/{train,val,test}/{real,fake}/*.png`` whose classes differ in brightness (direction per source)."""
-    counter = seed * 10_000
-    bases = {"real": 70, "fake": 170} if fake_brighter else {"real": 170, "fake": 70}
-    for split, n in per_split.items():
-        for label, base in bases.items():
-            for i in range(n):
-                counter += 1
-                rng = np.random.default_rng(counter)
-                array = np.clip(base + rng.normal(0, 30, size=(size, size, 3)), 0, 255).astype(np.uint8)
-                path = root / split / label / f"{label}_{i:03d}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(array).save(path)
-    return root
+    return write_easy_dataset(root, per_split, size, fake_brighter=fake_brighter, seed=seed + 1)
