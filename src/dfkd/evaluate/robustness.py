@@ -260,7 +260,7 @@ def robustness_markdown(results: list[dict[str, Any]]) -> str:
     lines = [
         f"Split `{first['split']}` of `{first['manifest']}` ({first['n']} images), each image degraded before the "
         "model's own preprocessing; severity 0 is the clean image, 1–5 grow stronger (parameters below). "
-        f"Accuracy at each model's decision threshold. Curves: `robustness.png` beside this file.",
+        f"Accuracy at each model's decision threshold. Curves: `robustness.png`, written with this table.",
     ]
     for metric, label, fmt in (("auc", "AUC", _fmt), ("accuracy", "accuracy %", _pct)):
         headers = (["model"] if several else []) + ["perturbation", "0 (clean)"]
