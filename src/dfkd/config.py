@@ -154,19 +154,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def validation_lines(error: ValidationError) -> list[str]:
+    """One readable line per pydantic error, naming the dotted key: ``optim.lr: ... (got -1)``."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        else:
+            lines.append(f"{key or '(top level)'}: {item['msg']}" + (f" (got {item['input']!r})" if key else ""))
+    return lines
+
+
 def validate_config(data: dict[str, Any], *, origin: str = "config") -> RunConfig:
     """Validate a nested dict into a :class:`RunConfig`, with errors that name each bad key."""
     try:
         return RunConfig.model_validate(data)
     except ValidationError as error:
-        lines = []
-        for item in error.errors():
-            key = ".".join(str(part) for part in item["loc"])
-            if item["type"] == "extra_forbidden":
-                lines.append(f"{key}: unknown key")
-            else:
-                lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
-        raise ConfigError(f"{origin}: invalid configuration\n  " + "\n  ".join(lines)) from None
+        raise ConfigError(f"{origin}: invalid configuration\n  " + "\n  ".join(validation_lines(error))) from None
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> RunConfig:

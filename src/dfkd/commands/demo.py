@@ -21,7 +21,7 @@ def demo(
     faces: Annotated[
         str, typer.Option(help="crop: face-crop --data images first; none: they are face crops.")
     ] = "none",
-    face_model: Annotated[Path | None, typer.Option(help="Face detector model file (YuNet .onnx).")] = None,
+    face_model: Annotated[Path | None, typer.Option(help="YuNet .onnx face model (default: $DFKD_FACE_MODEL).")] = None,
     per_class: Annotated[int | None, typer.Option(help="Synthetic images per class.")] = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Override a key of every training config.")

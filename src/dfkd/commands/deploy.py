@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-FACE_MODEL_ENV = "DFKD_FACE_MODEL"
+from dfkd.commands import FACE_MODEL_ENV
+
 MAX_TABLE_ROWS = 200
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-FACE_MODEL_ENV = "DFKD_FACE_MODEL"
+from dfkd.commands import FACE_MODEL_ENV
 
 
 def register(app: typer.Typer) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dfkd.config import ConfigError, RunConfig, apply_overrides, set_dotted, validate_config
+from dfkd.config import ConfigError, RunConfig, apply_overrides, set_dotted, validate_config, validation_lines
 
 logger = logging.getLogger(__name__)
 
@@ -177,14 +177,7 @@ class SweepSpec(_Strict):
 
 
 def _spec_error(error: ValidationError, origin: str) -> ConfigError:
-    lines = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key")
-        else:
-            lines.append(f"{key or '(top level)'}: {item['msg']}" + (f" (got {item['input']!r})" if key else ""))
-    return ConfigError(f"{origin}: invalid sweep file\n  " + "\n  ".join(lines))
+    return ConfigError(f"{origin}: invalid sweep file\n  " + "\n  ".join(validation_lines(error)))
 
 
 def parse_sweep_spec(data: dict[str, Any], *, origin: str = "sweep") -> SweepSpec:
