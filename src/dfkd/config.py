@@ -96,6 +96,12 @@ class TrainConfig(_Section):
     accumulate_grad_batches: int = Field(1, ge=1)
     checkpoint_every: int = Field(0, ge=0)
     seed: int = 42
+    tensorboard: Literal["auto", "on", "off"] = "auto"  # auto: RUN_DIR/tensorboard when tensorboard(X) is installed
+
+    @field_validator("tensorboard", mode="before")
+    @classmethod
+    def _tensorboard_switch(cls, value: Any) -> Any:
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -67,8 +67,16 @@ def test_int8_accuracy_stays_within_one_point_of_fp32(easy_model: Path, easy_man
     assert embedded["export"]["precision"] == "int8"
     assert embedded["export"]["quantization"]["n_calibration"] == 16
     assert embedded["metrics"]["int8_val_accuracy"] == report["accuracy_int8"]
-    ops = {node.op_type for node in onnx.load(str(tmp_path / "easy.int8.onnx")).graph.node}
-    assert "QuantizeLinear" in ops
+    graph = onnx.load(str(tmp_path / "easy.int8.onnx")).graph
+    assert "QuantizeLinear" in {node.op_type for node in graph.node}
+    # The image-reading stem conv stays fp32: its input is the graph input itself, not a dequantised copy.
+    stem = embedded["export"]["quantization"]["fp32_nodes"]
+    assert len(stem) == 1
+    assert graph.input[0].name in next(node for node in graph.node if node.name == stem[0]).input
+    quantize_int8(fp32, tmp_path / "all.int8.onnx", easy_manifest, n_calibration=16, fp32_stem=False)
+    all_graph = onnx.load(str(tmp_path / "all.int8.onnx")).graph
+    first_conv = next(node for node in all_graph.node if node.op_type == "Conv")
+    assert all_graph.input[0].name not in first_conv.input
     fp32_probs = [r["fake_prob"] for r in Detector.load(fp32, faces="none").predict([Image.new("RGB", (40, 40))])]
     int8_probs = [
         r["fake_prob"]

@@ -53,6 +53,37 @@ def test_best_model_file_and_metrics_log_are_written(easy_manifest: Path, tmp_pa
     assert lines[0].startswith("epoch,train_loss,val_loss,val_auc") and len(lines) == 3
 
 
+def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of the TFRecord event files under ``folder`` (read with tensorboardX's protobuf classes)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.rglob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            event = Event.FromString(data[offset + 12 : offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_tensorboard_logs_every_epoch_when_installed(easy_manifest: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboardX")
+    result = train(
+        _config(easy_manifest, "train.epochs=2", "model.name=resnet8_fast", "train.tensorboard=on"), tmp_path / "run"
+    )
+    scalars = _tensorboard_scalars(tmp_path / "run" / "tensorboard")
+    assert [step for step, _ in scalars["val_auc"]] == [1, 2]
+    assert [value for _, value in scalars["val_auc"]] == pytest.approx([row["val_auc"] for row in result.history])
+    train(_config(easy_manifest, "train.epochs=1", "model.name=resnet8_fast", "train.tensorboard=off"), tmp_path / "x")
+    assert not (tmp_path / "x" / "tensorboard").exists()
+
+
 def test_distillation_with_a_cache_runs_no_teacher_forward(
     easy_manifest: Path, easy_teacher: Path, tmp_path: Path
 ) -> None:

@@ -36,6 +36,10 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
     n_calibration: Annotated[int, typer.Option(help="Calibration images for INT8.")] = 256,
     max_eval: Annotated[int, typer.Option(help="Val images for the INT8 accuracy check (0: all).")] = 5000,
+    quantize_stem: Annotated[
+        bool,
+        typer.Option(help="Quantise the image-reading first conv too (faster; can erase pixel-level traces)."),
+    ] = False,
 ) -> None:
     """Export a model to ONNX (dynamic batch, metadata inside) with a parity check; optionally quantise to INT8."""
     cli = _cli()
@@ -60,7 +64,12 @@ def export(
         passed = parity["passed"]
         if int8:
             int8_report = quantize_int8(
-                fp32_out, out, calibration, n_calibration=n_calibration, max_eval=max_eval or None
+                fp32_out,
+                out,
+                calibration,
+                n_calibration=n_calibration,
+                max_eval=max_eval or None,
+                fp32_stem=not quantize_stem,
             )
             cli.out_console.print(
                 f"INT8 ONNX written to [bold]{out}[/] ({int8_report['size_bytes'] / 1e6:.2f} MB); val accuracy on "

@@ -182,6 +182,12 @@ def _evaluate(
     return accuracy, agreement, max_diff, len(labels)
 
 
+def _stem_nodes(model: Any) -> list[str]:
+    """Names of the Conv node(s) that read the graph's image input directly."""
+    inputs = {value.name for value in model.graph.input}
+    return [node.name for node in model.graph.node if node.op_type == "Conv" and inputs & set(node.input)]
+
+
 def quantize_int8(
     onnx_path: str | Path,
     out_path: str | Path,
@@ -193,8 +199,13 @@ def quantize_int8(
     batch_size: int = 32,
     seed: int = 0,
     tolerance_points: float = INT8_ACCURACY_TOLERANCE_POINTS,
+    fp32_stem: bool = True,
 ) -> dict[str, Any]:
     """Static INT8 (QDQ, MinMax) quantisation of an exported fp32 ONNX model, calibrated on manifest images.
+
+    With ``fp32_stem`` the first convolution (the one reading the image) stays in fp32: a deepfake trace can be a
+    pixel-level pattern of an amplitude near one 8-bit step, and quantising the stem's weights and output erased it
+    on the demo student (val accuracy 89.2 % fp32 → 80.0 % INT8 with the stem quantised, 89.2 % without).
 
     Calibration uses ``n_calibration`` images of the train split (seeded sample); the check compares fp32 and INT8
     accuracy on the validation split (a seeded sample of ``max_eval`` images, all with ``None``). The file is
@@ -227,6 +238,7 @@ def quantize_int8(
     root_logger.setLevel(max(root_level, logging.WARNING))  # onnxruntime logs every bias copy at INFO on root
     try:
         quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+        kept_fp32 = _stem_nodes(onnx.load(str(prepared))) if fp32_stem else []
         quantize_static(
             str(prepared),
             str(quantized),
@@ -236,6 +248,7 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=kept_fp32,
         )
         model_proto = onnx.load(str(quantized))
     finally:
@@ -268,6 +281,7 @@ def quantize_int8(
         "source_sha256": sha256_file(onnx_path),
         "quantization": {
             "method": "static QDQ, MinMax, u8 activations / s8 weights" + (", per channel" if per_channel else ""),
+            "fp32_nodes": kept_fp32,
             "calibration_manifest": str(calibration_manifest),
             "manifest_hash": manifest.content_hash,
             "calibration_split": calibration_split,

@@ -11,6 +11,7 @@ import logging
 import math
 import random
 import time
+from typing import Any
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +67,23 @@ class LoopState:
     history: list[dict] = field(default_factory=list)
 
 
-def build_fabric(config: RunConfig) -> Fabric:
+def tensorboard_logger(config: RunConfig, run_dir: Path) -> Any | None:
+    """Fabric's TensorBoard logger writing to ``run_dir/tensorboard``, or None (off, or auto and not installed)."""
+    import importlib.util
+
+    if config.train.tensorboard == "off":
+        return None
+    installed = any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
+    if not installed:
+        if config.train.tensorboard == "on":
+            raise ValueError("train.tensorboard=on needs tensorboard or tensorboardX: pip install tensorboard")
+        return None
+    from lightning_fabric.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(root_dir=run_dir, name="tensorboard", version="")
+
+
+def build_fabric(config: RunConfig, loggers: list[Any] | None = None) -> Fabric:
     """A Fabric for the configured accelerator, devices, strategy and precision."""
     train = config.train
     strategy = train.strategy
@@ -78,6 +95,7 @@ def build_fabric(config: RunConfig) -> Fabric:
         num_nodes=train.num_nodes,
         strategy=strategy,
         precision=train.precision,
+        loggers=loggers or None,
     )
 
 
@@ -222,7 +240,8 @@ def train(
     run_dir = Path(run_dir)
     if config.data.manifest is None:
         raise ValueError("data.manifest is required")
-    fabric = build_fabric(config)
+    tensorboard = tensorboard_logger(config, run_dir)
+    fabric = build_fabric(config, [tensorboard] if tensorboard is not None else None)
     fabric.launch()
     set_seed(config.train.seed)
     if fabric.is_global_zero:
@@ -341,6 +360,8 @@ def train(
         state.batches_done, state.running_loss, state.running_count = 0, 0.0, 0
         if fabric.is_global_zero:
             _write_history(run_dir / "metrics.csv", state.history)
+        if tensorboard is not None:
+            fabric.log_dict({key: value for key, value in row.items() if key != "epoch"}, step=row["epoch"])
         _save_checkpoint(fabric, last_path, model, optimizer, scheduler, state)
         if epoch_callback is not None:
             epoch_callback(state.epoch, row)
@@ -348,6 +369,8 @@ def train(
             logger.info("early stopping: no improvement of %s for %d epochs", config.train.monitor, state.bad_epochs)
             break
     fabric.barrier()
+    if tensorboard is not None:
+        tensorboard.finalize("success")
     return TrainResult(
         run_dir=run_dir,
         model_path=run_dir / "model.safetensors",
