@@ -11,10 +11,10 @@ import logging
 import math
 import random
 import time
-from typing import Any
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
