@@ -3,7 +3,8 @@ cross-source matrix and the robustness curves, in one resumable command.
 
 Usage: python benchmarks/realfaces.py [--data ../shared/data/realfaces-dev] [--out runs/realfaces]
            [--sources stylegan_tpdne photoshop_ciplab] [--variants crop full] [--input-size 128]
-           [--teacher-epochs 5] [--student-epochs 12] [--face-model ../shared/models/face_detection_yunet.onnx]
+           [--teacher-epochs 6] [--student-epochs 6] [--long-epochs 30] [--mixup 0.4] [--repeats 1]
+           [--students NAME ...] [--face-model ../shared/models/face_detection_yunet.onnx]
            [--skip-cross-source] [--skip-robustness]
 
 Skips with a message when the data folder is absent. Every step writes into ``--out`` and is skipped when its
@@ -64,16 +65,34 @@ def recipes(args: argparse.Namespace) -> dict[str, list[str]]:
     student = [*common, "model.name=resnet8_fast", "optim.lr=0.003"]
     student += [f"train.epochs={args.student_epochs}", f"train.patience={args.student_epochs}"]
     kd = ["distill.loss=kl", "distill.alpha=0.5", "distill.temperature=4.0", "distill.scale_by_t2=true"]
+    # The long recipes: random crops + mixup for many epochs ("patient and consistent" function matching when the
+    # teacher scores the same mixed crop; pure KD, alpha 1, with unlabelled faces of the other source added).
+    long = [f"train.epochs={args.long_epochs}", f"train.patience={args.long_epochs}"]
+    aug = ["data.augment=crop", f"data.mixup={args.mixup}", *long]
+    fm = ["distill.loss=kl", "distill.alpha=1.0", "distill.temperature=1.0", *aug, UNLABELED]
     return {
         "teacher": teacher,
         "student": student,
         "student_kd_cached": [*student, *kd],
         "student_kd_online_crop": [*student, *kd, "data.augment=crop"],
+        "student_aug_long": [*student, *aug],
+        "student_kd_aug_long": [*student, *kd, *aug],
+        "student_fm_unlabeled": [*student, *fm],
+        "student_fm_unlabeled_w2": [*student, *fm, "model.name=resnet8_fast_w2"],
         "student_robust": [*student, "data.augment=robust"],
     }
 
 
-STUDENTS = ("student", "student_kd_cached", "student_kd_online_crop")
+UNLABELED = "<unlabeled>"  # replaced by the other sources' folders of the same variant
+STUDENTS = (
+    "student",
+    "student_kd_cached",
+    "student_kd_online_crop",
+    "student_aug_long",
+    "student_kd_aug_long",
+    "student_fm_unlabeled",
+    "student_fm_unlabeled_w2",
+)
 
 
 def run_variant(args: argparse.Namespace, variant: str) -> str:
@@ -153,7 +172,7 @@ def train_and_evaluate(overrides: list[str], manifest: Path, run: Path) -> dict[
     started = time.perf_counter()
     result = train(config, run, resume=(run / "last.ckpt").exists())
     seconds = time.perf_counter() - started
-    metrics = evaluate_model(result.model_path, manifest, run / "eval", num_workers=0)
+    metrics = evaluate_model(result.model_path, manifest, run / "eval", threshold="auto", num_workers=0)
     row = {
         "model": str(result.model_path),
         "val_auc": result.best_value,
@@ -169,8 +188,10 @@ def train_and_evaluate(overrides: list[str], manifest: Path, run: Path) -> dict[
     return row
 
 
-def per_source_study(args: argparse.Namespace, out: Path, manifests: dict[str, Path]) -> dict[str, Any]:
-    """Teacher and the three students for every (source, variant)."""
+def per_source_study(
+    args: argparse.Namespace, out: Path, manifests: dict[str, Path], roots: dict[str, Path]
+) -> dict[str, Any]:
+    """Teacher and the chosen students for every (source, variant)."""
     plans = recipes(args)
     results: dict[str, Any] = {}
     for variant in args.variants:
@@ -179,11 +200,19 @@ def per_source_study(args: argparse.Namespace, out: Path, manifests: dict[str, P
             base = out / "runs" / run_variant(args, variant) / source
             teacher = train_and_evaluate(plans["teacher"], manifest, base / "teacher")
             rows = {"teacher": teacher}
-            for name in STUDENTS:
+            others = [str(roots[variant] / other) for other in SOURCES if other != source]
+            for name in args.students:
                 overrides = list(plans[name])
+                if UNLABELED in overrides:
+                    overrides.remove(UNLABELED)
+                    overrides.append(f"data.unlabeled=[{', '.join(others)}]")
                 if "distill.loss=kl" in overrides:
                     overrides.append(f"teacher.model={teacher['model']}")
-                rows[name] = train_and_evaluate(overrides, manifest, base / name)
+                runs = [base / (name if k == 0 else f"{name}_s{k}") for k in range(args.repeats)]
+                seeds = [f"train.seed={args.seed + k}" for k in range(args.repeats)]
+                pairs = zip(seeds, runs, strict=True)
+                repeats = [train_and_evaluate([*overrides, seed], manifest, run) for seed, run in pairs]
+                rows[name] = {**repeats[0], **_mean_row(repeats)}
             results[f"{variant}/{source}"] = rows
     return results
 
@@ -213,7 +242,7 @@ def robustness_study(args: argparse.Namespace, out: Path, manifests: dict[str, P
     base = out / "runs" / run_variant(args, variant) / source
     robust = train_and_evaluate(recipes(args)["student_robust"], manifest, base / "student_robust")
     rows = per_source[f"{variant}/{source}"]
-    best = max(STUDENTS, key=lambda name: rows[name]["val_auc"])
+    best = max(args.students, key=lambda name: rows[name]["val_auc"])
     models = [rows["student"]["model"], robust["model"]]
     if best != "student":
         models.append(rows[best]["model"])
@@ -228,6 +257,19 @@ def robustness_study(args: argparse.Namespace, out: Path, manifests: dict[str, P
         "markdown": (target / "robustness.md").read_text(),
         "plot": str(target / "robustness.png"),
     }
+
+
+def _mean_row(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means and spreads over training seeds (the first run's model stays the row's model)."""
+    import statistics
+
+    row: dict[str, Any] = {"n_seeds": len(repeats)}
+    for key in ("val_auc", "test_auc", "test_accuracy", "train_seconds"):
+        values = [r[key] for r in repeats]
+        row[key] = statistics.fmean(values)
+        row[f"{key}_all"] = values
+        row[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return row
 
 
 def _pct(value: float | None) -> str:
@@ -252,18 +294,25 @@ def summary_markdown(args: argparse.Namespace, summary: dict[str, Any]) -> str:
     lines += [
         f"Input {args.input_size} px; teacher mobilenet_v2 (ImageNet, offline weights) fine-tuned "
         f"{args.teacher_epochs} epochs; students resnet8_fast from scratch, {args.student_epochs} epochs. "
-        "Test split, threshold 0.5. "
-        "Small test sets: differences of a few points are noise.",
+        f"Long recipes {args.long_epochs} epochs with random crops and mixup {args.mixup:g}. Test split; threshold "
+        "at the validation EER point (stored in each model file, as `dfkd evaluate --threshold auto`). Students: "
+        f"mean ± sd over {args.repeats} training seed(s). Small test sets: a few points are noise.",
         "",
-        "| variant | source | model | val AUC | test AUC | test accuracy % | n test | train s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | source | model | val AUC | test AUC | test accuracy % | Δ accuracy vs teacher | n test | "
+        "train s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, rows in summary["per_source"].items():
         variant, source = key.split("/")
+        teacher_accuracy = rows["teacher"]["test_accuracy"]
         for name, row in rows.items():
+            spread = row.get("n_seeds", 1) > 1
+            auc = _num(row["test_auc"]) + (f" ± {row['test_auc_sd']:.3f}" if spread else "")
+            accuracy = _pct(row["test_accuracy"]) + (f" ± {100 * row['test_accuracy_sd']:.1f}" if spread else "")
+            delta = "–" if name == "teacher" else f"{100 * (row['test_accuracy'] - teacher_accuracy):+.1f}"
             lines.append(
-                f"| {variant} | {source} | {name} | {_num(row['val_auc'])} | {_num(row['test_auc'])} | "
-                f"{_pct(row['test_accuracy'])} | {row['n_test']} | {row['train_seconds']:.0f} |"
+                f"| {variant} | {source} | {name} | {_num(row['val_auc'])} | {auc} | {accuracy} | {delta} | "
+                f"{row['n_test']} | {row['train_seconds']:.0f} |"
             )
     for name, result in (summary.get("cross_source") or {}).items():
         lines += [
@@ -293,19 +342,23 @@ def main() -> int:
     parser.add_argument("--sources", nargs="+", default=list(SOURCES))
     parser.add_argument("--variants", nargs="+", default=["crop", "full"], choices=["crop", "full"])
     parser.add_argument("--input-size", type=int, default=96)
-    parser.add_argument("--teacher-epochs", type=int, default=2)
+    parser.add_argument("--teacher-epochs", type=int, default=6)
     parser.add_argument("--student-epochs", type=int, default=6)
+    parser.add_argument("--long-epochs", type=int, default=30, help="Epochs of the *_long and *_fm_* recipes.")
+    parser.add_argument("--mixup", type=float, default=0.4, help="Mixup Beta(a, a) of the long recipes.")
+    parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--crop-workers", type=int, default=1)
     parser.add_argument(
         "--crop-margin",
         type=float,
         default=0.0,
-        help="Face-box margin of the crops. 0: tight boxes that stay inside these 256 px images; with 0.3 (the "
-        "inference default) nearly every crop reaches past the border, and the black fill's size re-encodes the "
-        "framing cue the crops are meant to remove.",
+        help="Face-box margin of the crops. 0: the face box alone, framed alike in both classes. With 0.3 (the "
+        "inference default) most faces in these tight 256 px photos do not fit with their margin, so the crop "
+        "shrinks to the whole image for large faces and keeps part of the framing cue the crops are meant to remove.",
     )
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=1, help="Train each student with this many seeds (mean ± sd).")
     parser.add_argument("--face-model", type=Path, default=DEFAULT_YUNET)
     parser.add_argument("--skip-cross-source", action="store_true")
     parser.add_argument("--cross-source-teacher", action="store_true", help="Also the teacher recipe's matrix.")
@@ -328,7 +381,8 @@ def main() -> int:
     if "crop" in args.variants:
         faces, summary["crop_faces"] = crop_faces(args, out)
     manifests = build_manifests(args, out, faces)
-    summary["per_source"] = per_source_study(args, out, manifests)
+    roots = {"full": args.data, "crop": faces}
+    summary["per_source"] = per_source_study(args, out, manifests, roots)
     if not args.skip_cross_source and len(args.sources) > 1:
         summary["cross_source_variant"] = args.variants[0]
         summary["cross_source"] = cross_source_study(args, out, manifests[args.variants[0]])

@@ -77,9 +77,10 @@ def test_crop_is_a_square_with_margin_on_each_side() -> None:
     assert crop_face(image, box, size=64).size == (64, 64)
 
 
-def test_crop_near_a_border_shifts_inside_and_an_oversized_crop_pads_black() -> None:
+def test_crop_near_a_border_shifts_inside_and_a_large_face_gives_up_margin_not_pixels() -> None:
     image = Image.new("RGB", (200, 200), (255, 255, 255))
     assert face_square((0, 0, 50, 50), 200, 200, margin=0.3) == (0, 0, 80, 80)
-    big = crop_face(image, (20, 20, 180, 180), margin=0.3)
-    assert big.size == (256, 256)
-    assert big.getpixel((0, 0)) == (0, 0, 0) and big.getpixel((128, 128)) == (255, 255, 255)
+    big = crop_face(image, (20, 20, 180, 180), margin=0.3)  # 1.6 x 160 = 256 > 200: the margin shrinks to fit
+    assert big.size == (200, 200)
+    assert big.getextrema() == ((255, 255), (255, 255), (255, 255))  # no black fill anywhere
+    assert face_square((10, 40, 190, 160), 200, 120, margin=0.3) == (10, 10, 190, 190)  # box wider than the height

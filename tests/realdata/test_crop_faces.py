@@ -129,12 +129,17 @@ def test_most_prominent_is_the_largest_area_times_score() -> None:
     assert most_prominent([]) is None
 
 
-def test_crops_reaching_past_the_border_are_counted(tmp_path: Path, face_model: str | None) -> None:
+def test_a_face_filling_the_frame_gives_up_margin_instead_of_black_fill(tmp_path: Path, face_model: str | None) -> None:
     root = tmp_path / "data" / "real"
     root.mkdir(parents=True)
     astronaut().crop((164, 45, 284, 192)).save(root / "tight.png")  # the face fills the frame
     wide = crop_dataset(tmp_path / "data", tmp_path / "m03", margin=0.3, size=64, face_model=face_model, workers=1)
     tight = crop_dataset(tmp_path / "data", tmp_path / "m0", margin=0.0, size=64, face_model=face_model, workers=1)
-    assert (wide.n_ok, wide.n_overhang, tight.n_ok, tight.n_overhang) == (1, 1, 1, 0)
-    row = _rows(tmp_path / "m03" / "faces.csv")["real/tight.png"]
-    assert float(row["overhang"]) > 0.1 and int(row["side"]) > 147
+    assert (wide.n_ok, wide.n_overhang, tight.n_ok, tight.n_overhang) == (1, 0, 1, 0)
+    wide_row = _rows(tmp_path / "m03" / "faces.csv")["real/tight.png"]
+    tight_row = _rows(tmp_path / "m0" / "faces.csv")["real/tight.png"]
+    # 1.6x the face would not fit in 120x147 pixels: the crop is the image's shorter side, with no black fill.
+    assert int(wide_row["side"]) == 120 and float(wide_row["overhang"]) == 0
+    assert int(tight_row["side"]) < 120
+    crop = Image.open(tmp_path / "m03" / "real" / "tight.png").convert("L")
+    assert min(crop.getpixel((x, y)) for x in (0, 63) for y in (0, 63)) > 0

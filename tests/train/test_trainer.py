@@ -21,8 +21,12 @@ from dfkd.train import SimulatedInterruption, TeacherGateError, train
 from tests.conftest import TINY
 
 
+def _config_args(manifest: Path) -> list[str]:
+    return [*TINY, f"data.manifest={manifest}"]
+
+
 def _config(manifest: Path, *extra: str):
-    return load_config(None, [*TINY, f"data.manifest={manifest}", *extra])
+    return load_config(None, [*_config_args(manifest), *extra])
 
 
 def test_resume_after_interruption_ends_with_identical_weights(easy_manifest: Path, tmp_path: Path) -> None:
@@ -103,6 +107,40 @@ def test_random_augmentation_runs_the_teacher_online(easy_manifest: Path, easy_t
     )
     result = train(config, tmp_path / "online")
     assert result.teacher_forward_calls >= 4  # one per training batch
+
+
+def test_mixup_blends_images_and_labels_with_one_dominant_weight() -> None:
+    from dfkd.train.trainer import mix_batch
+
+    images = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(6)])
+    labels = torch.arange(6) / 5  # labels a linear function of the pixels: the blend must keep that relation
+    torch.manual_seed(3)
+    mixed, soft = mix_batch(images, labels, 0.4)
+    torch.manual_seed(3)
+    again, _ = mix_batch(images, labels, 0.4)
+    assert torch.equal(mixed, again)  # torch's RNG only: a resumed run mixes the same pairs
+    values = mixed[:, 0, 0, 0]
+    assert torch.allclose(soft, values / 5, atol=1e-6)
+    assert not torch.equal(values, torch.arange(6.0))
+    # λ ≥ 0.5: each image stays nearer its own value than its partner's, so the mean is kept and order mostly too.
+    assert values.mean() == pytest.approx(2.5) and (values - torch.arange(6.0)).abs().max() <= 2.5 + 1e-6
+    assert mix_batch(images, None, 0.4)[1] is None
+
+
+def test_mixup_distils_online_and_refuses_a_cache_only_teacher(
+    easy_manifest: Path, easy_teacher: Path, tmp_path: Path
+) -> None:
+    config = _config(
+        easy_manifest, "train.epochs=1", "distill.loss=kl", f"teacher.model={easy_teacher}", "data.mixup=0.4"
+    )
+    result = train(config, tmp_path / "mix")
+    assert result.teacher_forward_calls >= 4  # the teacher scores each mixed batch itself
+    assert result.model_path.exists()
+    cache = compute_logit_cache(easy_teacher, easy_manifest, tmp_path / "cache", resize_size=40, input_size=32)
+    with pytest.raises(ConfigError, match="data.mixup"):
+        train(_config(easy_manifest, "distill.loss=kl", f"teacher.cache={cache}", "data.mixup=0.4"), tmp_path / "x")
+    with pytest.raises(ConfigError, match="data.mixup"):
+        load_config(None, [*_config_args(easy_manifest), "data.mixup=-1"])
 
 
 def test_cache_refuses_other_data_teacher_or_transform(easy_manifest: Path, easy_teacher: Path, tmp_path: Path) -> None:

@@ -122,11 +122,15 @@ def face_square(
 ) -> tuple[int, int, int, int]:
     """The square (x0, y0, x1, y1) that ``crop_face`` cuts from a ``width`` x ``height`` image.
 
-    Its side is the box's longer side plus ``margin`` of it on each side (0.3 → 1.6x). It is shifted to lie
-    inside the image when it fits; a side longer than the image stays centred on the face and overhangs.
+    Its side is the box's longer side plus ``margin`` of it on each side (0.3 → 1.6x), shrunk to the image's
+    shorter side when longer (the margin gives way, never the face), and it is shifted to lie inside the image.
+    So crops hold image pixels only: a black fill whose size follows the face's size would be a framing cue a
+    detector learns instead of forgery. Only a face box longer than the image's shorter side still overhangs.
     """
     x0, y0, x1, y1 = box.as_list() if isinstance(box, FaceBox) else box
-    side = max(1, math.ceil(max(x1 - x0, y1 - y0) * (1 + 2 * margin)))
+    face_side = max(x1 - x0, y1 - y0)
+    side = max(1, math.ceil(face_side * (1 + 2 * margin)))
+    side = max(math.ceil(face_side), min(side, width, height), 1)
     starts = []
     for low, high, limit in ((x0, x1, width), (y0, y1, height)):
         start = round((low + high) / 2 - side / 2)
@@ -143,7 +147,7 @@ def crop_face(
     margin: float = DEFAULT_MARGIN,
     size: int | None = None,
 ) -> Image.Image:
-    """A square RGB crop around ``box`` (see ``face_square``); overhang is black; resized to ``size`` when given."""
+    """A square RGB crop around ``box`` (see ``face_square``), resized to ``size`` when given; any overhang is black."""
     crop = image.convert("RGB").crop(face_square(box, image.width, image.height, margin=margin))
     if size is not None and crop.size != (size, size):
         crop = crop.resize((size, size), Image.BILINEAR)

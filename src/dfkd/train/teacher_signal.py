@@ -77,11 +77,11 @@ def build_teacher_signal(
         raise ConfigError("data.unlabeled needs teacher.model: the teacher runs online on the unlabelled images")
     if teacher_path is None and cache_dir is None:
         raise ConfigError("distill.loss is set but neither teacher.model nor teacher.cache is given")
-    if is_random_augment(config.data.augment) or config.teacher.online:
+    if is_random_augment(config.data.augment) or config.data.mixup > 0 or config.teacher.online:
         if teacher_path is None:
             raise ConfigError(
-                "the teacher runs online (teacher.online, or a random data.augment whose views a cache cannot "
-                "hold): set teacher.model"
+                "the teacher runs online (teacher.online, data.mixup, or a random data.augment whose views a cache "
+                "cannot hold): set teacher.model"
             )
         if config.teacher.online:
             logger.info("teacher.online: running the teacher on every batch")

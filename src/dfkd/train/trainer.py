@@ -310,6 +310,8 @@ def train(
             images, labels, indices = batch
             if len(labels) < 2:  # BatchNorm cannot train on one image; the leftover of an epoch is dropped
                 continue
+            if config.data.mixup > 0:
+                images, labels = mix_batch(images, labels, config.data.mixup)
             is_step = state.batches_done % accumulate == 0 or state.batches_done == batches_per_epoch
             with fabric.no_backward_sync(model, enabled=not is_step):
                 with fabric.autocast():
@@ -382,6 +384,24 @@ def train(
     )
 
 
+def mix_batch(
+    images: torch.Tensor, labels: torch.Tensor | None, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mixup: each image blended with another of the batch by λ ~ Beta(α, α); labels become the same blend.
+
+    Drawn from torch's RNG, so a resumed run mixes the same pairs. With KD the teacher scores the mixed images
+    themselves (function matching), so its targets follow the blend without being interpolated.
+    """
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    lam = max(lam, 1.0 - lam)  # the first image dominates: the blend stays close to a real face
+    order = torch.randperm(len(images)).to(images.device)
+    mixed = lam * images + (1.0 - lam) * images[order]
+    if labels is None:
+        return mixed, None
+    labels = labels.float()
+    return mixed, lam * labels + (1.0 - lam) * labels[order]
+
+
 def _unlabeled_batches(fabric: Fabric, config: RunConfig, view: dict, loader_args: dict) -> Iterator[torch.Tensor]:
     """An endless stream of unlabelled batches (folders in ``data.unlabeled``), augmented like the training view."""
     paths = [path for folder in config.data.unlabeled for path in list_image_files(folder)]
@@ -411,6 +431,8 @@ def _unlabeled_loss(
     config: RunConfig, fabric: Fabric, model, signal: TeacherSignal, images: torch.Tensor
 ) -> torch.Tensor:
     """α · soft loss on an unlabelled batch: the student matches the teacher where no label exists."""
+    if config.data.mixup > 0:
+        images, _ = mix_batch(images, None, config.data.mixup)
     with fabric.autocast():
         student_logits = model(images)
     distill = config.distill
