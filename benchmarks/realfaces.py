@@ -17,8 +17,14 @@ Steps:
    holds the same rows with the cropped files (images without a face are dropped and counted), so the two variants
    are tested on the same images.
 3. Per source and variant: teacher ``mobilenet_v2`` fine-tuned from the offline ImageNet weights; students
-   ``resnet8_fast`` trained from scratch: alone, with KD from cached teacher logits, and with KD from the teacher run
-   online on random crops (``data.augment=crop``). Test AUC / accuracy (threshold 0.5) of each.
+   ``resnet8_fast`` trained from scratch, chosen with ``--students`` (default: alone, KD from cached teacher logits,
+   KD from the teacher run online on random crops, and function matching). The recipes:
+   ``student`` alone; ``student_kd_cached`` (α 0.5, T 4); ``student_kd_online_crop`` (the same, random crops, teacher
+   online); ``student_aug_long`` (random crops + mixup, ``--long-epochs``, no KD); ``student_kd_aug_long`` (that
+   with KD α 0.5, the teacher scoring each mixed crop); ``student_fm_unlabeled`` (function matching: pure KD, α 1,
+   T 1, crops + mixup, long, plus the other source's faces as unlabelled images); ``student_fm_unlabeled_w2`` (that
+   with the 2x-wide student); ``student_fm_unlabeled_x3`` (that with 3x the epochs). Test AUC / accuracy at the
+   validation EER threshold, mean ± sd over ``--repeats`` seeds.
 4. Cross-source matrix of the no-KD student recipe (and of the teacher with ``--cross-source-teacher``) on the
    first variant.
 5. Robustness (JPEG, blur, downscale, noise, brightness/contrast) of the no-KD student, the same recipe with
@@ -79,6 +85,11 @@ def recipes(args: argparse.Namespace) -> dict[str, list[str]]:
         "student_kd_aug_long": [*student, *kd, *aug],
         "student_fm_unlabeled": [*student, *fm],
         "student_fm_unlabeled_w2": [*student, *fm, "model.name=resnet8_fast_w2"],
+        "student_fm_unlabeled_x3": [
+            *student,
+            *fm,
+            *[f"train.{k}={3 * args.long_epochs}" for k in ("epochs", "patience")],
+        ],
         "student_robust": [*student, "data.augment=robust"],
     }
 
@@ -92,6 +103,7 @@ STUDENTS = (
     "student_kd_aug_long",
     "student_fm_unlabeled",
     "student_fm_unlabeled_w2",
+    "student_fm_unlabeled_x3",
 )
 
 
@@ -159,6 +171,9 @@ def source_manifest(manifest: Path, source: str, out: Path) -> Path:
     return path
 
 
+THRESHOLD = "auto"  # set from --threshold in main()
+
+
 def train_and_evaluate(overrides: list[str], manifest: Path, run: Path) -> dict[str, Any]:
     """Train (unless done) and evaluate on the test split; the run's summary row."""
     from dfkd.config import load_config
@@ -172,7 +187,7 @@ def train_and_evaluate(overrides: list[str], manifest: Path, run: Path) -> dict[
     started = time.perf_counter()
     result = train(config, run, resume=(run / "last.ckpt").exists())
     seconds = time.perf_counter() - started
-    metrics = evaluate_model(result.model_path, manifest, run / "eval", threshold="auto", num_workers=0)
+    metrics = evaluate_model(result.model_path, manifest, run / "eval", threshold=THRESHOLD, num_workers=0)
     row = {
         "model": str(result.model_path),
         "val_auc": result.best_value,
@@ -208,8 +223,9 @@ def per_source_study(
                     overrides.append(f"data.unlabeled=[{', '.join(others)}]")
                 if "distill.loss=kl" in overrides:
                     overrides.append(f"teacher.model={teacher['model']}")
-                runs = [base / (name if k == 0 else f"{name}_s{k}") for k in range(args.repeats)]
-                seeds = [f"train.seed={args.seed + k}" for k in range(args.repeats)]
+                n_seeds = 1 if name in args.one_seed else args.repeats
+                runs = [base / (name if k == 0 else f"{name}_s{k}") for k in range(n_seeds)]
+                seeds = [f"train.seed={args.seed + k}" for k in range(n_seeds)]
                 pairs = zip(seeds, runs, strict=True)
                 repeats = [train_and_evaluate([*overrides, seed], manifest, run) for seed, run in pairs]
                 rows[name] = {**repeats[0], **_mean_row(repeats)}
@@ -295,8 +311,14 @@ def summary_markdown(args: argparse.Namespace, summary: dict[str, Any]) -> str:
         f"Input {args.input_size} px; teacher mobilenet_v2 (ImageNet, offline weights) fine-tuned "
         f"{args.teacher_epochs} epochs; students resnet8_fast from scratch, {args.student_epochs} epochs. "
         f"Long recipes {args.long_epochs} epochs with random crops and mixup {args.mixup:g}. Test split; threshold "
-        "at the validation EER point (stored in each model file, as `dfkd evaluate --threshold auto`). Students: "
-        f"mean ± sd over {args.repeats} training seed(s). Small test sets: a few points are noise.",
+        + (
+            "at the validation EER point (stored in each model file, as `dfkd evaluate --threshold auto`). "
+            if args.threshold == "auto"
+            else f"{args.threshold}. "
+        )
+        + "Students: "
+        f"mean ± sd over {args.repeats} training seed(s) (one seed: {', '.join(args.one_seed) or 'none'}). "
+        "Small test sets: a few points are noise.",
         "",
         "| variant | source | model | val AUC | test AUC | test accuracy % | Δ accuracy vs teacher | n test | "
         "train s |",
@@ -346,7 +368,12 @@ def main() -> int:
     parser.add_argument("--student-epochs", type=int, default=6)
     parser.add_argument("--long-epochs", type=int, default=30, help="Epochs of the *_long and *_fm_* recipes.")
     parser.add_argument("--mixup", type=float, default=0.4, help="Mixup Beta(a, a) of the long recipes.")
-    parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
+    parser.add_argument(
+        "--students",
+        nargs="+",
+        default=["student", "student_kd_cached", "student_kd_online_crop", "student_fm_unlabeled"],
+        choices=list(STUDENTS),
+    )
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--crop-workers", type=int, default=1)
     parser.add_argument(
@@ -358,12 +385,18 @@ def main() -> int:
         "shrinks to the whole image for large faces and keeps part of the framing cue the crops are meant to remove.",
     )
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--threshold", default="auto", help="auto: each model's validation-EER point (as dfkd evaluate); or a number."
+    )
     parser.add_argument("--repeats", type=int, default=1, help="Train each student with this many seeds (mean ± sd).")
+    parser.add_argument("--one-seed", nargs="*", default=[], help="Students trained with one seed whatever --repeats.")
     parser.add_argument("--face-model", type=Path, default=DEFAULT_YUNET)
     parser.add_argument("--skip-cross-source", action="store_true")
     parser.add_argument("--cross-source-teacher", action="store_true", help="Also the teacher recipe's matrix.")
     parser.add_argument("--skip-robustness", action="store_true")
     args = parser.parse_args()
+    global THRESHOLD
+    THRESHOLD = args.threshold if args.threshold == "auto" else float(args.threshold)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not args.data.is_dir():
         print(f"skipped: the realfaces-dev folder {args.data} is absent (see its README for what it holds)")
