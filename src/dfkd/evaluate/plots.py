@@ -77,7 +77,10 @@ def plot_training_curves(runs: list[RunRecord], path: Path) -> Path:
         auc_ax.plot(epochs, [row["val_auc"] for row in run.history], marker="o", label=run.name)
     loss_ax.set(xlabel="epoch", ylabel="validation loss (training objective)", title="Validation loss")
     auc_ax.set(xlabel="epoch", ylabel="validation AUC", title="Validation AUC")
-    auc_ax.legend(fontsize=7)
+    if auc_ax.get_legend_handles_labels()[0]:
+        auc_ax.legend(fontsize=7)
+    else:
+        auc_ax.text(0.5, 0.5, "no per-epoch history in these runs", ha="center", va="center", transform=auc_ax.transAxes)
     return _save(fig, path)
 
 
