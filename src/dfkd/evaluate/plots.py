@@ -80,7 +80,7 @@ def plot_training_curves(runs: list[RunRecord], path: Path) -> Path:
     if auc_ax.get_legend_handles_labels()[0]:
         auc_ax.legend(fontsize=7)
     else:
-        auc_ax.text(0.5, 0.5, "no per-epoch history in these runs", ha="center", va="center", transform=auc_ax.transAxes)
+        auc_ax.text(0.5, 0.5, "no per-epoch history", ha="center", va="center", transform=auc_ax.transAxes)
     return _save(fig, path)
 
 
