@@ -10,19 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from dfkd.cli import app
+from tests.conftest import TINY as CONFTEST_TINY
 from tests.realdata.helpers import YUNET, astronaut, blank
 
 runner = CliRunner()
-TINY = [
-    "data.resize_size=40",
-    "data.input_size=32",
-    "data.batch_size=8",
-    "data.num_workers=0",
-    "train.accelerator=cpu",
-    "train.epochs=1",
-    "optim.lr=0.003",
-    "model.name=resnet8_fast",
-]
+TINY = [*CONFTEST_TINY, "train.epochs=1", "model.name=resnet8_fast"]
 
 
 def _invoke(args: list[str]):

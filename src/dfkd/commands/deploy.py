@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dfkd.commands import FACE_MODEL_ENV
+from dfkd.commands import FACE_MODEL_ENV, face_model_path
 
 MAX_TABLE_ROWS = 200
 
@@ -83,12 +83,6 @@ def export(
         raise cli.fail(str(error)) from None
     if not passed:
         raise cli.fail("the export check failed (the file was written; see above)", code=1)
-
-
-def _face_model(face_model: Path | None) -> str | None:
-    # Only the CLI reads the environment (house rule); the library takes the path as an argument.
-    value = str(face_model) if face_model else os.environ.get(FACE_MODEL_ENV)
-    return value or None
 
 
 def _display_available() -> bool:
@@ -207,7 +201,7 @@ def detect(
         raise cli.fail("give PATH(s) to score, or --camera / --stream for live detection")
     try:
         detector = Detector.load(
-            model, device=device, faces=faces, face_model=_face_model(face_model), batch_size=batch_size
+            model, device=device, faces=faces, face_model=face_model_path(face_model), batch_size=batch_size
         )
     except (ModelFileError, FaceDetectorUnavailable, ValueError) as error:
         raise cli.fail(str(error)) from None

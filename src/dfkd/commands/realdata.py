@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dfkd.commands import FACE_MODEL_ENV
+from dfkd.commands import FACE_MODEL_ENV, face_model_path
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +40,7 @@ def crop_faces(
     from dfkd.inference.faces import FaceDetectorUnavailable
 
     # Only the CLI reads the environment (house rule); the library takes the path as an argument.
-    model = str(face_model) if face_model else os.environ.get(FACE_MODEL_ENV) or None
+    model = face_model_path(face_model)
     try:
         report = crop_dataset(
             root,
