@@ -21,9 +21,10 @@ Steps:
    KD from the teacher run online on random crops, and function matching). The recipes:
    ``student`` alone; ``student_kd_cached`` (α 0.5, T 4); ``student_kd_online_crop`` (the same, random crops, teacher
    online); ``student_aug_long`` (random crops + mixup, ``--long-epochs``, no KD); ``student_kd_aug_long`` (that
-   with KD α 0.5, the teacher scoring each mixed crop); ``student_fm_unlabeled`` (function matching: pure KD, α 1,
-   T 1, crops + mixup, long, plus the other source's faces as unlabelled images); ``student_fm_unlabeled_w2`` (that
-   with the 2x-wide student); ``student_fm_unlabeled_x3`` (that with 3x the epochs). Test AUC / accuracy at the
+   with KD α 0.5, the teacher scoring each mixed crop); ``student_fm`` (function matching: pure KD, α 1, T 1,
+   crops + mixup, long); ``student_fm_unlabeled`` (that plus the other source's faces as unlabelled images);
+   ``student_fm_unlabeled_w2`` (that with the 2x-wide student); ``student_fm_unlabeled_x3`` (that with 3x the
+   epochs). Test AUC / accuracy at the
    validation EER threshold, mean ± sd over ``--repeats`` seeds.
 4. Cross-source matrix of the no-KD student recipe (and of the teacher with ``--cross-source-teacher``) on the
    first variant.
@@ -75,7 +76,8 @@ def recipes(args: argparse.Namespace) -> dict[str, list[str]]:
     # teacher scores the same mixed crop; pure KD, alpha 1, with unlabelled faces of the other source added).
     long = [f"train.epochs={args.long_epochs}", f"train.patience={args.long_epochs}"]
     aug = ["data.augment=crop", f"data.mixup={args.mixup}", *long]
-    fm = ["distill.loss=kl", "distill.alpha=1.0", "distill.temperature=1.0", *aug, UNLABELED]
+    fm_labelled = ["distill.loss=kl", "distill.alpha=1.0", "distill.temperature=1.0", *aug]
+    fm = [*fm_labelled, UNLABELED]
     return {
         "teacher": teacher,
         "student": student,
@@ -83,6 +85,7 @@ def recipes(args: argparse.Namespace) -> dict[str, list[str]]:
         "student_kd_online_crop": [*student, *kd, "data.augment=crop"],
         "student_aug_long": [*student, *aug],
         "student_kd_aug_long": [*student, *kd, *aug],
+        "student_fm": [*student, *fm_labelled],
         "student_fm_unlabeled": [*student, *fm],
         "student_fm_unlabeled_w2": [*student, *fm, "model.name=resnet8_fast_w2"],
         "student_fm_unlabeled_x3": [
@@ -101,6 +104,7 @@ STUDENTS = (
     "student_kd_online_crop",
     "student_aug_long",
     "student_kd_aug_long",
+    "student_fm",
     "student_fm_unlabeled",
     "student_fm_unlabeled_w2",
     "student_fm_unlabeled_x3",
