@@ -55,6 +55,17 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def training_errors() -> tuple[type[Exception], ...]:
+    """What a training run raises for bad input (config, cache, teacher, model file, image): one red line, exit 2."""
+    from dfkd.config import ConfigError
+    from dfkd.data.images import ImageLoadError
+    from dfkd.distill.logit_cache import CacheMismatchError
+    from dfkd.models import ModelFileError
+    from dfkd.train import TeacherGateError
+
+    return ConfigError, CacheMismatchError, TeacherGateError, ModelFileError, ImageLoadError
+
+
 @app.command("make-demo-data")
 def make_demo_data(
     out: Annotated[Path, typer.Argument(help="Folder to write the dataset into.")],
@@ -143,18 +154,13 @@ def train_command(
     resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/last.ckpt exactly where it stopped.")] = False,
 ) -> None:
     """Train a teacher or a student (with KL / MSE distillation) as the config says."""
-    from dfkd.config import ConfigError, load_config
-    from dfkd.data.images import ImageLoadError
-    from dfkd.distill.logit_cache import CacheMismatchError
-    from dfkd.models import ModelFileError
-    from dfkd.train import TeacherGateError, train
+    from dfkd.config import load_config
+    from dfkd.train import train
 
     try:
         run_config = load_config(config, overrides or [])
         result = train(run_config, out, resume=resume)
-    except (ConfigError, CacheMismatchError, TeacherGateError, ModelFileError, ImageLoadError) as error:
-        raise fail(str(error)) from None
-    except (ValueError, FileNotFoundError) as error:
+    except (*training_errors(), ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return

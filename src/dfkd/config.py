@@ -181,21 +181,28 @@ def validate_config(data: dict[str, Any], *, origin: str = "config") -> RunConfi
         raise ConfigError(f"{origin}: invalid configuration\n  " + "\n  ".join(validation_lines(error))) from None
 
 
+def read_yaml(path: str | os.PathLike[str], what: str = "config") -> Any:
+    """A YAML file's content; unreadable or invalid YAML is a ConfigError naming the file."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run-config YAML file as a dict of sections (empty file: {}), unvalidated."""
+    loaded = read_yaml(path)
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return loaded or {}
+
+
 def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Merge defaults ← YAML file ← overrides and validate."""
-    data: dict[str, Any] = {}
-    origin = "config"
-    if path is not None:
-        origin = str(path)
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except OSError as error:
-            raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        data = loaded or {}
+    data = read_config_file(path) if path is not None else {}
+    origin = str(path) if path is not None else "config"
     apply_overrides(data, list(overrides or []))
     return validate_config(data, origin=origin)
 

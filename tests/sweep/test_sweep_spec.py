@@ -87,3 +87,23 @@ def test_bad_override_is_named(tmp_path: Path) -> None:
     spec = parse_sweep_spec({"base": {}, "grid": {"optim.lr": [1e-4]}})
     with pytest.raises(ConfigError, match=r"train\.epochz: unknown key"):
         run_sweep(spec, tmp_path / "out", overrides=["train.epochz=1"], runner=FakeRunner(str(tmp_path / "log")))
+
+
+def test_broken_yaml_is_named_by_the_run_config_the_sweep_file_and_the_sweep_base(tmp_path: Path) -> None:
+    from dfkd.config import load_config
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: {input_size: [\n")
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_config(broken)
+    with pytest.raises(ConfigError, match="listed.yaml: the top level must be a mapping"):
+        load_config(listed)
+    with pytest.raises(ConfigError, match="cannot read sweep file .*missing.yaml"):
+        load_sweep_spec(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_sweep_spec(broken)
+    spec = parse_sweep_spec({"base": str(listed), "grid": {"optim.lr": [1e-3]}}, origin="sweep")
+    with pytest.raises(ConfigError, match="listed.yaml: the top level must be a mapping"):
+        resolve_base(spec)

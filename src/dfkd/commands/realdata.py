@@ -39,15 +39,13 @@ def crop_faces(
     from dfkd.inference.crop import crop_dataset
     from dfkd.inference.faces import FaceDetectorUnavailable
 
-    # Only the CLI reads the environment (house rule); the library takes the path as an argument.
-    model = face_model_path(face_model)
     try:
         report = crop_dataset(
             root,
             out,
             margin=margin,
             size=size or None,
-            face_model=model,
+            face_model=face_model_path(face_model),
             detector=detector,
             workers=workers,
             overwrite=overwrite,
@@ -78,22 +76,16 @@ def cross_source(
     retrain: Annotated[bool, typer.Option(help="Train every cell again, even those already finished.")] = False,
 ) -> None:
     """Train on each source (and on all but one), test on every source: the transfer matrix (AUC, accuracy)."""
-    from dfkd.cli import fail, out_console
-    from dfkd.config import ConfigError, load_config
-    from dfkd.data.images import ImageLoadError
-    from dfkd.distill.logit_cache import CacheMismatchError
+    from dfkd.cli import fail, out_console, training_errors
+    from dfkd.config import load_config
     from dfkd.evaluate.cross_source import run_cross_source
-    from dfkd.models import ModelFileError
-    from dfkd.train import TeacherGateError
 
     try:
         run_config = load_config(config, overrides or [])
         result = run_cross_source(
             manifest, run_config, out, all_but=all_but, include_all=include_all, eval_device=device, retrain=retrain
         )
-    except (ConfigError, CacheMismatchError, TeacherGateError, ModelFileError, ImageLoadError) as error:
-        raise fail(str(error)) from None
-    except (ValueError, FileNotFoundError) as error:
+    except (*training_errors(), ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt:
         raise fail("interrupted: run the same command again to resume (finished cells are kept)", code=130) from None

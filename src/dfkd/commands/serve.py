@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from dfkd.commands import FACE_MODEL_ENV, face_model_path
+
 
 def register(app: typer.Typer) -> None:
     """Add `serve` to the app."""
@@ -23,7 +25,9 @@ def serve(
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda … (PyTorch models).")] = "cpu",
     faces: Annotated[str, typer.Option(help="Default face mode: auto, none, yunet, centerface or mtcnn.")] = "auto",
-    face_model: Annotated[Path | None, typer.Option(help="YuNet ONNX file for faces=yunet / auto.")] = None,
+    face_model: Annotated[
+        Path | None, typer.Option(help=f"YuNet ONNX file for faces=yunet / auto (default: ${FACE_MODEL_ENV}).")
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -52,7 +56,7 @@ def serve(
         model=str(model),
         device=device,
         faces=faces,
-        face_model=None if face_model is None else str(face_model),
+        face_model=face_model_path(face_model),
         host=host,
         port=port,
         workers=workers,

@@ -33,17 +33,12 @@ def sweep(
     workers: Annotated[int, typer.Option(help="Worker processes here, all on the same study.")] = 1,
 ) -> None:
     """Run, resume or join a sweep; rank trials on the validation split and write the best config as best.yaml."""
-    from dfkd.cli import fail, out_console
-    from dfkd.config import ConfigError
-    from dfkd.data.images import ImageLoadError
-    from dfkd.distill.logit_cache import CacheMismatchError
-    from dfkd.models import ModelFileError
+    from dfkd.cli import fail, out_console, training_errors
     from dfkd.sweep import run_sweep
-    from dfkd.train import TeacherGateError
 
     try:
         summary = run_sweep(config, out, overrides=overrides or [], storage=storage, n_trials=n_trials, workers=workers)
-    except (ConfigError, CacheMismatchError, TeacherGateError, ModelFileError, ImageLoadError) as error:
+    except training_errors() as error:
         raise fail(str(error)) from None
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         raise fail(str(error), code=1) from None

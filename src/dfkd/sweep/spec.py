@@ -26,10 +26,18 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dfkd.config import ConfigError, RunConfig, apply_overrides, set_dotted, validate_config, validation_lines
+from dfkd.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    read_config_file,
+    read_yaml,
+    set_dotted,
+    validate_config,
+    validation_lines,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -192,13 +200,7 @@ def parse_sweep_spec(data: dict[str, Any], *, origin: str = "sweep") -> SweepSpe
 
 def load_sweep_spec(path: str | os.PathLike[str]) -> SweepSpec:
     """Read and validate a sweep YAML file."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read sweep file {path}: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
-    return parse_sweep_spec(data or {}, origin=str(path))
+    return parse_sweep_spec(read_yaml(path, "sweep file") or {}, origin=str(path))
 
 
 def resolve_base(
@@ -216,13 +218,7 @@ def resolve_base(
         if found is None:
             looked = ", ".join(map(str, candidates))
             raise ConfigError(f"base: config file {spec.base!r} not found (looked at {looked})")
-        try:
-            loaded = yaml.safe_load(found.read_text())
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{found}: not valid YAML ({error})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{found}: the top level must be a mapping of sections")
-        data = loaded or {}
+        data = read_config_file(found)
         origin = str(found)
     apply_overrides(data, list(overrides or []))
     for text in overrides or []:
