@@ -175,10 +175,7 @@ def source_manifest(manifest: Path, source: str, out: Path) -> Path:
     return path
 
 
-THRESHOLD = "auto"  # set from --threshold in main()
-
-
-def train_and_evaluate(overrides: list[str], manifest: Path, run: Path) -> dict[str, Any]:
+def train_and_evaluate(overrides: list[str], manifest: Path, run: Path, threshold: str | float) -> dict[str, Any]:
     """Train (unless done) and evaluate on the test split; the run's summary row."""
     from dfkd.config import load_config
     from dfkd.evaluate.evaluator import evaluate_model
@@ -191,7 +188,7 @@ def train_and_evaluate(overrides: list[str], manifest: Path, run: Path) -> dict[
     started = time.perf_counter()
     result = train(config, run, resume=(run / "last.ckpt").exists())
     seconds = time.perf_counter() - started
-    metrics = evaluate_model(result.model_path, manifest, run / "eval", threshold=THRESHOLD, num_workers=0)
+    metrics = evaluate_model(result.model_path, manifest, run / "eval", threshold=threshold, num_workers=0)
     row = {
         "model": str(result.model_path),
         "val_auc": result.best_value,
@@ -217,7 +214,7 @@ def per_source_study(
         for source in args.sources:
             manifest = source_manifest(manifests[variant], source, out / "manifests")
             base = out / "runs" / run_variant(args, variant) / source
-            teacher = train_and_evaluate(plans["teacher"], manifest, base / "teacher")
+            teacher = train_and_evaluate(plans["teacher"], manifest, base / "teacher", args.threshold)
             rows = {"teacher": teacher}
             others = [str(roots[variant] / other) for other in SOURCES if other != source]
             for name in args.students:
@@ -231,7 +228,7 @@ def per_source_study(
                 runs = [base / (name if k == 0 else f"{name}_s{k}") for k in range(n_seeds)]
                 seeds = [f"train.seed={args.seed + k}" for k in range(n_seeds)]
                 pairs = zip(seeds, runs, strict=True)
-                repeats = [train_and_evaluate([*overrides, seed], manifest, run) for seed, run in pairs]
+                repeats = [train_and_evaluate([*overrides, seed], manifest, run, args.threshold) for seed, run in pairs]
                 rows[name] = {**repeats[0], **_mean_row(repeats)}
             results[f"{variant}/{source}"] = rows
     return results
@@ -260,7 +257,7 @@ def robustness_study(args: argparse.Namespace, out: Path, manifests: dict[str, P
     variant, source = args.variants[0], args.sources[0]
     manifest = source_manifest(manifests[variant], source, out / "manifests")
     base = out / "runs" / run_variant(args, variant) / source
-    robust = train_and_evaluate(recipes(args)["student_robust"], manifest, base / "student_robust")
+    robust = train_and_evaluate(recipes(args)["student_robust"], manifest, base / "student_robust", args.threshold)
     rows = per_source[f"{variant}/{source}"]
     best = max(args.students, key=lambda name: rows[name]["val_auc"])
     models = [rows["student"]["model"], robust["model"]]
@@ -399,8 +396,8 @@ def main() -> int:
     parser.add_argument("--cross-source-teacher", action="store_true", help="Also the teacher recipe's matrix.")
     parser.add_argument("--skip-robustness", action="store_true")
     args = parser.parse_args()
-    global THRESHOLD
-    THRESHOLD = args.threshold if args.threshold == "auto" else float(args.threshold)
+    if args.threshold != "auto":
+        args.threshold = float(args.threshold)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not args.data.is_dir():
         print(f"skipped: the realfaces-dev folder {args.data} is absent (see its README for what it holds)")
