@@ -22,10 +22,12 @@ Steps:
    ``student`` alone; ``student_kd_cached`` (α 0.5, T 4); ``student_kd_online_crop`` (the same, random crops, teacher
    online); ``student_aug_long`` (random crops + mixup, ``--long-epochs``, no KD); ``student_kd_aug_long`` (that
    with KD α 0.5, the teacher scoring each mixed crop); ``student_fm`` (function matching: pure KD, α 1, T 1,
-   crops + mixup, long); ``student_fm_unlabeled`` (that plus the other source's faces as unlabelled images);
-   ``student_fm_unlabeled_w2`` (that with the 2x-wide student); ``student_fm_unlabeled_x3`` (that with 3x the
-   epochs). Test AUC / accuracy at the
-   validation EER threshold, mean ± sd over ``--repeats`` seeds.
+   crops + mixup, long); ``student_fm_at`` (that plus attention transfer from the teacher's feature maps);
+   ``student_fm_x3`` (function matching with 3x the epochs); ``student_fm_unlabeled`` (function matching plus the
+   other source's faces as unlabelled images); ``student_fm_unlabeled_w2`` (that with the 2x-wide student);
+   ``student_fm_unlabeled_x3`` (that with 3x the epochs). Test AUC / accuracy at the
+   validation EER threshold and at 0.5, mean ± sd over ``--repeats`` seeds, or pooled over ``--folds K``
+   cross-validation folds (every image tested once; the robustness study is then skipped).
 4. Cross-source matrix of the no-KD student recipe (and of the teacher with ``--cross-source-teacher``) on the
    first variant.
 5. Robustness (JPEG, blur, downscale, noise, brightness/contrast) of the no-KD student, the same recipe with
@@ -88,6 +90,12 @@ def recipes(args: argparse.Namespace) -> dict[str, list[str]]:
         "student_fm": [*student, *fm_labelled],
         "student_fm_unlabeled": [*student, *fm],
         "student_fm_unlabeled_w2": [*student, *fm, "model.name=resnet8_fast_w2"],
+        "student_fm_at": [*student, *fm_labelled, "distill.feature_loss=attention"],
+        "student_fm_x3": [
+            *student,
+            *fm_labelled,
+            *[f"train.{k}={3 * args.long_epochs}" for k in ("epochs", "patience")],
+        ],
         "student_fm_unlabeled_x3": [
             *student,
             *fm,
@@ -105,8 +113,10 @@ STUDENTS = (
     "student_aug_long",
     "student_kd_aug_long",
     "student_fm",
+    "student_fm_at",
     "student_fm_unlabeled",
     "student_fm_unlabeled_w2",
+    "student_fm_x3",
     "student_fm_unlabeled_x3",
 )
 
@@ -175,6 +185,46 @@ def source_manifest(manifest: Path, source: str, out: Path) -> Path:
     return path
 
 
+def fold_manifests(manifest: Path, folds: int, out: Path, seed: int) -> list[Path]:
+    """K-fold cross-validation manifests of one source: fold k is the test split, 10 % of the rest (stratified by
+    label, seeded per fold) the validation split, the remainder the training split. Every image is tested once."""
+    import random
+
+    from dfkd.data import read_manifest, write_manifest
+    from dfkd.data.scan import Sample
+
+    samples = sorted(read_manifest(manifest).samples, key=lambda s: s.path)
+    fold_of: dict[str, int] = {}
+    for label in sorted({s.label for s in samples}):
+        paths = [s.path for s in samples if s.label == label]
+        random.Random(f"{seed}-{label}").shuffle(paths)
+        fold_of.update({path: i % folds for i, path in enumerate(paths)})
+    paths = []
+    for k in range(folds):
+        path = out / f"{manifest.stem}_fold{k}of{folds}.csv"
+        paths.append(path)
+        if path.exists():
+            continue
+        rest = [s for s in samples if fold_of[s.path] != k]
+        val: set[str] = set()
+        for label in sorted({s.label for s in rest}):
+            members = [s.path for s in rest if s.label == label]
+            random.Random(f"{seed}-{k}-{label}").shuffle(members)
+            val.update(members[: max(1, round(0.1 * len(members)))])
+        rows = [
+            Sample(
+                s.path,
+                s.label,
+                "test" if fold_of[s.path] == k else "val" if s.path in val else "train",
+                s.source,
+                s.size,
+            )
+            for s in samples
+        ]
+        write_manifest(path, rows, {"from": str(manifest), "fold": k, "folds": folds})
+    return paths
+
+
 def train_and_evaluate(overrides: list[str], manifest: Path, run: Path, threshold: str | float) -> dict[str, Any]:
     """Train (unless done) and evaluate on the test split; the run's summary row."""
     from dfkd.config import load_config
@@ -207,31 +257,87 @@ def train_and_evaluate(overrides: list[str], manifest: Path, run: Path, threshol
 def per_source_study(
     args: argparse.Namespace, out: Path, manifests: dict[str, Path], roots: dict[str, Path]
 ) -> dict[str, Any]:
-    """Teacher and the chosen students for every (source, variant)."""
-    plans = recipes(args)
+    """Teacher and the chosen students for every (source, variant); with ``--folds K`` on every fold, pooled."""
     results: dict[str, Any] = {}
     for variant in args.variants:
         for source in args.sources:
             manifest = source_manifest(manifests[variant], source, out / "manifests")
             base = out / "runs" / run_variant(args, variant) / source
-            teacher = train_and_evaluate(plans["teacher"], manifest, base / "teacher", args.threshold)
-            rows = {"teacher": teacher}
             others = [str(roots[variant] / other) for other in SOURCES if other != source]
-            for name in args.students:
-                overrides = list(plans[name])
-                if UNLABELED in overrides:
-                    overrides.remove(UNLABELED)
-                    overrides.append(f"data.unlabeled=[{', '.join(others)}]")
-                if "distill.loss=kl" in overrides:
-                    overrides.append(f"teacher.model={teacher['model']}")
-                n_seeds = 1 if name in args.one_seed else args.repeats
-                runs = [base / (name if k == 0 else f"{name}_s{k}") for k in range(n_seeds)]
-                seeds = [f"train.seed={args.seed + k}" for k in range(n_seeds)]
-                pairs = zip(seeds, runs, strict=True)
-                repeats = [train_and_evaluate([*overrides, seed], manifest, run, args.threshold) for seed, run in pairs]
-                rows[name] = {**repeats[0], **_mean_row(repeats)}
-            results[f"{variant}/{source}"] = rows
+            if args.folds < 2:
+                results[f"{variant}/{source}"] = _study(args, manifest, base, others)
+                continue
+            folds = fold_manifests(manifest, args.folds, out / "manifests", args.seed)
+            per_fold = [_study(args, m, base / f"fold{k}of{args.folds}", others) for k, m in enumerate(folds)]
+            results[f"{variant}/{source}"] = {name: _pooled([rows[name] for rows in per_fold]) for name in per_fold[0]}
     return results
+
+
+def _study(args: argparse.Namespace, manifest: Path, base: Path, others: list[str]) -> dict[str, Any]:
+    """The teacher and each student recipe on one manifest (each student over ``--repeats`` seeds)."""
+    plans = recipes(args)
+    teacher = train_and_evaluate(plans["teacher"], manifest, base / "teacher", args.threshold)
+    rows = {"teacher": {**teacher, **_mean_row([teacher])}}
+    for name in args.students:
+        overrides = list(plans[name])
+        if UNLABELED in overrides:
+            overrides.remove(UNLABELED)
+            overrides.append(f"data.unlabeled=[{', '.join(others)}]")
+        if "distill.loss=kl" in overrides:
+            overrides.append(f"teacher.model={teacher['model']}")
+        n_seeds = 1 if name in args.one_seed else args.repeats
+        runs = [base / (name if k == 0 else f"{name}_s{k}") for k in range(n_seeds)]
+        seeds = [f"train.seed={args.seed + k}" for k in range(n_seeds)]
+        pairs = zip(seeds, runs, strict=True)
+        repeats = [train_and_evaluate([*overrides, seed], manifest, run, args.threshold) for seed, run in pairs]
+        rows[name] = {**repeats[0], **_mean_row(repeats)}
+    return rows
+
+
+def _predictions(model: str) -> tuple[Any, Any, float]:
+    """Labels (fake = 1), fake probabilities and the threshold of a run's test evaluation."""
+    import csv
+
+    import numpy as np
+
+    run = Path(model).parent / "eval"
+    with open(run / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    labels = np.array([row["label"] == "fake" for row in rows], dtype=int)
+    probs = np.array([float(row["fake_prob"]) for row in rows])
+    return labels, probs, float(json.loads((run / "metrics.json").read_text())["threshold"])
+
+
+def _pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the same recipe on every fold: AUC and accuracies over all folds' test images together (each
+    image tested once; the first seed's run per fold), spreads over folds."""
+    import statistics
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    parts = [_predictions(row["model"]) for row in folds]
+    labels = np.concatenate([p[0] for p in parts])
+    probs = np.concatenate([p[1] for p in parts])
+    correct = np.concatenate([(p[1] >= p[2]) == p[0] for p in parts])
+    per_fold = [float(((p[1] >= p[2]) == p[0]).mean()) for p in parts]
+    at_half = [float(((p[1] >= 0.5) == p[0]).mean()) for p in parts]
+    return {
+        "model": folds[0]["model"],
+        "n_seeds": 1,
+        "n_folds": len(folds),
+        "val_auc": statistics.fmean(r["val_auc"] for r in folds),
+        "test_auc": float(roc_auc_score(labels, probs)),
+        "test_auc_sd": statistics.stdev(r["test_auc"] for r in folds),
+        "test_accuracy": float(correct.mean()),
+        "test_accuracy_sd": statistics.stdev(per_fold),
+        "test_accuracy_at_half": float(((probs >= 0.5) == labels).mean()),
+        "test_accuracy_at_half_sd": statistics.stdev(at_half),
+        "test_accuracy_all": per_fold,
+        "n_test": len(labels),
+        "n_errors": int((~correct).sum()),
+        "train_seconds": statistics.fmean(r["train_seconds"] for r in folds),
+    }
 
 
 def cross_source_study(args: argparse.Namespace, out: Path, manifest: Path) -> dict[str, Any]:
@@ -281,7 +387,10 @@ def _mean_row(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     import statistics
 
     row: dict[str, Any] = {"n_seeds": len(repeats)}
-    for key in ("val_auc", "test_auc", "test_accuracy", "train_seconds"):
+    for repeat in repeats:
+        labels, probs, _ = _predictions(repeat["model"])
+        repeat["test_accuracy_at_half"] = float(((probs >= 0.5) == labels).mean())
+    for key in ("val_auc", "test_auc", "test_accuracy", "test_accuracy_at_half", "train_seconds"):
         values = [r[key] for r in repeats]
         row[key] = statistics.fmean(values)
         row[f"{key}_all"] = values
@@ -317,24 +426,32 @@ def summary_markdown(args: argparse.Namespace, summary: dict[str, Any]) -> str:
             if args.threshold == "auto"
             else f"{args.threshold}. "
         )
-        + "Students: "
-        f"mean ± sd over {args.repeats} training seed(s) (one seed: {', '.join(args.one_seed) or 'none'}). "
-        "Small test sets: a few points are noise.",
+        + (
+            f"{args.folds}-fold cross-validation per source: every image is tested once (fold k the test split, 10 % "
+            "of the rest the validation split); AUC and accuracy over all folds' test images together, ± sd over "
+            "folds; one seed. "
+            if args.folds > 1
+            else "Students: mean ± sd over "
+            f"{args.repeats} training seed(s) (one seed: {', '.join(args.one_seed) or 'none'}). "
+        )
+        + "Accuracy also at the fixed threshold 0.5. Small test sets: a few points are noise.",
         "",
-        "| variant | source | model | val AUC | test AUC | test accuracy % | Δ accuracy vs teacher | n test | "
-        "train s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | source | model | val AUC | test AUC | test accuracy % | Δ accuracy vs teacher | accuracy % at 0.5 "
+        "| Δ at 0.5 | n test | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, rows in summary["per_source"].items():
         variant, source = key.split("/")
-        teacher_accuracy = rows["teacher"]["test_accuracy"]
+        teacher = rows["teacher"]
         for name, row in rows.items():
-            spread = row.get("n_seeds", 1) > 1
+            spread = row.get("n_seeds", 1) > 1 or row.get("n_folds", 1) > 1
             auc = _num(row["test_auc"]) + (f" ± {row['test_auc_sd']:.3f}" if spread else "")
-            accuracy = _pct(row["test_accuracy"]) + (f" ± {100 * row['test_accuracy_sd']:.1f}" if spread else "")
-            delta = "–" if name == "teacher" else f"{100 * (row['test_accuracy'] - teacher_accuracy):+.1f}"
+            cells = []
+            for key in ("test_accuracy", "test_accuracy_at_half"):
+                cells.append(_pct(row[key]) + (f" ± {100 * row[f'{key}_sd']:.1f}" if spread else ""))
+                cells.append("–" if name == "teacher" else f"{100 * (row[key] - teacher[key]):+.1f}")
             lines.append(
-                f"| {variant} | {source} | {name} | {_num(row['val_auc'])} | {auc} | {accuracy} | {delta} | "
+                f"| {variant} | {source} | {name} | {_num(row['val_auc'])} | {auc} | {' | '.join(cells)} | "
                 f"{row['n_test']} | {row['train_seconds']:.0f} |"
             )
     for name, result in (summary.get("cross_source") or {}).items():
@@ -390,6 +507,9 @@ def main() -> int:
         "--threshold", default="auto", help="auto: each model's validation-EER point (as dfkd evaluate); or a number."
     )
     parser.add_argument("--repeats", type=int, default=1, help="Train each student with this many seeds (mean ± sd).")
+    parser.add_argument(
+        "--folds", type=int, default=0, help="K-fold cross-validation per source (K ≥ 2): every image tested once."
+    )
     parser.add_argument("--one-seed", nargs="*", default=[], help="Students trained with one seed whatever --repeats.")
     parser.add_argument("--face-model", type=Path, default=DEFAULT_YUNET)
     parser.add_argument("--skip-cross-source", action="store_true")
@@ -420,7 +540,9 @@ def main() -> int:
     if not args.skip_cross_source and len(args.sources) > 1:
         summary["cross_source_variant"] = args.variants[0]
         summary["cross_source"] = cross_source_study(args, out, manifests[args.variants[0]])
-    if not args.skip_robustness:
+    if not args.skip_robustness and args.folds > 1:
+        logger.info("--folds: the robustness study (one split) is skipped; run it without --folds")
+    elif not args.skip_robustness:
         summary["robustness"] = robustness_study(args, out, manifests, summary["per_source"])
     summary["seconds"] = time.perf_counter() - started
     text = summary_markdown(args, summary)

@@ -63,6 +63,11 @@ class DistillConfig(_Section):
     alpha: float = Field(0.5, ge=0.0, le=1.0)
     temperature: float = Field(4.0, gt=0.0)
     scale_by_t2: bool = False
+    # Feature-level term added to the loss: attention transfer between the teacher's and the student's feature maps
+    # of equal spatial size (dfkd.distill.features), weighted by feature_weight (AT's beta/2 = 500). Needs the
+    # teacher online: a logit cache holds no feature maps.
+    feature_loss: Literal["none", "attention"] = "none"
+    feature_weight: float = Field(500.0, ge=0.0)
 
 
 class OptimConfig(_Section):

@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 from dfkd.config import ConfigError, RunConfig
 from dfkd.data.manifest import Manifest
 from dfkd.data.transforms import is_random_augment
+from dfkd.distill.features import FeatureRecorder
 from dfkd.distill.logit_cache import compute_logit_cache, load_logit_cache, make_stamp, teacher_view
 
 logger = logging.getLogger(__name__)
@@ -30,10 +31,19 @@ class TeacherSignal:
         cache: dict[str, torch.Tensor] | None = None,
         teacher: torch.nn.Module | None = None,
         renormalise: tuple[torch.Tensor, torch.Tensor] | None = None,
+        record_features: bool = False,
     ) -> None:
         self.cache, self.teacher, self.renormalise = cache, teacher, renormalise
         self.online = cache is None
         self.forward_calls = 0
+        self.recorder = FeatureRecorder(teacher) if record_features and teacher is not None else None
+
+    @property
+    def feature_maps(self) -> dict[tuple[int, int], torch.Tensor]:
+        """The teacher's feature maps of its last online forward, by spatial size (with ``record_features``)."""
+        if self.recorder is None:
+            raise RuntimeError("this teacher signal does not record feature maps")
+        return self.recorder.maps
 
     def logits(self, split: str, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Teacher fake-logits ``[B]`` for ``images`` ``[B, 3, H, W]`` (student-normalised) at rows ``indices``."""
@@ -49,6 +59,8 @@ class TeacherSignal:
             scale, shift = (t.to(images.device) for t in self.renormalise)
             images = images * scale + shift
         self.forward_calls += 1
+        if self.recorder is not None:
+            self.recorder.reset()
         with torch.no_grad():
             return self.teacher(images).float()
 
@@ -68,28 +80,36 @@ def build_teacher_signal(
     config: RunConfig, manifest: Manifest, student_view: dict, run_dir: Path, device: torch.device
 ) -> TeacherSignal | None:
     """Choose cache or online teacher for this run (None without distillation) and check the stamp."""
+    features = config.distill.feature_loss != "none"
     if config.distill.loss == "none":
         if config.data.unlabeled:
             raise ConfigError("data.unlabeled images are seen only through the teacher: set distill.loss")
+        if features:
+            raise ConfigError(
+                "distill.feature_loss needs a teacher: set distill.loss (with distill.alpha=0 the logits keep the "
+                "labels only)"
+            )
         return None
     teacher_path, cache_dir = config.teacher.model, config.teacher.cache
     if config.data.unlabeled and teacher_path is None:
         raise ConfigError("data.unlabeled needs teacher.model: the teacher runs online on the unlabelled images")
     if teacher_path is None and cache_dir is None:
         raise ConfigError("distill.loss is set but neither teacher.model nor teacher.cache is given")
-    if is_random_augment(config.data.augment) or config.data.mixup > 0 or config.teacher.online:
+    if is_random_augment(config.data.augment) or config.data.mixup > 0 or config.teacher.online or features:
         if teacher_path is None:
             raise ConfigError(
-                "the teacher runs online (teacher.online, data.mixup, or a random data.augment whose views a cache "
-                "cannot hold): set teacher.model"
+                "the teacher runs online (teacher.online, data.mixup, distill.feature_loss, or a random data.augment "
+                "whose views a cache cannot hold): set teacher.model"
             )
         if config.teacher.online:
             logger.info("teacher.online: running the teacher on every batch")
+        elif features:
+            logger.info("distill.feature_loss: running the teacher online for its feature maps")
         elif cache_dir is not None:
             logger.warning("random augmentation: the logit cache does not apply; running the teacher online")
         else:
             logger.info("random augmentation: running the teacher online on the same augmented view")
-        return TeacherSignal(**_online_teacher(teacher_path, student_view, device))
+        return TeacherSignal(**_online_teacher(teacher_path, student_view, device), record_features=features)
     if teacher_path is not None:
         from dfkd.models import read_model_metadata
 

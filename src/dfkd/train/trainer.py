@@ -26,6 +26,7 @@ from dfkd.data.dataset import ManifestDataset, UnlabeledDataset, build_loader
 from dfkd.data.images import list_image_files
 from dfkd.data.manifest import read_manifest
 from dfkd.data.transforms import build_eval_transform, build_train_transform
+from dfkd.distill.features import FeatureRecorder, attention_transfer_loss
 from dfkd.distill.losses import distillation_loss, hard_loss, soft_loss
 from dfkd.train.sampler import EpochSampler
 from dfkd.train.teacher_signal import TeacherSignal, build_teacher_signal, teacher_gate
@@ -283,6 +284,7 @@ def train(
     raw_model = create_model(config.model.name, **kwargs)
     optimizer = _build_optimizer(config, raw_model.parameters())
     model, optimizer = fabric.setup(raw_model, optimizer)
+    features = FeatureRecorder(raw_model) if signal is not None and signal.recorder is not None else None
     scheduler = _build_scheduler(config, optimizer)
     state = LoopState()
     last_path = run_dir / "last.ckpt"
@@ -314,11 +316,15 @@ def train(
                 images, labels = mix_batch(images, labels, config.data.mixup)
             is_step = state.batches_done % accumulate == 0 or state.batches_done == batches_per_epoch
             with fabric.no_backward_sync(model, enabled=not is_step):
+                if features is not None:
+                    features.reset()
                 with fabric.autocast():
                     logits = model(images)
                 loss = _loss(config, signal, "train", images, logits.float(), labels, indices)
+                if features is not None:
+                    loss = loss + _feature_loss(config, features, signal)
                 if unlabeled_batches is not None:
-                    loss = loss + _unlabeled_loss(config, fabric, model, signal, next(unlabeled_batches))
+                    loss = loss + _unlabeled_loss(config, fabric, model, signal, next(unlabeled_batches), features)
                 fabric.backward(loss / accumulate)
             state.running_loss += loss.item() * len(labels)
             state.running_count += len(labels)
@@ -427,12 +433,25 @@ def _unlabeled_batches(fabric: Fabric, config: RunConfig, view: dict, loader_arg
         epoch += 1
 
 
+def _feature_loss(config: RunConfig, student: FeatureRecorder, signal: TeacherSignal) -> torch.Tensor:
+    """The weighted feature-level term between the student's and the teacher's maps of their last forward."""
+    return config.distill.feature_weight * attention_transfer_loss(student.maps, signal.feature_maps)
+
+
 def _unlabeled_loss(
-    config: RunConfig, fabric: Fabric, model, signal: TeacherSignal, images: torch.Tensor
+    config: RunConfig,
+    fabric: Fabric,
+    model,
+    signal: TeacherSignal,
+    images: torch.Tensor,
+    features: FeatureRecorder | None = None,
 ) -> torch.Tensor:
-    """α · soft loss on an unlabelled batch: the student matches the teacher where no label exists."""
+    """α · soft loss (+ the feature term) on an unlabelled batch: the student matches the teacher where no label
+    exists."""
     if config.data.mixup > 0:
         images, _ = mix_batch(images, None, config.data.mixup)
+    if features is not None:
+        features.reset()
     with fabric.autocast():
         student_logits = model(images)
     distill = config.distill
@@ -443,7 +462,9 @@ def _unlabeled_loss(
         temperature=distill.temperature,
         scale_by_t2=distill.scale_by_t2,
     )
-    return distill.alpha * soft
+    if features is None:
+        return distill.alpha * soft
+    return distill.alpha * soft + _feature_loss(config, features, signal)
 
 
 def _online_val_logits(fabric: Fabric, signal: TeacherSignal, val_set: ManifestDataset) -> torch.Tensor:
