@@ -22,7 +22,8 @@ Steps:
    ``student`` alone; ``student_kd_cached`` (α 0.5, T 4); ``student_kd_online_crop`` (the same, random crops, teacher
    online); ``student_aug_long`` (random crops + mixup, ``--long-epochs``, no KD); ``student_kd_aug_long`` (that
    with KD α 0.5, the teacher scoring each mixed crop); ``student_fm`` (function matching: pure KD, α 1, T 1,
-   crops + mixup, long); ``student_fm_at`` (that plus attention transfer from the teacher's feature maps);
+   crops + mixup, long); ``student_fm_at`` (that plus attention transfer from the teacher's feature maps,
+   weight 500; ``student_fm_at_light``: weight 50);
    ``student_fm_x3`` (function matching with 3x the epochs); ``student_fm_unlabeled`` (function matching plus the
    other source's faces as unlabelled images); ``student_fm_unlabeled_w2`` (that with the 2x-wide student);
    ``student_fm_unlabeled_x3`` (that with 3x the epochs). Test AUC / accuracy at the
@@ -90,7 +91,9 @@ def recipes(args: argparse.Namespace) -> dict[str, list[str]]:
         "student_fm": [*student, *fm_labelled],
         "student_fm_unlabeled": [*student, *fm],
         "student_fm_unlabeled_w2": [*student, *fm, "model.name=resnet8_fast_w2"],
-        "student_fm_at": [*student, *fm_labelled, "distill.feature_loss=attention"],
+        # Attention transfer at the paper's weight (beta/2 = 500: its term ten times the soft loss here) and at 50.
+        "student_fm_at": [*student, *fm_labelled, "distill.feature_loss=attention", "distill.feature_weight=500"],
+        "student_fm_at_light": [*student, *fm_labelled, "distill.feature_loss=attention", "distill.feature_weight=50"],
         "student_fm_x3": [
             *student,
             *fm_labelled,
@@ -114,9 +117,10 @@ STUDENTS = (
     "student_kd_aug_long",
     "student_fm",
     "student_fm_at",
+    "student_fm_at_light",
+    "student_fm_x3",
     "student_fm_unlabeled",
     "student_fm_unlabeled_w2",
-    "student_fm_x3",
     "student_fm_unlabeled_x3",
 )
 
@@ -309,12 +313,12 @@ def _predictions(model: str) -> tuple[Any, Any, float]:
 
 
 def _pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row from the same recipe on every fold: AUC and accuracies over all folds' test images together (each
-    image tested once; the first seed's run per fold), spreads over folds."""
+    """One row from the same recipe on every fold (the first seed's run per fold): accuracies over all folds' test
+    images together (each image tested once, at each fold model's threshold), AUC as the mean of the folds' AUCs
+    (scores of different models are not on one scale, so they are not ranked together); spreads over folds."""
     import statistics
 
     import numpy as np
-    from sklearn.metrics import roc_auc_score
 
     parts = [_predictions(row["model"]) for row in folds]
     labels = np.concatenate([p[0] for p in parts])
@@ -327,7 +331,7 @@ def _pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
         "n_seeds": 1,
         "n_folds": len(folds),
         "val_auc": statistics.fmean(r["val_auc"] for r in folds),
-        "test_auc": float(roc_auc_score(labels, probs)),
+        "test_auc": statistics.fmean(r["test_auc"] for r in folds),
         "test_auc_sd": statistics.stdev(r["test_auc"] for r in folds),
         "test_accuracy": float(correct.mean()),
         "test_accuracy_sd": statistics.stdev(per_fold),
@@ -428,8 +432,8 @@ def summary_markdown(args: argparse.Namespace, summary: dict[str, Any]) -> str:
         )
         + (
             f"{args.folds}-fold cross-validation per source: every image is tested once (fold k the test split, 10 % "
-            "of the rest the validation split); AUC and accuracy over all folds' test images together, ± sd over "
-            "folds; one seed. "
+            "of the rest the validation split); accuracy over all folds' test images together, AUC the mean over "
+            "folds, ± sd over folds; one seed. "
             if args.folds > 1
             else "Students: mean ± sd over "
             f"{args.repeats} training seed(s) (one seed: {', '.join(args.one_seed) or 'none'}). "
