@@ -229,15 +229,23 @@ def fold_manifests(manifest: Path, folds: int, out: Path, seed: int) -> list[Pat
     return paths
 
 
-def train_and_evaluate(overrides: list[str], manifest: Path, run: Path, threshold: str | float) -> dict[str, Any]:
-    """Train (unless done) and evaluate on the test split; the run's summary row."""
+def train_and_evaluate(
+    overrides: list[str], manifest: Path, run: Path, threshold: str | float, reevaluate: bool = False
+) -> dict[str, Any]:
+    """Train (unless done) and evaluate on the test split; the run's summary row. ``reevaluate``: score a finished
+    run again (after a change to evaluation) without retraining it."""
     from dfkd.config import load_config
     from dfkd.evaluate.evaluator import evaluate_model
     from dfkd.train import train
 
     done = run / "summary.json"
     if done.exists():
-        return json.loads(done.read_text())
+        row = json.loads(done.read_text())
+        if reevaluate:
+            metrics = evaluate_model(row["model"], manifest, run / "eval", threshold=threshold, num_workers=0)
+            row.update(test_auc=metrics["roc_auc"], test_accuracy=metrics["accuracy"], n_test=metrics["n"])
+            done.write_text(json.dumps(row, indent=2))
+        return row
     config = load_config(None, [*overrides, f"data.manifest={manifest}"])
     started = time.perf_counter()
     result = train(config, run, resume=(run / "last.ckpt").exists())
@@ -280,7 +288,7 @@ def per_source_study(
 def _study(args: argparse.Namespace, manifest: Path, base: Path, others: list[str]) -> dict[str, Any]:
     """The teacher and each student recipe on one manifest (each student over ``--repeats`` seeds)."""
     plans = recipes(args)
-    teacher = train_and_evaluate(plans["teacher"], manifest, base / "teacher", args.threshold)
+    teacher = train_and_evaluate(plans["teacher"], manifest, base / "teacher", args.threshold, args.reevaluate)
     rows = {"teacher": {**teacher, **_mean_row([teacher])}}
     for name in args.students:
         overrides = list(plans[name])
@@ -293,7 +301,10 @@ def _study(args: argparse.Namespace, manifest: Path, base: Path, others: list[st
         runs = [base / (name if k == 0 else f"{name}_s{k}") for k in range(n_seeds)]
         seeds = [f"train.seed={args.seed + k}" for k in range(n_seeds)]
         pairs = zip(seeds, runs, strict=True)
-        repeats = [train_and_evaluate([*overrides, seed], manifest, run, args.threshold) for seed, run in pairs]
+        repeats = [
+            train_and_evaluate([*overrides, seed], manifest, run, args.threshold, args.reevaluate)
+            for seed, run in pairs
+        ]
         rows[name] = {**repeats[0], **_mean_row(repeats)}
     return rows
 
@@ -513,6 +524,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1, help="Train each student with this many seeds (mean ± sd).")
     parser.add_argument(
         "--folds", type=int, default=0, help="K-fold cross-validation per source (K ≥ 2): every image tested once."
+    )
+    parser.add_argument(
+        "--reevaluate", action="store_true", help="Score finished runs again (after an evaluation change), no training."
     )
     parser.add_argument("--one-seed", nargs="*", default=[], help="Students trained with one seed whatever --repeats.")
     parser.add_argument("--face-model", type=Path, default=DEFAULT_YUNET)

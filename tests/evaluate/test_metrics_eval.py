@@ -47,6 +47,17 @@ def test_eer_threshold_balances_the_error_rates() -> None:
     assert 0.4 < threshold < 0.6
 
 
+def test_eer_threshold_sits_mid_gap_not_on_the_saturated_edge() -> None:
+    # A confident model: validation fakes saturate at 1.0, reals at most 0.3. The old edge threshold (1.0) called
+    # every unseen fake at 0.999 real; any threshold in (0.3, 1.0] makes no validation error, so take the middle.
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    probs = np.array([0.1, 0.2, 0.3, 1.0, 1.0, 1.0])
+    eer, threshold = eer_threshold(labels, probs)
+    assert eer == 0.0 and threshold == pytest.approx(0.65)
+    assert compute_metrics(labels, probs, threshold=threshold)["accuracy"] == 1.0
+    assert compute_metrics(np.array([1]), np.array([0.999]), threshold=threshold)["accuracy"] == 1.0
+
+
 def test_single_class_gives_nan_auc_not_a_crash() -> None:
     result = compute_metrics(np.ones(4, dtype=int), np.array([0.9, 0.8, 0.4, 0.7]))
     assert np.isnan(result["roc_auc"]) and result["accuracy"] == 0.75
