@@ -306,7 +306,53 @@ def _study(args: argparse.Namespace, manifest: Path, base: Path, others: list[st
             for seed, run in pairs
         ]
         rows[name] = {**repeats[0], **_mean_row(repeats)}
+        if args.final_weights:
+            finals = [final_weights(run, manifest, args.threshold) for run in runs]
+            rows[f"{name}@last"] = {**finals[0], **_mean_row(finals)}
+    if args.final_weights:
+        final = final_weights(base / "teacher", manifest, args.threshold)
+        rows = {"teacher": rows["teacher"], "teacher@last": {**final, **_mean_row([final])}, **rows}
     return rows
+
+
+def final_weights(run: Path, manifest: Path, threshold: str | float) -> dict[str, Any]:
+    """A finished run's final-epoch weights (``last.ckpt``: what ``train.keep=last`` keeps) as a model file in
+    ``run/last_epoch``, evaluated like the run's best-epoch model; the summary row."""
+    import csv
+
+    import torch
+
+    from dfkd.evaluate.evaluator import evaluate_model
+    from dfkd.models import load_model, read_model_metadata, save_model
+
+    target = run / "last_epoch"
+    done = target / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    model, _ = load_model(run / "model.safetensors")
+    model.load_state_dict(torch.load(run / "last.ckpt", weights_only=False)["model"])
+    with open(run / "metrics.csv", newline="") as handle:
+        last = list(csv.DictReader(handle))[-1]
+    record = read_model_metadata(run / "model.safetensors")
+    metadata = {k: v for k, v in record.items() if k in ("preprocessing", "training", "teacher")}
+    metadata["metrics"] = {key: float(value) for key, value in last.items()}
+    save_model(model, target / "model.safetensors", metadata)
+    metrics = evaluate_model(
+        target / "model.safetensors", manifest, target / "eval", threshold=threshold, num_workers=0
+    )
+    previous = json.loads((run / "summary.json").read_text())
+    row = {
+        "model": str(target / "model.safetensors"),
+        "val_auc": float(last["val_auc"]),
+        "best_epoch": int(float(last["epoch"])),
+        "test_auc": metrics["roc_auc"],
+        "test_accuracy": metrics["accuracy"],
+        "n_test": metrics["n"],
+        "teacher_val_auc": previous.get("teacher_val_auc"),
+        "train_seconds": previous["train_seconds"],
+    }
+    done.write_text(json.dumps(row, indent=2))
+    return row
 
 
 def _predictions(model: str) -> tuple[Any, Any, float]:
@@ -524,6 +570,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1, help="Train each student with this many seeds (mean ± sd).")
     parser.add_argument(
         "--folds", type=int, default=0, help="K-fold cross-validation per source (K ≥ 2): every image tested once."
+    )
+    parser.add_argument(
+        "--final-weights",
+        action="store_true",
+        help="Also score each run's final-epoch weights (rows NAME@last; what train.keep=last keeps), no training.",
     )
     parser.add_argument(
         "--reevaluate", action="store_true", help="Score finished runs again (after an evaluation change), no training."

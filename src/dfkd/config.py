@@ -95,6 +95,9 @@ class TrainConfig(_Section):
     epochs: int = Field(20, ge=1)
     patience: int = Field(10, ge=1)
     monitor: Literal["val_auc", "val_loss"] = "val_auc"
+    # best: the model file holds the epoch best by `monitor`; last: the final epoch's weights (long distillation
+    # runs, where picking an epoch on a small validation split adds noise; `monitor` then only drives patience).
+    keep: Literal["best", "last"] = "best"
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"
     devices: int | str = 1

@@ -223,3 +223,16 @@ def test_unlabelled_images_are_distilled_through_the_online_teacher(
     assert result.teacher_forward_calls >= 4  # the cache serves labelled rows; unlabelled batches need the teacher
     with pytest.raises(ConfigError, match="only through the teacher"):
         train(_config(easy_manifest, f"data.unlabeled=[{unlabeled}]"), tmp_path / "x")
+
+
+def test_keep_last_saves_the_final_epochs_weights(easy_manifest: Path, tmp_path: Path) -> None:
+    extra = ("train.epochs=3", "model.name=resnet8_fast", "train.keep=last")
+    result = train(_config(easy_manifest, *extra), tmp_path / "last")
+    final = torch.load(tmp_path / "last" / "last.ckpt", weights_only=False)["model"]
+    kept = load_file(str(result.model_path))
+    assert all(torch.equal(kept[key], final[key]) for key in kept)
+    assert result.best_epoch == 3 and result.best_value == pytest.approx(result.history[-1]["val_auc"])
+    _, metadata = load_model(result.model_path)
+    assert metadata["metrics"]["epoch"] == 3
+    with pytest.raises(ConfigError, match="keep"):
+        _config(easy_manifest, "train.keep=first")

@@ -358,12 +358,13 @@ def train(
             row["val_accuracy"],
         )
         value = metrics[config.train.monitor]
-        if _improved(config, value, state.best_value):
+        improved = _improved(config, value, state.best_value)
+        if improved:
             state.best_value, state.best_epoch, state.bad_epochs = value, state.epoch + 1, 0
-            if fabric.is_global_zero:
-                save_model(raw_model, run_dir / "model.safetensors", _model_metadata(config, view, row, teacher_auc))
         else:
             state.bad_epochs += 1
+        if fabric.is_global_zero and (improved or config.train.keep == "last"):
+            save_model(raw_model, run_dir / "model.safetensors", _model_metadata(config, view, row, teacher_auc))
         state.epoch += 1
         state.batches_done, state.running_loss, state.running_count = 0, 0.0, 0
         if fabric.is_global_zero:
@@ -379,6 +380,8 @@ def train(
     fabric.barrier()
     if tensorboard is not None:
         tensorboard.finalize("success")
+    if config.train.keep == "last" and state.history:  # the model file holds the final epoch's weights
+        state.best_epoch, state.best_value = state.history[-1]["epoch"], state.history[-1][config.train.monitor]
     return TrainResult(
         run_dir=run_dir,
         model_path=run_dir / "model.safetensors",
