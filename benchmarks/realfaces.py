@@ -24,9 +24,10 @@ Steps:
    with KD α 0.5, the teacher scoring each mixed crop); ``student_fm`` (function matching: pure KD, α 1, T 1,
    crops + mixup, long); ``student_fm_at`` (that plus attention transfer from the teacher's feature maps,
    weight 500; ``student_fm_at_light``: weight 50);
-   ``student_fm_x3`` (function matching with 3x the epochs); ``student_fm_unlabeled`` (function matching plus the
-   other source's faces as unlabelled images); ``student_fm_unlabeled_w2`` (that with the 2x-wide student);
-   ``student_fm_unlabeled_x3`` (that with 3x the epochs). Test AUC / accuracy at the
+   ``student_fm_x3`` (function matching with 3x the epochs; ``student_fm_at_light_x3`` with attention transfer);
+   ``student_fm_unlabeled`` (function matching plus the other source's faces as unlabelled images);
+   ``student_fm_unlabeled_w2`` (that with the 2x-wide student); ``student_fm_unlabeled_x3`` (that with 3x the
+   epochs). Test AUC / accuracy at the
    validation EER threshold and at 0.5, mean ± sd over ``--repeats`` seeds, or pooled over ``--folds K``
    cross-validation folds (every image tested once; the robustness study is then skipped).
 4. Cross-source matrix of the no-KD student recipe (and of the teacher with ``--cross-source-teacher``) on the
@@ -94,6 +95,13 @@ def recipes(args: argparse.Namespace) -> dict[str, list[str]]:
         # Attention transfer at the paper's weight (beta/2 = 500: its term ten times the soft loss here) and at 50.
         "student_fm_at": [*student, *fm_labelled, "distill.feature_loss=attention", "distill.feature_weight=500"],
         "student_fm_at_light": [*student, *fm_labelled, "distill.feature_loss=attention", "distill.feature_weight=50"],
+        "student_fm_at_light_x3": [
+            *student,
+            *fm_labelled,
+            "distill.feature_loss=attention",
+            "distill.feature_weight=50",
+            *[f"train.{k}={3 * args.long_epochs}" for k in ("epochs", "patience")],
+        ],
         "student_fm_x3": [
             *student,
             *fm_labelled,
@@ -118,6 +126,7 @@ STUDENTS = (
     "student_fm",
     "student_fm_at",
     "student_fm_at_light",
+    "student_fm_at_light_x3",
     "student_fm_x3",
     "student_fm_unlabeled",
     "student_fm_unlabeled_w2",
