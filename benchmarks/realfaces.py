@@ -82,6 +82,11 @@ def recipes(args: argparse.Namespace) -> dict[str, list[str]]:
     aug = ["data.augment=crop", f"data.mixup={args.mixup}", *long]
     fm_labelled = ["distill.loss=kl", "distill.alpha=1.0", "distill.temperature=1.0", *aug]
     fm = [*fm_labelled, UNLABELED]
+    patient = [f"train.{k}={3 * args.long_epochs}" for k in ("epochs", "patience")]  # after `long`: overrides it
+
+    def attention(weight: int) -> list[str]:
+        return ["distill.feature_loss=attention", f"distill.feature_weight={weight}"]
+
     return {
         "teacher": teacher,
         "student": student,
@@ -93,25 +98,11 @@ def recipes(args: argparse.Namespace) -> dict[str, list[str]]:
         "student_fm_unlabeled": [*student, *fm],
         "student_fm_unlabeled_w2": [*student, *fm, "model.name=resnet8_fast_w2"],
         # Attention transfer at the paper's weight (beta/2 = 500: its term ten times the soft loss here) and at 50.
-        "student_fm_at": [*student, *fm_labelled, "distill.feature_loss=attention", "distill.feature_weight=500"],
-        "student_fm_at_light": [*student, *fm_labelled, "distill.feature_loss=attention", "distill.feature_weight=50"],
-        "student_fm_at_light_x3": [
-            *student,
-            *fm_labelled,
-            "distill.feature_loss=attention",
-            "distill.feature_weight=50",
-            *[f"train.{k}={3 * args.long_epochs}" for k in ("epochs", "patience")],
-        ],
-        "student_fm_x3": [
-            *student,
-            *fm_labelled,
-            *[f"train.{k}={3 * args.long_epochs}" for k in ("epochs", "patience")],
-        ],
-        "student_fm_unlabeled_x3": [
-            *student,
-            *fm,
-            *[f"train.{k}={3 * args.long_epochs}" for k in ("epochs", "patience")],
-        ],
+        "student_fm_at": [*student, *fm_labelled, *attention(500)],
+        "student_fm_at_light": [*student, *fm_labelled, *attention(50)],
+        "student_fm_at_light_x3": [*student, *fm_labelled, *attention(50), *patient],
+        "student_fm_x3": [*student, *fm_labelled, *patient],
+        "student_fm_unlabeled_x3": [*student, *fm, *patient],
         "student_robust": [*student, "data.augment=robust"],
     }
 
