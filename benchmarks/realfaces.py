@@ -229,6 +229,11 @@ def fold_manifests(manifest: Path, folds: int, out: Path, seed: int) -> list[Pat
     return paths
 
 
+def _test_fields(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The summary-row fields of a test-split evaluation."""
+    return {"test_auc": metrics["roc_auc"], "test_accuracy": metrics["accuracy"], "n_test": metrics["n"]}
+
+
 def train_and_evaluate(
     overrides: list[str], manifest: Path, run: Path, threshold: str | float, reevaluate: bool = False
 ) -> dict[str, Any]:
@@ -243,7 +248,7 @@ def train_and_evaluate(
         row = json.loads(done.read_text())
         if reevaluate:
             metrics = evaluate_model(row["model"], manifest, run / "eval", threshold=threshold, num_workers=0)
-            row.update(test_auc=metrics["roc_auc"], test_accuracy=metrics["accuracy"], n_test=metrics["n"])
+            row.update(_test_fields(metrics))
             done.write_text(json.dumps(row, indent=2))
         return row
     config = load_config(None, [*overrides, f"data.manifest={manifest}"])
@@ -255,9 +260,7 @@ def train_and_evaluate(
         "model": str(result.model_path),
         "val_auc": result.best_value,
         "best_epoch": result.best_epoch,
-        "test_auc": metrics["roc_auc"],
-        "test_accuracy": metrics["accuracy"],
-        "n_test": metrics["n"],
+        **_test_fields(metrics),
         "teacher_val_auc": result.teacher_auc,
         "train_seconds": round(seconds, 1),
     }
@@ -334,7 +337,7 @@ def final_weights(run: Path, manifest: Path, threshold: str | float) -> dict[str
     with open(run / "metrics.csv", newline="") as handle:
         last = list(csv.DictReader(handle))[-1]
     record = read_model_metadata(run / "model.safetensors")
-    metadata = {k: v for k, v in record.items() if k in ("preprocessing", "training", "teacher")}
+    metadata = {k: v for k, v in record.items() if k in ("preprocessing", "training")}
     metadata["metrics"] = {key: float(value) for key, value in last.items()}
     save_model(model, target / "model.safetensors", metadata)
     metrics = evaluate_model(
@@ -345,9 +348,7 @@ def final_weights(run: Path, manifest: Path, threshold: str | float) -> dict[str
         "model": str(target / "model.safetensors"),
         "val_auc": float(last["val_auc"]),
         "best_epoch": int(float(last["epoch"])),
-        "test_auc": metrics["roc_auc"],
-        "test_accuracy": metrics["accuracy"],
-        "n_test": metrics["n"],
+        **_test_fields(metrics),
         "teacher_val_auc": previous.get("teacher_val_auc"),
         "train_seconds": previous["train_seconds"],
     }
@@ -355,8 +356,8 @@ def final_weights(run: Path, manifest: Path, threshold: str | float) -> dict[str
     return row
 
 
-def _predictions(model: str) -> tuple[Any, Any, float]:
-    """Labels (fake = 1), fake probabilities and the threshold of a run's test evaluation."""
+def _predictions(model: str) -> tuple[Any, Any]:
+    """Labels (fake = 1) and fake probabilities of a run's test evaluation."""
     import csv
 
     import numpy as np
@@ -366,23 +367,20 @@ def _predictions(model: str) -> tuple[Any, Any, float]:
         rows = list(csv.DictReader(handle))
     labels = np.array([row["label"] == "fake" for row in rows], dtype=int)
     probs = np.array([float(row["fake_prob"]) for row in rows])
-    return labels, probs, float(json.loads((run / "metrics.json").read_text())["threshold"])
+    return labels, probs
 
 
 def _pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row from the same recipe on every fold (the first seed's run per fold): accuracies over all folds' test
-    images together (each image tested once, at each fold model's threshold), AUC as the mean of the folds' AUCs
-    (scores of different models are not on one scale, so they are not ranked together); spreads over folds."""
+    """One row from the same recipe on every fold (the first seed's run per fold, its ``_mean_row`` fields):
+    accuracies over all folds' test images together (each image tested once, at each fold model's threshold), AUC
+    as the mean of the folds' AUCs (scores of different models are not on one scale, so they are not ranked
+    together); spreads over folds."""
     import statistics
 
-    import numpy as np
-
-    parts = [_predictions(row["model"]) for row in folds]
-    labels = np.concatenate([p[0] for p in parts])
-    probs = np.concatenate([p[1] for p in parts])
-    correct = np.concatenate([(p[1] >= p[2]) == p[0] for p in parts])
-    per_fold = [float(((p[1] >= p[2]) == p[0]).mean()) for p in parts]
-    at_half = [float(((p[1] >= 0.5) == p[0]).mean()) for p in parts]
+    n_test = sum(r["n_test"] for r in folds)
+    n_correct = sum(round(r["test_accuracy"] * r["n_test"]) for r in folds)
+    n_at_half = sum(round(r["test_accuracy_at_half"] * r["n_test"]) for r in folds)
+    per_fold = [r["test_accuracy"] for r in folds]
     return {
         "model": folds[0]["model"],
         "n_seeds": 1,
@@ -390,13 +388,13 @@ def _pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
         "val_auc": statistics.fmean(r["val_auc"] for r in folds),
         "test_auc": statistics.fmean(r["test_auc"] for r in folds),
         "test_auc_sd": statistics.stdev(r["test_auc"] for r in folds),
-        "test_accuracy": float(correct.mean()),
+        "test_accuracy": n_correct / n_test,
         "test_accuracy_sd": statistics.stdev(per_fold),
-        "test_accuracy_at_half": float(((probs >= 0.5) == labels).mean()),
-        "test_accuracy_at_half_sd": statistics.stdev(at_half),
+        "test_accuracy_at_half": n_at_half / n_test,
+        "test_accuracy_at_half_sd": statistics.stdev(r["test_accuracy_at_half"] for r in folds),
         "test_accuracy_all": per_fold,
-        "n_test": len(labels),
-        "n_errors": int((~correct).sum()),
+        "n_test": n_test,
+        "n_errors": n_test - n_correct,
         "train_seconds": statistics.fmean(r["train_seconds"] for r in folds),
     }
 
@@ -449,7 +447,7 @@ def _mean_row(repeats: list[dict[str, Any]]) -> dict[str, Any]:
 
     row: dict[str, Any] = {"n_seeds": len(repeats)}
     for repeat in repeats:
-        labels, probs, _ = _predictions(repeat["model"])
+        labels, probs = _predictions(repeat["model"])
         repeat["test_accuracy_at_half"] = float(((probs >= 0.5) == labels).mean())
     for key in ("val_auc", "test_auc", "test_accuracy", "test_accuracy_at_half", "train_seconds"):
         values = [r[key] for r in repeats]
