@@ -25,6 +25,7 @@ Steps:
    crops + mixup, long); ``student_fm_at`` (that plus attention transfer from the teacher's feature maps,
    weight 500; ``student_fm_at_light``: weight 50);
    ``student_fm_x3`` (function matching with 3x the epochs; ``student_fm_at_light_x3`` with attention transfer);
+   ``student_fm_x5_ema`` (5x the epochs, the final epoch's exponential moving average of the weights kept);
    ``student_fm_unlabeled`` (function matching plus the other source's faces as unlabelled images);
    ``student_fm_unlabeled_w2`` (that with the 2x-wide student); ``student_fm_unlabeled_x3`` (that with 3x the
    epochs). Test AUC / accuracy at the
@@ -82,7 +83,12 @@ def recipes(args: argparse.Namespace) -> dict[str, list[str]]:
     aug = ["data.augment=crop", f"data.mixup={args.mixup}", *long]
     fm_labelled = ["distill.loss=kl", "distill.alpha=1.0", "distill.temperature=1.0", *aug]
     fm = [*fm_labelled, UNLABELED]
-    patient = [f"train.{k}={3 * args.long_epochs}" for k in ("epochs", "patience")]  # after `long`: overrides it
+
+    def patient(times: int) -> list[str]:  # after `long`: overrides it
+        return [f"train.{k}={times * args.long_epochs}" for k in ("epochs", "patience")]
+
+    # The final epoch's exponentially averaged weights (decay 0.995 per step: about the last 200 steps, 14 epochs).
+    averaged = ["train.keep=last", "train.ema_decay=0.995"]
 
     def attention(weight: int) -> list[str]:
         return ["distill.feature_loss=attention", f"distill.feature_weight={weight}"]
@@ -100,9 +106,10 @@ def recipes(args: argparse.Namespace) -> dict[str, list[str]]:
         # Attention transfer at the paper's weight (beta/2 = 500: its term ten times the soft loss here) and at 50.
         "student_fm_at": [*student, *fm_labelled, *attention(500)],
         "student_fm_at_light": [*student, *fm_labelled, *attention(50)],
-        "student_fm_at_light_x3": [*student, *fm_labelled, *attention(50), *patient],
-        "student_fm_x3": [*student, *fm_labelled, *patient],
-        "student_fm_unlabeled_x3": [*student, *fm, *patient],
+        "student_fm_at_light_x3": [*student, *fm_labelled, *attention(50), *patient(3)],
+        "student_fm_x3": [*student, *fm_labelled, *patient(3)],
+        "student_fm_x5_ema": [*student, *fm_labelled, *patient(5), *averaged],
+        "student_fm_unlabeled_x3": [*student, *fm, *patient(3)],
         "student_robust": [*student, "data.augment=robust"],
     }
 
@@ -119,6 +126,7 @@ STUDENTS = (
     "student_fm_at_light",
     "student_fm_at_light_x3",
     "student_fm_x3",
+    "student_fm_x5_ema",
     "student_fm_unlabeled",
     "student_fm_unlabeled_w2",
     "student_fm_unlabeled_x3",

@@ -98,6 +98,9 @@ class TrainConfig(_Section):
     # best: the model file holds the epoch best by `monitor`; last: the final epoch's weights (long distillation
     # runs, where picking an epoch on a small validation split adds noise; `monitor` then only drives patience).
     keep: Literal["best", "last"] = "best"
+    # Exponential moving average of the weights (decay per optimiser step, e.g. 0.995): validation, selection and the
+    # model file use the averaged weights, a smoother function than any single step's (Polyak averaging).
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"
     devices: int | str = 1
@@ -105,6 +108,9 @@ class TrainConfig(_Section):
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     accumulate_grad_batches: int = Field(1, ge=1)
     checkpoint_every: int = Field(0, ge=0)
+    # Weights and image batches in channels-last (NHWC) memory format: the same numbers, faster convolutions
+    # (a ResNet8 step ~0.7x the time on CPU; benchmarks/train_step.py).
+    channels_last: bool = True
     seed: int = 42
     tensorboard: Literal["auto", "on", "off"] = "auto"  # auto: RUN_DIR/tensorboard when tensorboard(X) is installed
 

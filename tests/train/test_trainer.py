@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -15,7 +16,9 @@ from typer.testing import CliRunner
 
 from dfkd.cli import app
 from dfkd.config import ConfigError, load_config
+from dfkd.data import read_manifest
 from dfkd.distill.logit_cache import compute_logit_cache
+from dfkd.evaluate.evaluator import predict_split
 from dfkd.models import load_model, save_model
 from dfkd.train import SimulatedInterruption, TeacherGateError, train
 from tests.conftest import TINY
@@ -29,8 +32,11 @@ def _config(manifest: Path, *extra: str):
     return load_config(None, [*_config_args(manifest), *extra])
 
 
-def test_resume_after_interruption_ends_with_identical_weights(easy_manifest: Path, tmp_path: Path) -> None:
-    extra = ("train.epochs=2", "train.checkpoint_every=3", "data.augment=basic", "model.name=resnet8_fast")
+@pytest.mark.parametrize("average", [(), ("train.ema_decay=0.9",)], ids=["plain", "ema"])
+def test_resume_after_interruption_ends_with_identical_weights(
+    easy_manifest: Path, tmp_path: Path, average: tuple[str, ...]
+) -> None:
+    extra = ("train.epochs=2", "train.checkpoint_every=3", "data.augment=basic", "model.name=resnet8_fast", *average)
     whole = train(_config(easy_manifest, *extra), tmp_path / "whole")
     with pytest.raises(SimulatedInterruption):
         train(
@@ -236,3 +242,32 @@ def test_keep_last_saves_the_final_epochs_weights(easy_manifest: Path, tmp_path:
     assert metadata["metrics"]["epoch"] == 3
     with pytest.raises(ConfigError, match="keep"):
         _config(easy_manifest, "train.keep=first")
+
+
+def test_channels_last_training_matches_the_default_layout(easy_manifest: Path, tmp_path: Path) -> None:
+    extra = ("train.epochs=2", "model.name=resnet8_fast", "data.augment=basic")
+    fast = train(_config(easy_manifest, *extra, "train.channels_last=true"), tmp_path / "nhwc")
+    plain = train(_config(easy_manifest, *extra, "train.channels_last=false"), tmp_path / "nchw")
+    # The same computation in another memory layout: equal up to float rounding after 2 epochs of updates.
+    assert [r["val_loss"] for r in fast.history] == pytest.approx([r["val_loss"] for r in plain.history], abs=1e-4)
+    a, b = load_file(str(fast.model_path)), load_file(str(plain.model_path))
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-3) for k in a)
+
+
+def test_ema_weights_are_validated_and_saved_not_the_last_steps(easy_manifest: Path, tmp_path: Path) -> None:
+    extra = ("train.epochs=3", "model.name=resnet8_fast", "train.keep=last", "train.ema_decay=0.9")
+    result = train(_config(easy_manifest, *extra), tmp_path / "ema")
+    checkpoint = torch.load(tmp_path / "ema" / "last.ckpt", weights_only=False)
+    kept = load_file(str(result.model_path))
+    raw, average = checkpoint["model"], checkpoint["ema"]
+    assert int(average["n_averaged"]) == checkpoint["loop"]["global_step"] > 0
+    assert all(torch.equal(kept[key], average[f"module.{key}"]) for key in kept)
+    assert any(not torch.equal(kept[key], raw[key]) for key in kept if key.endswith("weight"))
+    # The average is what validation scored: the saved weights reproduce the logged validation loss.
+    model, metadata = load_model(result.model_path)
+    val = predict_split(model, read_manifest(easy_manifest), "val", metadata["preprocessing"], num_workers=0)
+    probs = np.clip(val.fake_probs, 1e-7, 1 - 1e-7)
+    loss = -np.mean(val.labels * np.log(probs) + (1 - val.labels) * np.log(1 - probs))
+    assert loss == pytest.approx(result.history[-1]["val_loss"], rel=1e-3)
+    with pytest.raises(ConfigError, match="ema_decay"):
+        _config(easy_manifest, "train.ema_decay=1.5")

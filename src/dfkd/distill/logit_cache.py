@@ -110,11 +110,13 @@ def compute_logit_cache(
     so that teacher and student see the same crop.
     """
     from dfkd.models import load_model
+    from dfkd.models.fast import channels_last_input, frozen_inference_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(manifest_path)
     teacher, metadata = load_model(teacher_path, device=device)
+    teacher = frozen_inference_model(teacher)  # BatchNorm folded, channels-last: the same logits, faster
     view = teacher_view(metadata["preprocessing"], resize_size=resize_size, input_size=input_size)
     stamp = make_stamp(manifest, teacher_path, view)
     stamp_path = out / "stamp.json"
@@ -150,7 +152,7 @@ def compute_logit_cache(
         for step, (images, _, positions) in enumerate(
             track(loader, total=total, description=f"teacher logits ({split})"), start=1
         ):
-            batch_logits = teacher(images.to(device)).float().cpu()
+            batch_logits = teacher(channels_last_input(images.to(device))).float().cpu()
             logits[positions + done] = batch_logits
             if step % save_every == 0:
                 high = int(positions.max().item()) + done + 1

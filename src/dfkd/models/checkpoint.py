@@ -57,6 +57,8 @@ def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | No
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if any(not tensor.is_contiguous() for tensor in model.state_dict().values()):
+        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # channels-last training weights
     try:
         safetensors.torch.save_model(model, str(temporary), metadata={METADATA_KEY: record_json})
         os.replace(temporary, path)

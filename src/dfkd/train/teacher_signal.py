@@ -14,6 +14,7 @@ from dfkd.data.manifest import Manifest
 from dfkd.data.transforms import is_random_augment
 from dfkd.distill.features import FeatureRecorder
 from dfkd.distill.logit_cache import compute_logit_cache, load_logit_cache, make_stamp, teacher_view
+from dfkd.models.fast import channels_last_input
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,10 @@ class TeacherSignal:
         teacher: torch.nn.Module | None = None,
         renormalise: tuple[torch.Tensor, torch.Tensor] | None = None,
         record_features: bool = False,
+        channels_last: bool = False,
     ) -> None:
         self.cache, self.teacher, self.renormalise = cache, teacher, renormalise
+        self.channels_last = channels_last
         self.online = cache is None
         self.forward_calls = 0
         self.recorder = FeatureRecorder(teacher) if record_features and teacher is not None else None
@@ -58,6 +61,8 @@ class TeacherSignal:
         if self.renormalise is not None:
             scale, shift = (t.to(images.device) for t in self.renormalise)
             images = images * scale + shift
+        if self.channels_last:
+            images = channels_last_input(images)
         self.forward_calls += 1
         if self.recorder is not None:
             self.recorder.reset()
@@ -109,7 +114,8 @@ def build_teacher_signal(
             logger.warning("random augmentation: the logit cache does not apply; running the teacher online")
         else:
             logger.info("random augmentation: running the teacher online on the same augmented view")
-        return TeacherSignal(**_online_teacher(teacher_path, student_view, device), record_features=features)
+        teacher = _online_teacher(teacher_path, student_view, device, config, fold_batchnorm=not features)
+        return TeacherSignal(**teacher, record_features=features)
     if teacher_path is not None:
         from dfkd.models import read_model_metadata
 
@@ -133,19 +139,27 @@ def build_teacher_signal(
                 device=device,
                 splits=("train", "val"),
             )
-        online = _online_teacher(teacher_path, student_view, device) if config.data.unlabeled else {}
+        online = _online_teacher(teacher_path, student_view, device, config) if config.data.unlabeled else {}
         return TeacherSignal(cache=load_logit_cache(cache_dir, manifest, expected=expected), **online)
     return TeacherSignal(cache=load_logit_cache(cache_dir, manifest))
 
 
-def _online_teacher(teacher_path: str, student_view: dict, device: torch.device) -> dict:
-    """The frozen teacher and the re-normalisation from the student's pixels to its own."""
+def _online_teacher(
+    teacher_path: str, student_view: dict, device: torch.device, config: RunConfig, *, fold_batchnorm: bool = True
+) -> dict:
+    """The frozen teacher (BatchNorm folded unless its feature maps are recorded by hooks; channels-last with
+    ``train.channels_last``) and the re-normalisation from the student's pixels to its own."""
     from dfkd.models import load_model
+    from dfkd.models.fast import frozen_inference_model
 
     teacher, metadata = load_model(teacher_path, device=device)
-    teacher.eval().requires_grad_(False)
+    teacher = frozen_inference_model(teacher, fold_batchnorm=fold_batchnorm, channels_last=config.train.channels_last)
     view = teacher_view(metadata["preprocessing"])
-    return {"teacher": teacher, "renormalise": _renormaliser(student_view, view)}
+    return {
+        "teacher": teacher,
+        "renormalise": _renormaliser(student_view, view),
+        "channels_last": config.train.channels_last,
+    }
 
 
 def teacher_gate(teacher_logits: torch.Tensor, labels: torch.Tensor, *, min_auc: float, skip: bool) -> float:

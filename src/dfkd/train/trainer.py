@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from lightning_fabric import Fabric
 from sklearn.metrics import roc_auc_score
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dfkd.config import RunConfig, save_config
 from dfkd.data.dataset import ManifestDataset, UnlabeledDataset, build_loader
@@ -28,6 +29,7 @@ from dfkd.data.manifest import read_manifest
 from dfkd.data.transforms import build_eval_transform, build_train_transform
 from dfkd.distill.features import FeatureRecorder, attention_transfer_loss
 from dfkd.distill.losses import distillation_loss, hard_loss, soft_loss
+from dfkd.models.fast import channels_last_input, to_channels_last
 from dfkd.train.sampler import EpochSampler
 from dfkd.train.teacher_signal import TeacherSignal, build_teacher_signal, teacher_gate
 from dfkd.utils import set_seed, track
@@ -181,6 +183,7 @@ def evaluate_split(fabric: Fabric, model, loader, config: RunConfig, signal, spl
         if batch is None:
             continue
         images, labels, indices = batch
+        images = _memory_format(config, images)
         with fabric.autocast():
             logits = model(images)
         logits = logits.float()
@@ -204,6 +207,11 @@ def evaluate_split(fabric: Fabric, model, loader, config: RunConfig, signal, spl
     accuracy = float(((logits_np > 0) == (labels_np > 0.5)).mean()) if len(labels_np) else math.nan
     model.train()
     return {"val_loss": float(loss_sum[0] / max(loss_sum[1], 1.0)), "val_auc": auc, "val_accuracy": accuracy}
+
+
+def _memory_format(config: RunConfig, images: torch.Tensor) -> torch.Tensor:
+    """The batch in the memory format the model's weights are in (``train.channels_last``)."""
+    return channels_last_input(images) if config.train.channels_last else images
 
 
 def _improved(config: RunConfig, value: float, best: float) -> bool:
@@ -282,14 +290,18 @@ def train(
     if config.model.pretrained:
         kwargs["pretrained"] = config.model.pretrained
     raw_model = create_model(config.model.name, **kwargs)
+    if config.train.channels_last:
+        to_channels_last(raw_model)
     optimizer = _build_optimizer(config, raw_model.parameters())
     model, optimizer = fabric.setup(raw_model, optimizer)
+    ema = _weight_average(config, raw_model)  # before the feature hooks: the average is a copy without them
+    scored = ema.module if ema is not None else model  # what validation, selection and the model file see
     features = FeatureRecorder(raw_model) if signal is not None and signal.recorder is not None else None
     scheduler = _build_scheduler(config, optimizer)
     state = LoopState()
     last_path = run_dir / "last.ckpt"
     if resume and last_path.exists():
-        state = _load_checkpoint(fabric, last_path, model, optimizer, scheduler)
+        state = _load_checkpoint(fabric, last_path, model, optimizer, scheduler, ema)
         logger.info("resumed from %s at epoch %d, batch %d", last_path, state.epoch, state.batches_done)
     elif resume:
         logger.warning("--resume: no %s yet, starting fresh", last_path)
@@ -310,6 +322,7 @@ def train(
             if batch is None:
                 continue
             images, labels, indices = batch
+            images = _memory_format(config, images)
             if len(labels) < 2:  # BatchNorm cannot train on one image; the leftover of an epoch is dropped
                 continue
             if config.data.mixup > 0:
@@ -332,13 +345,15 @@ def train(
                 continue
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update_parameters(raw_model)
             state.global_step += 1
             every = config.train.checkpoint_every
             if every and state.global_step % every == 0:
-                _save_checkpoint(fabric, last_path, model, optimizer, scheduler, state)
+                _save_checkpoint(fabric, last_path, model, optimizer, scheduler, state, ema)
             if stop_after_steps is not None and state.global_step >= stop_after_steps:
                 raise SimulatedInterruption(f"stopped after {state.global_step} steps")
-        metrics = evaluate_split(fabric, model, val_loader, config, signal, "val")
+        metrics = evaluate_split(fabric, scored, val_loader, config, signal, "val")
         if scheduler is not None:
             scheduler.step(metrics["val_loss"]) if config.scheduler.name == "plateau" else scheduler.step()
         row = {
@@ -364,14 +379,15 @@ def train(
         else:
             state.bad_epochs += 1
         if fabric.is_global_zero and (improved or config.train.keep == "last"):
-            save_model(raw_model, run_dir / "model.safetensors", _model_metadata(config, view, row, teacher_auc))
+            saved = ema.module if ema is not None else raw_model
+            save_model(saved, run_dir / "model.safetensors", _model_metadata(config, view, row, teacher_auc))
         state.epoch += 1
         state.batches_done, state.running_loss, state.running_count = 0, 0.0, 0
         if fabric.is_global_zero:
             _write_history(run_dir / "metrics.csv", state.history)
         if tensorboard is not None:
             fabric.log_dict({key: value for key, value in row.items() if key != "epoch"}, step=row["epoch"])
-        _save_checkpoint(fabric, last_path, model, optimizer, scheduler, state)
+        _save_checkpoint(fabric, last_path, model, optimizer, scheduler, state, ema)
         if epoch_callback is not None:
             epoch_callback(state.epoch, row)
         if state.bad_epochs >= config.train.patience:
@@ -432,7 +448,7 @@ def _unlabeled_batches(fabric: Fabric, config: RunConfig, view: dict, loader_arg
         sampler.set_position(epoch)
         for batch in loader:
             if batch is not None and len(batch[0]) > 1:
-                yield batch[0]
+                yield _memory_format(config, batch[0])
         epoch += 1
 
 
@@ -489,9 +505,20 @@ def _model_metadata(config: RunConfig, view: dict, row: dict, teacher_auc: float
     }
 
 
-def _save_checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler, state: LoopState) -> None:
+def _weight_average(config: RunConfig, model: torch.nn.Module) -> AveragedModel | None:
+    """The exponential moving average of ``model``'s weights and BatchNorm statistics (``train.ema_decay``)."""
+    decay = config.train.ema_decay
+    if decay is None:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _save_checkpoint(
+    fabric: Fabric, path: Path, model, optimizer, scheduler, state: LoopState, ema: AveragedModel | None = None
+) -> None:
     payload = {
         "model": model,
+        **({"ema": ema} if ema is not None else {}),
         "optimizer": optimizer,
         "scheduler": scheduler.state_dict() if scheduler is not None else {},
         "loop": state.__dict__.copy(),
@@ -500,8 +527,10 @@ def _save_checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler, st
     fabric.save(path, payload)
 
 
-def _load_checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler) -> LoopState:
-    payload = {"model": model, "optimizer": optimizer}
+def _load_checkpoint(
+    fabric: Fabric, path: Path, model, optimizer, scheduler, ema: AveragedModel | None = None
+) -> LoopState:
+    payload = {"model": model, "optimizer": optimizer, **({"ema": ema} if ema is not None else {})}
     remainder = fabric.load(path, payload, weights_only=False)
     if scheduler is not None and remainder.get("scheduler"):
         scheduler.load_state_dict(remainder["scheduler"])
