@@ -386,13 +386,16 @@ def _pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
     import statistics
 
     n_test = sum(r["n_test"] for r in folds)
-    n_correct = sum(round(r["test_accuracy"] * r["n_test"]) for r in folds)
+    n_correct = sum(round(r["test_accuracy"] * r["n_test"]) for r in folds)  # mean over seeds with --repeats
+    seeds = zip(*(r.get("test_accuracy_all", [r["test_accuracy"]]) for r in folds), strict=True)
+    per_seed = [sum(round(a * r["n_test"]) for a, r in zip(accs, folds, strict=True)) / n_test for accs in seeds]
     n_at_half = sum(round(r["test_accuracy_at_half"] * r["n_test"]) for r in folds)
     per_fold = [r["test_accuracy"] for r in folds]
     return {
         "model": folds[0]["model"],
-        "n_seeds": 1,
+        "n_seeds": folds[0].get("n_seeds", 1),
         "n_folds": len(folds),
+        "test_accuracy_per_seed": per_seed,
         "val_auc": statistics.fmean(r["val_auc"] for r in folds),
         "test_auc": statistics.fmean(r["test_auc"] for r in folds),
         "test_auc_sd": statistics.stdev(r["test_auc"] for r in folds),
@@ -496,7 +499,8 @@ def summary_markdown(args: argparse.Namespace, summary: dict[str, Any]) -> str:
         + (
             f"{args.folds}-fold cross-validation per source: every image is tested once (fold k the test split, 10 % "
             "of the rest the validation split); accuracy over all folds' test images together, AUC the mean over "
-            "folds, ± sd over folds; one seed. "
+            f"folds, ± sd over folds; students: {args.repeats} seed(s) (accuracy the mean over seeds; each seed's "
+            "pooled accuracy in summary.json as test_accuracy_per_seed). "
             if args.folds > 1
             else "Students: mean ± sd over "
             f"{args.repeats} training seed(s) (one seed: {', '.join(args.one_seed) or 'none'}). "
