@@ -379,33 +379,35 @@ def _predictions(model: str) -> tuple[Any, Any]:
 
 
 def _pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row from the same recipe on every fold (the first seed's run per fold, its ``_mean_row`` fields):
-    accuracies over all folds' test images together (each image tested once, at each fold model's threshold), AUC
-    as the mean of the folds' AUCs (scores of different models are not on one scale, so they are not ranked
-    together); spreads over folds."""
+    """One row from the same recipe on every fold (its ``_mean_row`` fields per fold): accuracies over all folds'
+    test images together (each image tested once, at each fold model's threshold), per training seed and then
+    averaged over seeds; AUC as the mean of the folds' AUCs (scores of different models are not on one scale, so
+    they are not ranked together); spreads over folds (of the seed means)."""
     import statistics
 
     n_test = sum(r["n_test"] for r in folds)
-    n_correct = sum(round(r["test_accuracy"] * r["n_test"]) for r in folds)  # mean over seeds with --repeats
-    seeds = zip(*(r.get("test_accuracy_all", [r["test_accuracy"]]) for r in folds), strict=True)
-    per_seed = [sum(round(a * r["n_test"]) for a, r in zip(accs, folds, strict=True)) / n_test for accs in seeds]
-    n_at_half = sum(round(r["test_accuracy_at_half"] * r["n_test"]) for r in folds)
+
+    def per_seed(key: str) -> list[float]:  # each seed's pooled accuracy: its correct images over all folds
+        seeds = zip(*(r.get(f"{key}_all", [r[key]]) for r in folds), strict=True)
+        return [sum(round(a * r["n_test"]) for a, r in zip(accs, folds, strict=True)) / n_test for accs in seeds]
+
+    accuracy, at_half = per_seed("test_accuracy"), per_seed("test_accuracy_at_half")
     per_fold = [r["test_accuracy"] for r in folds]
     return {
         "model": folds[0]["model"],
         "n_seeds": folds[0].get("n_seeds", 1),
         "n_folds": len(folds),
-        "test_accuracy_per_seed": per_seed,
+        "test_accuracy_per_seed": accuracy,
         "val_auc": statistics.fmean(r["val_auc"] for r in folds),
         "test_auc": statistics.fmean(r["test_auc"] for r in folds),
         "test_auc_sd": statistics.stdev(r["test_auc"] for r in folds),
-        "test_accuracy": n_correct / n_test,
+        "test_accuracy": statistics.fmean(accuracy),
         "test_accuracy_sd": statistics.stdev(per_fold),
-        "test_accuracy_at_half": n_at_half / n_test,
+        "test_accuracy_at_half": statistics.fmean(at_half),
         "test_accuracy_at_half_sd": statistics.stdev(r["test_accuracy_at_half"] for r in folds),
         "test_accuracy_all": per_fold,
         "n_test": n_test,
-        "n_errors": n_test - n_correct,
+        "n_errors": round(n_test * (1.0 - statistics.fmean(accuracy)), 1),  # mean over seeds
         "train_seconds": statistics.fmean(r["train_seconds"] for r in folds),
     }
 
