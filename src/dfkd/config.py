@@ -109,7 +109,7 @@ class TrainConfig(_Section):
     accumulate_grad_batches: int = Field(1, ge=1)
     checkpoint_every: int = Field(0, ge=0)
     # Weights and image batches in channels-last (NHWC) memory format: the same numbers, faster convolutions
-    # (a ResNet8 step ~0.7x the time on CPU; benchmarks/train_step.py).
+    # (a ResNet8 step ~0.77x the time on CPU; benchmarks/train_step.py).
     channels_last: bool = True
     seed: int = 42
     tensorboard: Literal["auto", "on", "off"] = "auto"  # auto: RUN_DIR/tensorboard when tensorboard(X) is installed

@@ -3,7 +3,7 @@ folding. Numerics stay those of the float model (differences at float rounding l
 
 On CPU, oneDNN runs depthwise and small convolutions in NHWC (channels-last) much faster than in NCHW, and a
 BatchNorm folded into the convolution before it costs nothing at inference: the frozen MobileNetV2 teacher's forward
-pass takes about half the time and a ResNet8 student's training step about 0.7 of it
+pass takes about 0.4 of the time and a ResNet8 student's training step about 0.77 of it
 (``python benchmarks/train_step.py`` prints the ratios on the machine at hand).
 """
 

@@ -295,7 +295,8 @@ def train(
     optimizer = _build_optimizer(config, raw_model.parameters())
     model, optimizer = fabric.setup(raw_model, optimizer)
     ema = _weight_average(config, raw_model)  # before the feature hooks: the average is a copy without them
-    scored = ema.module if ema is not None else model  # what validation, selection and the model file see
+    scored = ema.module if ema is not None else model  # what validation and selection see
+    kept = ema.module if ema is not None else raw_model  # what the model file holds
     features = FeatureRecorder(raw_model) if signal is not None and signal.recorder is not None else None
     scheduler = _build_scheduler(config, optimizer)
     state = LoopState()
@@ -379,8 +380,7 @@ def train(
         else:
             state.bad_epochs += 1
         if fabric.is_global_zero and (improved or config.train.keep == "last"):
-            saved = ema.module if ema is not None else raw_model
-            save_model(saved, run_dir / "model.safetensors", _model_metadata(config, view, row, teacher_auc))
+            save_model(kept, run_dir / "model.safetensors", _model_metadata(config, view, row, teacher_auc))
         state.epoch += 1
         state.batches_done, state.running_loss, state.running_count = 0, 0.0, 0
         if fabric.is_global_zero:
