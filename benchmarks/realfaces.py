@@ -328,10 +328,13 @@ def _study(args: argparse.Namespace, manifest: Path, base: Path, others: list[st
 
 def final_weights(run: Path, manifest: Path, threshold: str | float) -> dict[str, Any]:
     """A finished run's final-epoch weights (``last.ckpt``: what ``train.keep=last`` keeps) as a model file in
-    ``run/last_epoch``, evaluated like the run's best-epoch model; the summary row."""
+    ``run/last_epoch``, evaluated like the run's best-epoch model; the summary row. With ``train.ema_decay`` these
+    are the raw weights, which validation never scored (it scored the average), so their validation figures are
+    left empty (NaN) rather than borrowed from the average."""
     import csv
 
     import torch
+    import yaml
 
     from dfkd.evaluate.evaluator import evaluate_model
     from dfkd.models import load_model, read_model_metadata, save_model
@@ -344,6 +347,8 @@ def final_weights(run: Path, manifest: Path, threshold: str | float) -> dict[str
     model.load_state_dict(torch.load(run / "last.ckpt", weights_only=False)["model"])
     with open(run / "metrics.csv", newline="") as handle:
         last = list(csv.DictReader(handle))[-1]
+    if yaml.safe_load((run / "config.yaml").read_text())["train"].get("ema_decay"):
+        last = {key: (value if key == "epoch" else "nan") for key, value in last.items()}
     record = read_model_metadata(run / "model.safetensors")
     metadata = {k: v for k, v in record.items() if k in ("preprocessing", "training")}
     metadata["metrics"] = {key: float(value) for key, value in last.items()}
@@ -400,11 +405,11 @@ def _pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
         "test_accuracy_per_seed": accuracy,
         "val_auc": statistics.fmean(r["val_auc"] for r in folds),
         "test_auc": statistics.fmean(r["test_auc"] for r in folds),
-        "test_auc_sd": statistics.stdev(r["test_auc"] for r in folds),
+        "test_auc_sd": _sd(r["test_auc"] for r in folds),
         "test_accuracy": statistics.fmean(accuracy),
-        "test_accuracy_sd": statistics.stdev(per_fold),
+        "test_accuracy_sd": _sd(per_fold),
         "test_accuracy_at_half": statistics.fmean(at_half),
-        "test_accuracy_at_half_sd": statistics.stdev(r["test_accuracy_at_half"] for r in folds),
+        "test_accuracy_at_half_sd": _sd(r["test_accuracy_at_half"] for r in folds),
         "test_accuracy_all": per_fold,
         "n_test": n_test,
         "n_errors": round(n_test * (1.0 - statistics.fmean(accuracy)), 1),  # mean over seeds
@@ -454,6 +459,16 @@ def robustness_study(args: argparse.Namespace, out: Path, manifests: dict[str, P
     }
 
 
+def _sd(values: Any) -> float:
+    """Sample standard deviation; 0 for one value, NaN when a value is missing (NaN)."""
+    import statistics
+
+    values = list(values)
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def _mean_row(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     """Means and spreads over training seeds (the first run's model stays the row's model)."""
     import statistics
@@ -466,7 +481,7 @@ def _mean_row(repeats: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[key] for r in repeats]
         row[key] = statistics.fmean(values)
         row[f"{key}_all"] = values
-        row[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        row[f"{key}_sd"] = _sd(values)
     return row
 
 

@@ -114,7 +114,9 @@ def build_teacher_signal(
             logger.warning("random augmentation: the logit cache does not apply; running the teacher online")
         else:
             logger.info("random augmentation: running the teacher online on the same augmented view")
-        teacher = _online_teacher(teacher_path, student_view, device, config, fold_batchnorm=not features)
+        teacher = _online_teacher(
+            teacher_path, student_view, device, channels_last=config.train.channels_last, fold_batchnorm=not features
+        )
         return TeacherSignal(**teacher, record_features=features)
     if teacher_path is not None:
         from dfkd.models import read_model_metadata
@@ -139,26 +141,35 @@ def build_teacher_signal(
                 device=device,
                 splits=("train", "val"),
             )
-        online = _online_teacher(teacher_path, student_view, device, config) if config.data.unlabeled else {}
+        online = (
+            _online_teacher(teacher_path, student_view, device, channels_last=config.train.channels_last)
+            if config.data.unlabeled
+            else {}
+        )
         return TeacherSignal(cache=load_logit_cache(cache_dir, manifest, expected=expected), **online)
     return TeacherSignal(cache=load_logit_cache(cache_dir, manifest))
 
 
 def _online_teacher(
-    teacher_path: str, student_view: dict, device: torch.device, config: RunConfig, *, fold_batchnorm: bool = True
+    teacher_path: str,
+    student_view: dict,
+    device: torch.device,
+    *,
+    channels_last: bool,
+    fold_batchnorm: bool = True,
 ) -> dict:
     """The frozen teacher (BatchNorm folded unless its feature maps are recorded by hooks; channels-last with
-    ``train.channels_last``) and the re-normalisation from the student's pixels to its own."""
+    ``channels_last``) and the re-normalisation from the student's pixels to its own."""
     from dfkd.models import load_model
     from dfkd.models.fast import frozen_inference_model
 
     teacher, metadata = load_model(teacher_path, device=device)
-    teacher = frozen_inference_model(teacher, fold_batchnorm=fold_batchnorm, channels_last=config.train.channels_last)
+    teacher = frozen_inference_model(teacher, fold_batchnorm=fold_batchnorm, channels_last=channels_last)
     view = teacher_view(metadata["preprocessing"])
     return {
         "teacher": teacher,
         "renormalise": _renormaliser(student_view, view),
-        "channels_last": config.train.channels_last,
+        "channels_last": channels_last,
     }
 
 
