@@ -1,7 +1,7 @@
 """Cost of a KD epoch with the teacher-logit cache and with the teacher run every step, as ratios to a no-KD epoch.
 
 Usage: python benchmarks/kd_cache.py [--per-class 600] [--epochs 4] [--input-size 96]
-Makes a demo set, fine-tunes the demo teacher (configs/demo_teacher.yaml), caches its logits, then times one
+Makes a demo set, fine-tunes the demo teacher (the packaged demo_teacher.yaml), caches its logits, then times one
 student epoch three ways (median of the epochs after the first). The goal is a ratio ≤ 1.15 with the cache.
 """
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dfkd.config import load_config
+from dfkd.configs import configs_dir
 
 logger = logging.getLogger(__name__)
 
@@ -24,15 +25,11 @@ STUDENT_RUNS: tuple[tuple[str, str], ...] = (
 
 
 def find_configs_dir() -> Path:
-    """The repository's ``configs/`` (beside ``src/``), or ``DFKD_CONFIGS`` when set."""
-    env = os.environ.get("DFKD_CONFIGS")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "configs")
-    candidates.append(Path.cwd() / "configs")
-    for candidate in candidates:
-        if (candidate / "demo_teacher.yaml").exists():
-            return candidate
-    raise FileNotFoundError("configs/demo_teacher.yaml not found: run from the dfkd repository or set DFKD_CONFIGS")
+    """The folder of the demo presets: ``DFKD_CONFIGS`` when set, else the ones packaged with dfkd."""
+    folder = configs_dir()
+    if not (folder / "demo_teacher.yaml").is_file():
+        raise FileNotFoundError(f"{folder / 'demo_teacher.yaml'} not found: set DFKD_CONFIGS to a folder of presets")
+    return folder
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dfkd.sweep import grid_points, load_sweep_spec, parse_sweep_spec, resolve_b
 from dfkd.sweep.spec import point_key
 from tests.sweep.helpers import FakeRunner, read_log
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "dfkd" / "configs"
 
 
 def test_seed_grid_enumerates_exactly_the_reference_combinations() -> None:
