@@ -28,7 +28,7 @@ def demo(
     ] = None,
 ) -> None:
     """Make data, train a teacher, cache its logits, train students (no KD, KD-KL, KD-MSE), evaluate, report."""
-    from dfkd.cli import fail, out_console
+    from dfkd.commands.common import fail, out_console
     from dfkd.config import ConfigError
     from dfkd.demo import run_demo
     from dfkd.train import TeacherGateError

@@ -10,15 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from dfkd.commands import FACE_MODEL_ENV, face_model_path
+from dfkd.commands.common import FACE_MODEL_ENV, console, face_model_path, fail, out_console
 
 MAX_TABLE_ROWS = 200
-
-
-def _cli() -> Any:
-    import dfkd.cli
-
-    return dfkd.cli
 
 
 def export(
@@ -42,13 +36,12 @@ def export(
     ] = False,
 ) -> None:
     """Export a model to ONNX (dynamic batch, metadata inside) with a parity check; optionally quantise to INT8."""
-    cli = _cli()
     from dfkd.models import ModelFileError
 
     if format.lower() != "onnx":
-        raise cli.fail(f"unsupported format {format!r}: only onnx")
+        raise fail(f"unsupported format {format!r}: only onnx")
     if int8 and calibration is None:
-        raise cli.fail("--int8 needs --calibration MANIFEST (its train images calibrate, its val images check)")
+        raise fail("--int8 needs --calibration MANIFEST (its train images calibrate, its val images check)")
     from dfkd.deploy.onnx import export_onnx, quantize_int8
 
     fp32_out = out.with_name(f"{out.stem}.fp32.onnx") if int8 else out
@@ -56,7 +49,7 @@ def export(
     try:
         report = export_onnx(model, fp32_out, opset=opset, check_images=checks)
         parity = report["parity"]
-        cli.out_console.print(
+        out_console.print(
             f"fp32 ONNX written to [bold]{fp32_out}[/] ({report['size_bytes'] / 1e6:.2f} MB); parity on "
             f"{parity['n_images']} {parity['images']}: max |Δ logit| = {parity['max_abs_logit_diff']:.2e} "
             f"({'ok' if parity['passed'] else 'FAILED'}, tolerance {parity['tolerance']:.0e})"
@@ -71,7 +64,7 @@ def export(
                 max_eval=max_eval or None,
                 fp32_stem=not quantize_stem,
             )
-            cli.out_console.print(
+            out_console.print(
                 f"INT8 ONNX written to [bold]{out}[/] ({int8_report['size_bytes'] / 1e6:.2f} MB); val accuracy on "
                 f"{int8_report['n_images']} images: fp32 {int8_report['accuracy_fp32']:.2f} %, INT8 "
                 f"{int8_report['accuracy_int8']:.2f} % (Δ {int8_report['accuracy_delta_points']:+.2f} points, "
@@ -80,9 +73,9 @@ def export(
             )
             passed = passed and int8_report["passed"]
     except (ModelFileError, ValueError, FileNotFoundError) as error:
-        raise cli.fail(str(error)) from None
+        raise fail(str(error)) from None
     if not passed:
-        raise cli.fail("the export check failed (the file was written; see above)", code=1)
+        raise fail("the export check failed (the file was written; see above)", code=1)
 
 
 def _display_available() -> bool:
@@ -97,7 +90,6 @@ def _display_available() -> bool:
 def _print_results(results: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    cli = _cli()
     table = Table(title="deepfake detection")
     for column, justify in (("input", "left"), ("kind", "left"), ("status", "left"), ("label", "left")):
         table.add_column(column, justify=justify, overflow="fold")
@@ -117,12 +109,12 @@ def _print_results(results: list[dict[str, Any]]) -> None:
             "" if result.get("fake_prob") is None else f"{result['fake_prob']:.3f}",
             faces_text,
         )
-    cli.out_console.print(table)
+    out_console.print(table)
     if len(results) > MAX_TABLE_ROWS:
-        cli.out_console.print(f"… and {len(results) - MAX_TABLE_ROWS} more rows (see --json / --csv)")
+        out_console.print(f"… and {len(results) - MAX_TABLE_ROWS} more rows (see --json / --csv)")
     errors = [result for result in results if result["status"] == "error"]
     for result in errors:
-        cli.console.print(f"[red]unreadable[/] {result['input']}: {result['error']}", soft_wrap=True, highlight=False)
+        console.print(f"[red]unreadable[/] {result['input']}: {result['error']}", soft_wrap=True, highlight=False)
 
 
 def _write_explanations(detector: Any, results: list[dict[str, Any]], folder: Path, faces: str) -> int:
@@ -149,7 +141,6 @@ def _write_explanations(detector: Any, results: list[dict[str, Any]], folder: Pa
 def _run_live(detector: Any, source: int | str, faces: str, window: bool | None, max_frames: int | None) -> None:
     from dfkd.inference.live import run_live
 
-    cli = _cli()
     show = _display_available() if window is None else window
 
     def emit(record: dict[str, Any]) -> None:
@@ -160,12 +151,12 @@ def _run_live(detector: Any, source: int | str, faces: str, window: bool | None,
     try:
         summary = run_live(detector, source, show=show, emit=emit, max_frames=max_frames, faces=faces)
     except RuntimeError as error:
-        raise cli.fail(str(error)) from None
-    cli.console.print(
+        raise fail(str(error)) from None
+    console.print(
         f"live: {summary['scored']} frames scored, {summary['dropped']} skipped to keep up, {summary['fps']:.1f} FPS"
     )
     if summary["scored"] == 0:
-        raise cli.fail("no frame could be read from the source", code=1)
+        raise fail("no frame could be read from the source", code=1)
 
 
 def detect(
@@ -191,20 +182,19 @@ def detect(
     device: Annotated[str, typer.Option(help="cpu, cuda … (PyTorch models).")] = "cpu",
 ) -> None:
     """Score images, folders and videos (or a live camera / stream) for deepfakes; exit 1 when nothing worked."""
-    cli = _cli()
     from dfkd.inference.detector import Detector
     from dfkd.inference.faces import FaceDetectorUnavailable
     from dfkd.models import ModelFileError
 
     live_source: int | str | None = camera if camera is not None else stream
     if not paths and live_source is None:
-        raise cli.fail("give PATH(s) to score, or --camera / --stream for live detection")
+        raise fail("give PATH(s) to score, or --camera / --stream for live detection")
     try:
         detector = Detector.load(
             model, device=device, faces=faces, face_model=face_model_path(face_model), batch_size=batch_size
         )
     except (ModelFileError, FaceDetectorUnavailable, ValueError) as error:
-        raise cli.fail(str(error)) from None
+        raise fail(str(error)) from None
     if live_source is not None:
         _run_live(detector, live_source, faces, window, max_frames)
         return
@@ -215,13 +205,13 @@ def detect(
     results, collected = detect_paths(detector, paths or [], faces=faces, sample_fps=fps, max_frames=max_frames)
     if explain is not None:
         if detector.backend.kind != "torch":
-            cli.console.print("[yellow]--explain needs the PyTorch model file; skipped for an ONNX model[/]")
+            console.print("[yellow]--explain needs the PyTorch model file; skipped for an ONNX model[/]")
         else:
             written = _write_explanations(detector, results, explain, faces)
-            cli.out_console.print(f"{written} Grad-CAM overlays written to [bold]{explain}[/]")
+            out_console.print(f"{written} Grad-CAM overlays written to [bold]{explain}[/]")
     _print_results(results)
     summary = summarise(results)
-    cli.out_console.print(
+    out_console.print(
         f"{summary['n_inputs']} inputs: {summary['ok']} ok, {summary['no_face']} without a face (scored whole), "
         f"{summary['error']} unreadable" + (f"; {collected.ignored} other files ignored" if collected.ignored else "")
     )
@@ -229,12 +219,12 @@ def detect(
         metadata = detector.metadata
         report = build_report(results, model=str(model), metadata=metadata, faces=faces, backend=detector.backend.kind)
         write_report_json(json_out, report)
-        cli.out_console.print(f"JSON report written to [bold]{json_out}[/]")
+        out_console.print(f"JSON report written to [bold]{json_out}[/]")
     if csv_out is not None:
         write_report_csv(csv_out, results)
-        cli.out_console.print(f"CSV written to [bold]{csv_out}[/]")
+        out_console.print(f"CSV written to [bold]{csv_out}[/]")
     if summary["ok"] + summary["no_face"] == 0:
-        raise cli.fail("nothing could be processed", code=1)
+        raise fail("nothing could be processed", code=1)
 
 
 def register(app: typer.Typer) -> None:

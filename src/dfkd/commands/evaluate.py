@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from dfkd.commands.common import fail, out_console
+
 
 def register(app: typer.Typer) -> None:
     """Add `evaluate`, `benchmark` and `report` to the app."""
@@ -29,7 +31,6 @@ def evaluate(
     device: Annotated[str, typer.Option(help="cpu, cuda …")] = "cpu",
 ) -> None:
     """Predict one split and write predictions.csv and metrics.json (accuracy, F1, AUC, EER, ECE, per source …)."""
-    from dfkd.cli import fail, out_console
     from dfkd.evaluate.evaluator import evaluate_model
     from dfkd.models import ModelFileError
 
@@ -75,7 +76,6 @@ def benchmark(
     seconds: Annotated[float, typer.Option(help="Minimum timing per batch size.")] = 2.0,
 ) -> None:
     """Measure params, GFLOPs, throughput and latency (model-only, end to end, and the reference's FPS)."""
-    from dfkd.cli import fail, out_console
     from dfkd.evaluate.benchmark import run_benchmark
     from dfkd.models import ModelFileError
     from dfkd.utils import write_json
@@ -115,7 +115,6 @@ def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("report"),
 ) -> None:
     """Write report.md with the reference's tables filled from these runs, and PNG figures."""
-    from dfkd.cli import fail, out_console
     from dfkd.evaluate.report import build_report
 
     try:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands import FACE_MODEL_ENV, face_model_path
+from dfkd.commands.common import FACE_MODEL_ENV, face_model_path, fail, out_console, training_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +35,6 @@ def crop_faces(
     Resumable: run it again to continue. Images without a face (or unreadable) are listed in OUT/no_face.csv;
     OUT/faces.csv holds the box and score of every crop.
     """
-    from dfkd.cli import fail, out_console
     from dfkd.inference.crop import crop_dataset
     from dfkd.inference.faces import FaceDetectorUnavailable
 
@@ -76,7 +75,6 @@ def cross_source(
     retrain: Annotated[bool, typer.Option(help="Train every cell again, even those already finished.")] = False,
 ) -> None:
     """Train on each source (and on all but one), test on every source: the transfer matrix (AUC, accuracy)."""
-    from dfkd.cli import fail, out_console, training_errors
     from dfkd.config import load_config
     from dfkd.evaluate.cross_source import run_cross_source
 
@@ -116,7 +114,6 @@ def robustness(
     seed: Annotated[int, typer.Option(help="Seed of the noise perturbation.")] = 0,
 ) -> None:
     """AUC and accuracy under JPEG, blur, downscaling, noise and brightness/contrast, at severities 0 (clean) to 5."""
-    from dfkd.cli import fail, out_console
     from dfkd.evaluate.robustness import run_robustness
     from dfkd.models import ModelFileError
 

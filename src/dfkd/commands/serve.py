@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands import FACE_MODEL_ENV, face_model_path
+from dfkd.commands.common import FACE_MODEL_ENV, console, face_model_path, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +43,6 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Most images per model call.")] = 32,
 ) -> None:
     """Serve the model over HTTP: POST /v1/detect, GET /v1/model, /healthz, the upload page at / and docs at /docs."""
-    from dfkd.cli import console, fail
     from dfkd.inference.faces import FaceDetectorUnavailable
     from dfkd.models import ModelFileError
     from dfkd.serve.server import ServeConfig, build_app, run_server

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from dfkd.commands.common import fail, out_console, training_errors
+
 
 def register(app: typer.Typer) -> None:
     """Add `sweep` to the app."""
@@ -33,7 +35,6 @@ def sweep(
     workers: Annotated[int, typer.Option(help="Worker processes here, all on the same study.")] = 1,
 ) -> None:
     """Run, resume or join a sweep; rank trials on the validation split and write the best config as best.yaml."""
-    from dfkd.cli import fail, out_console, training_errors
     from dfkd.sweep import run_sweep
 
     try:

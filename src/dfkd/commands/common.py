@@ -1,0 +1,40 @@
+"""What every command shares: the two consoles, the red error exit, training's expected errors, the face model path.
+
+It sits below the command modules (they import it; it imports none of them, nor ``dfkd.cli``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+FACE_MODEL_ENV = "DFKD_FACE_MODEL"  # only the CLI reads it; the library takes the path as an argument
+
+console = Console(stderr=True)  # messages and logging
+out_console = Console()  # results
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print an error in red and return the exit to raise."""
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def training_errors() -> tuple[type[Exception], ...]:
+    """What a training run raises for bad input (config, cache, teacher, model file, image): one red line, exit 2."""
+    from dfkd.config import ConfigError
+    from dfkd.data.images import ImageLoadError
+    from dfkd.distill.logit_cache import CacheMismatchError
+    from dfkd.models import ModelFileError
+    from dfkd.train import TeacherGateError
+
+    return ConfigError, CacheMismatchError, TeacherGateError, ModelFileError, ImageLoadError
+
+
+def face_model_path(face_model: Path | None) -> str | None:
+    """The YuNet file given on the command line, else ``$DFKD_FACE_MODEL``, else None."""
+    value = str(face_model) if face_model else os.environ.get(FACE_MODEL_ENV)
+    return value or None

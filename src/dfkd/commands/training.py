@@ -1,0 +1,74 @@
+"""CLI: train and cache-logits — training a teacher or a student, and storing a teacher's logits for distillation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dfkd.commands.common import fail, out_console, training_errors
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train` and `cache-logits` to the app."""
+    app.command("train")(train_command)
+    app.command("cache-logits")(cache_logits)
+
+
+def train_command(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override a key: section.key=value (repeatable).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (config, metrics, model, checkpoint).")] = Path(
+        "runs/train"
+    ),
+    resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/last.ckpt exactly where it stopped.")] = False,
+) -> None:
+    """Train a teacher or a student (with KL / MSE distillation) as the config says."""
+    from dfkd.config import load_config
+    from dfkd.train import train
+
+    try:
+        run_config = load_config(config, overrides or [])
+        result = train(run_config, out, resume=resume)
+    except (*training_errors(), ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return
+    out_console.print(
+        f"best {run_config.train.monitor} {result.best_value:.4f} at epoch {result.best_epoch}; "
+        f"model written to [bold]{result.model_path}[/]"
+    )
+
+
+def cache_logits(
+    teacher: Annotated[Path, typer.Option(help="Teacher model file (.safetensors).")],
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV from `dfkd scan`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Cache folder.")],
+    resize_size: Annotated[int | None, typer.Option(help="Resize (default: the teacher's).")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Crop (default: the teacher's); match the student's.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per teacher forward.")] = 64,
+    num_workers: Annotated[int, typer.Option(help="Loader workers.")] = 2,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 …")] = "cpu",
+) -> None:
+    """Run the teacher once over every split and store its logits, stamped with data, teacher and transform."""
+    from dfkd.distill.logit_cache import compute_logit_cache
+    from dfkd.models import ModelFileError
+
+    try:
+        path = compute_logit_cache(
+            teacher,
+            manifest,
+            out,
+            resize_size=resize_size,
+            input_size=input_size,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+        )
+    except (ModelFileError, ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    out_console.print(f"teacher logits cached in [bold]{path}[/]")
