@@ -110,6 +110,7 @@ class NoExplainDetector:
     def __init__(self, detector: Detector) -> None:
         self.detector = detector
         self.metadata = detector.metadata
+        self.threshold = detector.threshold
         self.faces = detector.faces
 
     def predict(self, inputs: list, *, faces: str | None = None) -> list[dict]:

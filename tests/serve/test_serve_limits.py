@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from dfkd.inference import Detector
-from dfkd.serve import create_app
+from dfkd.serve import ServeLimits, create_app
 from tests.serve.helpers import LiveServer, encode, noise_image, png_header_only
 
 
@@ -36,7 +36,8 @@ def png_part(name: str = "a.png", seed: int = 0) -> tuple[str, tuple[str, bytes,
 @pytest.fixture(scope="module")
 def small_server(serve_detector: Detector) -> Iterator[LiveServer]:
     """Small limits: 64 KiB per request, 3 files, 10,000 pixels, and an API key."""
-    app = create_app(serve_detector, max_request_bytes=64 * 1024, max_files=3, max_pixels=10_000, api_key="s3cret")
+    limits = ServeLimits(max_request_bytes=64 * 1024, max_files=3, max_pixels=10_000)
+    app = create_app(serve_detector, limits, api_key="s3cret")
     with LiveServer(app) as live:
         yield live
 
@@ -159,6 +160,7 @@ class SlowDetector:
     def __init__(self, detector: Detector) -> None:
         self.detector = detector
         self.metadata = detector.metadata
+        self.threshold = detector.threshold
         self.faces = "none"
         self.calls = 0
 
@@ -173,7 +175,7 @@ class SlowDetector:
 
 
 def test_a_slow_request_gets_504_and_the_server_carries_on(serve_detector: Detector) -> None:
-    with LiveServer(create_app(SlowDetector(serve_detector), timeout_s=0.3)) as live:
+    with LiveServer(create_app(SlowDetector(serve_detector), ServeLimits(timeout_s=0.3))) as live:
         started = time.perf_counter()
         error = error_of(post(live.url, [png_part()]), 504, "timeout")
         assert time.perf_counter() - started < 0.9 and "0.3 s" in error["message"]

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from dfkd.inference import Detector
-from dfkd.serve import create_app
+from dfkd.serve import ServeLimits, create_app
 from dfkd.serve.batcher import MicroBatcher
 from tests.serve.helpers import LiveServer, encode, noise_image, rss_bytes
 
@@ -48,7 +48,7 @@ def test_200_concurrent_requests_are_answered_correctly_in_batches_with_steady_m
     expected = [result["fake_prob"] for result in serve_detector.predict(images, faces="none")]
     gaps = sorted(expected)
     assert min(b - a for a, b in itertools.pairwise(gaps)) > 1e-3  # so a mix-up cannot pass unnoticed
-    with LiveServer(create_app(serve_detector, batch_window_ms=5)) as live:
+    with LiveServer(create_app(serve_detector, ServeLimits(batch_window_ms=5))) as live:
         run_clients(live.url, payloads, 16)  # warm up: allocator pools, thread pools, connections
         rss_before = rss_bytes()
         started = time.perf_counter()

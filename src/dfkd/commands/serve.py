@@ -6,13 +6,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from dfkd.commands.common import FACE_MODEL_ENV, console, face_model_path, fail
+from dfkd.serve.settings import API_KEY_ENV, DEFAULT_LIMITS, MIB, ServeLimits, ServeSettings
 
 
 def register(app: typer.Typer) -> None:
     """Add `serve` to the app."""
     app.command("serve")(serve)
+
+
+def limit_help(name: str) -> str:
+    """The help text of a limit option: the description of its ``ServeLimits`` field."""
+    return str(ServeLimits.model_fields[name].description)
 
 
 def serve(
@@ -32,45 +39,51 @@ def serve(
         str | None,
         typer.Option(
             help="Require this key in the X-API-Key header of /v1 requests (prefer the env var: argv is visible).",
-            envvar="DFKD_API_KEY",
+            envvar=API_KEY_ENV,
         ),
     ] = None,
-    max_request_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 20.0,
-    max_files: Annotated[int, typer.Option(help="Most files per request.")] = 16,
-    max_pixels: Annotated[int, typer.Option(help="Most pixels per image (decompression bombs).")] = 40_000_000,
-    timeout: Annotated[float, typer.Option(help="Seconds a request may take before a 504.")] = 30.0,
-    batch_window_ms: Annotated[float, typer.Option(help="How long to gather concurrent images into a batch.")] = 5.0,
-    max_batch: Annotated[int, typer.Option(help="Most images per model call.")] = 32,
+    max_request_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = DEFAULT_LIMITS.max_request_bytes
+    / MIB,
+    max_files: Annotated[int, typer.Option(help=limit_help("max_files"))] = DEFAULT_LIMITS.max_files,
+    max_pixels: Annotated[int, typer.Option(help=limit_help("max_pixels"))] = DEFAULT_LIMITS.max_pixels,
+    timeout: Annotated[float, typer.Option(help=limit_help("timeout_s"))] = DEFAULT_LIMITS.timeout_s,
+    batch_window_ms: Annotated[
+        float, typer.Option(help=limit_help("batch_window_ms"))
+    ] = DEFAULT_LIMITS.batch_window_ms,
+    max_batch: Annotated[int, typer.Option(help=limit_help("max_batch"))] = DEFAULT_LIMITS.max_batch,
 ) -> None:
     """Serve the model over HTTP: POST /v1/detect, GET /v1/model, /healthz, the upload page at / and docs at /docs."""
     from dfkd.inference.faces import FaceDetectorUnavailable
     from dfkd.models import ModelFileError
-    from dfkd.serve.server import ServeConfig, build_app, run_server
+    from dfkd.serve.server import build_app, run_server
 
-    if workers < 1:
-        raise fail(f"--workers must be at least 1, got {workers}")
+    try:
+        settings = ServeSettings(
+            model=str(model),
+            device=device,
+            faces=faces,
+            face_model=face_model_path(face_model),
+            host=host,
+            port=port,
+            workers=workers,
+            threads=threads,
+            api_key=api_key or None,
+            limits=ServeLimits(
+                max_request_bytes=int(max_request_mb * MIB),
+                max_files=max_files,
+                max_pixels=max_pixels,
+                timeout_s=timeout,
+                batch_window_ms=batch_window_ms,
+                max_batch=max_batch,
+            ),
+        )
+    except ValidationError as error:
+        raise fail(settings_problems(error)) from None
     if not model.is_file():
         raise fail(f"{model}: model file not found")
-    config = ServeConfig(
-        model=str(model),
-        device=device,
-        faces=faces,
-        face_model=face_model_path(face_model),
-        host=host,
-        port=port,
-        workers=workers,
-        threads=threads,
-        max_request_bytes=int(max_request_mb * 1024 * 1024),
-        max_files=max_files,
-        max_pixels=max_pixels,
-        timeout_s=timeout,
-        api_key=api_key or None,
-        batch_window_ms=batch_window_ms,
-        max_batch=max_batch,
-    )
     try:
         # Load here even for several workers, so a bad model or option fails once with a clear message.
-        service = build_app(config)
+        service = build_app(settings)
     except (ModelFileError, FaceDetectorUnavailable, ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
@@ -79,6 +92,16 @@ def serve(
         console.print("requests to /v1 need the X-API-Key header")
     if workers > 1:
         del service  # each worker process loads its own copy
-        run_server(config)
+        run_server(settings)
     else:
-        run_server(config, app=service)
+        run_server(settings, app=service)
+
+
+def settings_problems(error: ValidationError) -> str:
+    """The settings' validation errors as one line that names each option (``--max-files: Input should be …``)."""
+    options = {"max_request_bytes": "max_request_mb", "timeout_s": "timeout"}
+    problems = []
+    for item in error.errors():
+        name = str(item["loc"][-1]) if item["loc"] else "settings"
+        problems.append(f"--{options.get(name, name).replace('_', '-')}: {item['msg']}")
+    return "; ".join(problems)

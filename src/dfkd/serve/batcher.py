@@ -80,7 +80,7 @@ def _settle(future: asyncio.Future[dict[str, Any]], result: dict[str, Any] | Non
 class MicroBatcher:
     """Score images from concurrent requests in shared ``detector.predict`` calls on one worker thread."""
 
-    def __init__(self, detector: Any, *, window_s: float = 0.005, max_batch: int = 32) -> None:
+    def __init__(self, detector: Any, *, window_s: float, max_batch: int) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if window_s < 0:

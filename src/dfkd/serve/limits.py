@@ -7,10 +7,9 @@ import logging
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dfkd.serve.errors import error_body_bytes
+from dfkd.serve.settings import MIB
 
 logger = logging.getLogger(__name__)
-
-MIB = 1024 * 1024
 
 
 class BodyTooLarge(Exception):

@@ -1,8 +1,12 @@
-"""Response shapes, for the OpenAPI docs (the handlers answer plain JSON of these shapes)."""
+"""Response shapes: the routes declare them as ``response_model``, so FastAPI validates and documents each answer."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from dfkd.serve.settings import ServeLimits
 
 
 class FaceResult(BaseModel):
@@ -56,3 +60,37 @@ class ErrorResponse(BaseModel):
 
     error: ErrorDetail
     errors: list[ErrorDetail] | None = None
+
+
+class ModelInfo(BaseModel):
+    """The answer of ``GET /v1/model``."""
+
+    architecture: str
+    backend: str | None = Field(description="torch or onnx.")
+    threshold: float
+    faces: str = Field(description="The server's default face mode.")
+    explain_supported: bool
+    metrics: dict[str, Any]
+    metadata: dict[str, Any] = Field(description="The model file's record.")
+    limits: ServeLimits
+    dfkd_version: str
+
+
+class BatchingStats(BaseModel):
+    """The batch worker's counters."""
+
+    batches: int
+    images: int
+    largest_batch: int
+    skipped: int
+    busy_s: float
+
+
+class Health(BaseModel):
+    """The answer of ``GET /healthz``."""
+
+    status: str
+    model: str
+    api_key_required: bool
+    queued: int
+    batching: BatchingStats

@@ -1,0 +1,225 @@
+"""The service's routes on one ``APIRouter``: ``POST /v1/detect``, ``GET /v1/model``, ``GET /healthz`` and the page.
+
+Each route finds the app's ``ServiceState`` (detector, batcher, limits, key) on ``request.app.state.service`` and
+answers a pydantic model of ``dfkd.serve.schemas`` (declared as ``response_model``, so FastAPI validates it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+from fastapi.security import APIKeyHeader
+from PIL.Image import Image
+
+from dfkd import __version__
+from dfkd.serve.batcher import MicroBatcher
+from dfkd.serve.errors import ApiError
+from dfkd.serve.schemas import DetectResponse, ErrorResponse, Health, ModelInfo
+from dfkd.serve.settings import ServeLimits
+from dfkd.serve.uploads import decode_uploads, error_result, read_uploads
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+API_KEY_HEADER = "X-API-Key"
+
+DETECT_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["files"],
+                "properties": {
+                    "files": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "One or more images (JPEG, PNG, WebP, BMP, GIF, TIFF).",
+                    }
+                },
+            }
+        }
+    },
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "invalid query, malformed multipart body or no files"),
+        (401, "missing or wrong X-API-Key (when the server has one)"),
+        (413, "request too large, too many files, or an image with too many pixels"),
+        (415, "not multipart, or a file that is not an image"),
+        (422, "an image that does not decode (when no file of the request decodes)"),
+        (504, "processing took longer than the server's timeout"),
+    )
+}
+
+
+@dataclass
+class ServiceState:
+    """What the routes of one app share: the detector, its batch worker, the decoding threads, limits and key."""
+
+    detector: Any
+    limits: ServeLimits
+    api_key: str | None
+    batcher: MicroBatcher
+    decoders: ThreadPoolExecutor
+
+    @property
+    def threshold(self) -> float:
+        """The model's decision threshold on the fake probability."""
+        return float(self.detector.threshold)
+
+    @property
+    def default_faces(self) -> str:
+        """The face mode of requests that do not choose one."""
+        return str(getattr(self.detector, "faces", "auto"))
+
+
+def architecture_name(detector: Any) -> str:
+    """The model's architecture name from its metadata ('unknown' when absent)."""
+    architecture = detector.metadata.get("architecture")
+    if isinstance(architecture, dict):
+        return str(architecture.get("name", "unknown"))
+    return str(architecture or "unknown")
+
+
+def get_service(request: Request) -> ServiceState:
+    """The ``ServiceState`` of the app serving ``request``."""
+    return request.app.state.service
+
+
+key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="Needed when the server has a key.")
+
+
+async def require_key(key: str | None = Depends(key_header), service: ServiceState = Depends(get_service)) -> None:
+    """Refuse (401) a missing or wrong key when the server has one."""
+    if service.api_key is None:
+        return
+    if key is None:
+        raise ApiError("unauthorized", f"this server needs an API key in the {API_KEY_HEADER} header")
+    if not hmac.compare_digest(key.encode(), service.api_key.encode()):
+        raise ApiError("unauthorized", f"wrong API key in the {API_KEY_HEADER} header")
+
+
+router = APIRouter()
+
+
+async def detect_uploads(service: ServiceState, request: Request, faces: str, explain: bool) -> dict[str, Any]:
+    """Read, decode and score a request's files: one result per file, in order (failed files in their place)."""
+    started = time.perf_counter()
+    batcher, threshold = service.batcher, service.threshold
+    with batcher.arriving():  # the batch worker waits for requests still reading or decoding
+        uploads = await read_uploads(request, service.limits.max_files)
+        decode = functools.partial(decode_uploads, uploads, max_pixels=service.limits.max_pixels)
+        decoded = await asyncio.get_running_loop().run_in_executor(service.decoders, decode)
+        failures = [item for item in decoded if isinstance(item, ApiError)]
+        if len(failures) == len(decoded):
+            first = failures[0]
+            details = [failure.payload()["error"] for failure in failures] if len(failures) > 1 else None
+            raise ApiError(first.code, first.message, file=first.file, details=details, reason=first.reason)
+        pairs = zip(uploads, decoded, strict=True)
+        futures = batcher.submit(
+            [(upload.name, item) for upload, item in pairs if isinstance(item, Image)], faces=faces, explain=explain
+        )
+    scored = iter(await batcher.collect(futures))
+    results = []
+    for upload, item in zip(uploads, decoded, strict=True):
+        if isinstance(item, ApiError):
+            result = error_result(upload.name, item, threshold)
+            if explain:
+                result["explain_png"] = None
+        else:
+            result = next(scored)
+            result.setdefault("error_code", "prediction_failed" if result.get("status") == "error" else None)
+        results.append(result)
+    return {
+        "results": results,
+        "faces": faces,
+        "explain": explain,
+        "threshold": threshold,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 2),
+    }
+
+
+@router.post(
+    "/v1/detect",
+    dependencies=[Depends(require_key)],
+    openapi_extra={"requestBody": DETECT_REQUEST_BODY},
+    response_model=DetectResponse,
+    # A result has exactly the keys its scoring gave it (explain_png only with explain=true, and so on).
+    response_model_exclude_unset=True,
+    responses=ERROR_RESPONSES,
+    summary="Score images for being deepfakes",
+)
+async def detect(
+    request: Request,
+    faces: Literal["auto", "none"] | None = Query(
+        None,
+        description="auto: find faces and score each (the image takes its most fake face); none: score "
+        "the whole image. Default: the server's setting.",
+    ),
+    explain: bool = Query(False, description="Add a Grad-CAM overlay per image (base64 PNG in explain_png)."),
+    service: ServiceState = Depends(get_service),
+) -> dict[str, Any]:
+    """One result per uploaded file, in order, shaped like ``Detector.predict``'s."""
+    mode = faces or service.default_faces
+    timeout_s = service.limits.timeout_s
+    try:
+        return await asyncio.wait_for(detect_uploads(service, request, mode, explain), timeout=timeout_s)
+    except asyncio.TimeoutError:
+        logger.warning("request timed out after %.1f s", timeout_s)
+        raise ApiError("timeout", f"the request took longer than the server's limit of {timeout_s:g} s") from None
+
+
+@router.get(
+    "/v1/model",
+    dependencies=[Depends(require_key)],
+    response_model=ModelInfo,
+    summary="The model's metadata and metrics",
+)
+async def model_info(service: ServiceState = Depends(get_service)) -> dict[str, Any]:
+    """The model file's record (architecture, preprocessing, threshold, labels, metrics) and the server's limits."""
+    detector = service.detector
+    metadata = detector.metadata
+    backend = getattr(getattr(detector, "backend", None), "kind", None)
+    return {
+        "architecture": architecture_name(detector),
+        "backend": backend,
+        "threshold": service.threshold,
+        "faces": service.default_faces,
+        "explain_supported": backend in (None, "torch"),
+        "metrics": metadata.get("metrics") or {},
+        "metadata": metadata,
+        "limits": service.limits,
+        "dfkd_version": __version__,
+    }
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the batch worker runs")
+async def healthz(service: ServiceState = Depends(get_service)) -> dict[str, Any]:
+    """``status: ok`` while the batch worker runs; 503 otherwise."""
+    if not service.batcher.running:
+        raise ApiError("unavailable", "the batch worker is not running")
+    return {
+        "status": "ok",
+        "model": architecture_name(service.detector),
+        "api_key_required": service.api_key is not None,
+        "queued": service.batcher.queued,
+        "batching": service.batcher.stats.as_dict(),
+    }
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    """The upload page."""
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html")

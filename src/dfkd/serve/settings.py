@@ -1,0 +1,46 @@
+"""The service's settings, declared once: ``ServeLimits`` (what a request may send and how it is batched) and
+``ServeSettings`` (the model, where to listen, the limits). ``dfkd serve`` takes its option defaults from here, the app
+enforces the limits and ``/v1/model`` reports them.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MIB = 1024 * 1024
+API_KEY_ENV = "DFKD_API_KEY"  # read by `dfkd serve` (argv would show the key to other users)
+
+
+class ServeLimits(BaseModel):
+    """What one request may send, how long it may take, and how concurrent images are batched."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_request_bytes: int = Field(20 * MIB, ge=1, description="Largest request body, bytes.")
+    max_files: int = Field(16, ge=1, description="Most files per request.")
+    # About 40 megapixels (e.g. 7744 x 5164): any camera photo, far below what would exhaust memory once decoded.
+    max_pixels: int = Field(40_000_000, ge=1, description="Most pixels per image (decompression bombs).")
+    timeout_s: float = Field(30.0, gt=0, description="Seconds a request may take before a 504.")
+    batch_window_ms: float = Field(5.0, ge=0, description="How long to gather concurrent images into a batch.")
+    max_batch: int = Field(32, ge=1, description="Most images per model call.")
+
+
+DEFAULT_LIMITS = ServeLimits()
+
+
+class ServeSettings(BaseModel):
+    """Everything ``dfkd serve`` needs: the model, how to detect faces, where to listen and the limits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(description="A dfkd model file (.safetensors) or an ONNX export.")
+    device: str = "cpu"
+    faces: str = "auto"
+    face_model: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, description="Server processes, each with its own model copy.")
+    threads: int | None = Field(None, ge=1, description="PyTorch CPU threads per worker (None: PyTorch's).")
+    api_key: str | None = None
+    log_level: str = "info"
+    limits: ServeLimits = DEFAULT_LIMITS
