@@ -8,9 +8,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# ../shared beside the checkout may hold real face photos (realfaces-dev) and the YuNet face model. A plain clone has
+# neither: tests that use them skip, saying why, and none assumes what is there (how many files, which names).
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REALFACES = SHARED / "data" / "realfaces-dev"
 YUNET = SHARED / "models" / "face_detection_yunet.onnx"
+
+
+def realfaces_sample(limit: int) -> list[Path]:
+    """Up to ``limit`` JPEGs spread evenly over ../shared's realfaces-dev; skips the test when there are none."""
+    images = sorted(REALFACES.rglob("*.jpg")) if REALFACES.is_dir() else []
+    if not images:
+        pytest.skip(f"no realfaces-dev images at {REALFACES} (optional data beside the checkout)")
+    step = max(1, len(images) // limit)
+    return images[::step][:limit]
 
 
 def write_image(path: Path, seed: int, size: int = 40, fmt: str | None = None) -> Path:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.inference.helpers import REALFACES, astronaut, make_tiny_model, train_tiny_on_manifest
+from tests.conftest import realfaces_sample
+from tests.inference.helpers import make_tiny_model, train_tiny_on_manifest
 
 
 @pytest.fixture(scope="session")
@@ -16,13 +17,19 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny_deploy") / "tiny.safetensors")
 
 
-@pytest.fixture(scope="session")
-def real_images() -> list[Image.Image | Path]:
-    """The astronaut photo plus, when ../shared is present, eight realfaces-dev images."""
-    images: list[Image.Image | Path] = [astronaut()]
-    if REALFACES.is_dir():
-        images += sorted(REALFACES.glob("*/*/*.jpg"))[::125][:8]
-    return images
+def skimage_photos() -> list[Image.Image]:
+    """Photos that ship with scikit-image: the astronaut (512x512), a coffee cup (600x400) and a cat (451x300)."""
+    from skimage import data
+
+    return [Image.fromarray(data.astronaut()), Image.fromarray(data.coffee()), Image.fromarray(data.chelsea())]
+
+
+@pytest.fixture(scope="session", params=["skimage", "realfaces-dev"])
+def real_images(request: pytest.FixtureRequest) -> list[Image.Image | Path]:
+    """Real photos, a set per parameter: scikit-image's (always here), or up to eight realfaces-dev images (or skip)."""
+    if request.param == "skimage":
+        return list(skimage_photos())
+    return list(realfaces_sample(8))
 
 
 @pytest.fixture(scope="session")

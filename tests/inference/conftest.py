@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.inference.helpers import YUNET, astronaut, make_tiny_model
+from tests.conftest import YUNET
+from tests.inference.helpers import astronaut, make_tiny_model
 
 
 @pytest.fixture(scope="session")

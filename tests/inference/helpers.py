@@ -8,9 +8,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-REALFACES = SHARED / "data" / "realfaces-dev"
-YUNET = SHARED / "models" / "face_detection_yunet.onnx"
 # The astronaut's face, as YuNet, CenterFace and MTCNN all box it (within a few pixels).
 ASTRONAUT_BOX = (179, 60, 269, 177)
 
@@ -41,7 +38,7 @@ def make_tiny_model(path: Path, seed: int = 0, threshold: float = 0.5) -> Path:
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
     model.dfkd_preprocessing = make_preprocessing(72, 64)
-    save_model(model, path, metadata={"threshold": threshold, "metrics": {"val_auc": 0.5}})
+    save_model(model, path, {"threshold": threshold, "metrics": {"val_auc": 0.5}})
     return path
 
 

@@ -17,13 +17,15 @@ from dfkd.inference.faces import (
     detect_faces,
     face_square,
 )
-from tests.inference.helpers import ASTRONAUT_BOX, YUNET, iou, noise_image
+from tests.conftest import YUNET
+from tests.inference.helpers import ASTRONAUT_BOX, iou, noise_image
 
 
 def _detector_or_skip(name: str):
     model_path = YUNET if name == "yunet" else None
     if name not in available_detectors(model_path if model_path and model_path.is_file() else None):
-        pytest.skip(f"{name} is not available here")
+        reason = f"no YuNet model file at {YUNET}" if name == "yunet" else "its wheel is not installed"
+        pytest.skip(f"{name} is not available here ({reason})")
     return build_face_detector(name, model_path)
 
 

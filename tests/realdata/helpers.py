@@ -8,8 +8,6 @@ from PIL import Image
 
 from tests.conftest import write_easy_dataset
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-YUNET = SHARED / "models" / "face_detection_yunet.onnx"
 # The astronaut's face as the detectors box it (within a few pixels).
 ASTRONAUT_BOX = (179, 60, 269, 177)
 

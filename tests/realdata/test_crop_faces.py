@@ -11,7 +11,8 @@ from PIL import Image
 
 from dfkd.inference.crop import CSV_FIELDS, crop_dataset, list_images, most_prominent
 from dfkd.inference.face_backends import FaceBox
-from tests.realdata.helpers import ASTRONAUT_BOX, YUNET, astronaut, blank, iou
+from tests.conftest import YUNET
+from tests.realdata.helpers import ASTRONAUT_BOX, astronaut, blank, iou
 
 
 @pytest.fixture(scope="module")
