@@ -337,22 +337,20 @@ def final_weights(run: Path, manifest: Path, threshold: str | float) -> dict[str
     import yaml
 
     from dfkd.evaluate.evaluator import evaluate_model
-    from dfkd.models import load_model, read_model_metadata, save_model
+    from dfkd.models import load_model, save_model
 
     target = run / "last_epoch"
     done = target / "summary.json"
     if done.exists():
         return json.loads(done.read_text())
-    model, _ = load_model(run / "model.safetensors")
+    model, card = load_model(run / "model.safetensors")
     model.load_state_dict(torch.load(run / "last.ckpt", weights_only=False)["model"])
     with open(run / "metrics.csv", newline="") as handle:
         last = list(csv.DictReader(handle))[-1]
     if yaml.safe_load((run / "config.yaml").read_text())["train"].get("ema_decay"):
         last = {key: (value if key == "epoch" else "nan") for key, value in last.items()}
-    record = read_model_metadata(run / "model.safetensors")
-    metadata = {k: v for k, v in record.items() if k in ("preprocessing", "training")}
-    metadata["metrics"] = {key: float(value) for key, value in last.items()}
-    save_model(model, target / "model.safetensors", metadata)
+    metrics = {key: float(value) for key, value in last.items()}
+    save_model(model, target / "model.safetensors", card.model_copy(update={"metrics": metrics}))
     metrics = evaluate_model(
         target / "model.safetensors", manifest, target / "eval", threshold=threshold, num_workers=0
     )

@@ -103,3 +103,10 @@ def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sigmoid(logits: Any) -> Any:
+    """Logistic function in NumPy, safe for any float logit (fake logits → fake probabilities)."""
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(logits, dtype=np.float64), -500, 500)))

@@ -14,10 +14,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dfkd.cli import app
-from dfkd.deploy.onnx import export_onnx, quantize_int8, read_onnx_metadata
+from dfkd.deploy.onnx import export_onnx, quantize_int8
+from dfkd.deploy.onnx_format import read_onnx_card
 from dfkd.inference.detector import Detector
 from dfkd.inference.preprocess import preprocess_batch
-from dfkd.models import load_model, read_model_metadata
+from dfkd.models import load_model, read_model_card
 
 runner = CliRunner()
 
@@ -31,10 +32,10 @@ def test_fp32_export_matches_pytorch_on_real_images_at_any_batch_size(
     assert report["parity"]["max_abs_logit_diff"] <= 1e-4
     assert report["parity"]["n_images"] == len(real_images)
 
-    model, record = load_model(tiny_model)
+    model, card = load_model(tiny_model)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     images = [Image.open(p).convert("RGB") if isinstance(p, Path) else p for p in real_images]
-    batch = preprocess_batch(images * 2, record["preprocessing"])
+    batch = preprocess_batch(images * 2, card.preprocessing)
     for size in sorted({1, min(3, len(batch)), len(batch)}):  # whatever the number of images
         onnx_logits = session.run(None, {"images": batch[:size]})[0]
         with torch.inference_mode():
@@ -46,15 +47,15 @@ def test_fp32_export_matches_pytorch_on_real_images_at_any_batch_size(
 def test_metadata_round_trips_through_the_onnx_file(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "meta.onnx"
     export_onnx(tiny_model, out, opset=17)
-    record = read_model_metadata(tiny_model)
-    embedded = read_onnx_metadata(out)
-    assert {key: value for key, value in embedded.items() if key != "export"} == record
-    assert embedded["export"]["precision"] == "fp32" and embedded["export"]["opset"] == 17
-    assert embedded["export"]["parity"]["images"] == "synthetic"
+    card = read_model_card(tiny_model)
+    embedded = read_onnx_card(out)
+    assert embedded.model_copy(update={"export": None}) == card
+    assert embedded.export["precision"] == "fp32" and embedded.export["opset"] == 17
+    assert embedded.export["parity"]["images"] == "synthetic"
     proto = onnx.load(str(out))
-    assert json.loads({p.key: p.value for p in proto.metadata_props}["dfkd"]) == embedded
+    assert json.loads({p.key: p.value for p in proto.metadata_props}["dfkd"]) == embedded.to_json_dict()
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    assert Detector.load(out, faces="none").metadata == embedded
+    assert Detector.load(out, faces="none").card == embedded
 
 
 def test_int8_accuracy_stays_within_one_point_of_fp32(easy_model: Path, easy_manifest: Path, tmp_path: Path) -> None:
@@ -63,14 +64,14 @@ def test_int8_accuracy_stays_within_one_point_of_fp32(easy_model: Path, easy_man
     report = quantize_int8(fp32, tmp_path / "easy.int8.onnx", easy_manifest, n_calibration=16)
     assert report["n_images"] == 16 and report["accuracy_fp32"] > 90
     assert abs(report["accuracy_int8"] - report["accuracy_fp32"]) <= 1.0 and report["passed"]
-    embedded = read_onnx_metadata(tmp_path / "easy.int8.onnx")
-    assert embedded["export"]["precision"] == "int8"
-    assert embedded["export"]["quantization"]["n_calibration"] == 16
-    assert embedded["metrics"]["int8_val_accuracy"] == report["accuracy_int8"]
+    embedded = read_onnx_card(tmp_path / "easy.int8.onnx")
+    assert embedded.export["precision"] == "int8"
+    assert embedded.export["quantization"]["n_calibration"] == 16
+    assert embedded.metrics["int8_val_accuracy"] == report["accuracy_int8"]
     graph = onnx.load(str(tmp_path / "easy.int8.onnx")).graph
     assert "QuantizeLinear" in {node.op_type for node in graph.node}
     # The image-reading stem conv stays fp32: its input is the graph input itself, not a dequantised copy.
-    stem = embedded["export"]["quantization"]["fp32_nodes"]
+    stem = embedded.export["quantization"]["fp32_nodes"]
     assert len(stem) == 1
     assert graph.input[0].name in next(node for node in graph.node if node.name == stem[0]).input
     quantize_int8(fp32, tmp_path / "all.int8.onnx", easy_manifest, n_calibration=16, fp32_stem=False)
@@ -93,7 +94,7 @@ def test_cli_export_int8_prints_parity_and_accuracy(easy_model: Path, easy_manif
     output = " ".join(result.output.split())
     assert "max |Δ logit|" in output and "INT8" in output and "fp32" in output and "val accuracy" in output
     assert out.is_file() and (tmp_path / "cli.fp32.onnx").is_file()
-    assert read_onnx_metadata(out)["export"]["parity"]["images"] == "images"  # checked on the manifest's val images
+    assert read_onnx_card(out).export["parity"]["images"] == "images"  # checked on the manifest's val images
 
 
 def test_cli_export_refuses_bad_requests(tiny_model: Path, tmp_path: Path) -> None:

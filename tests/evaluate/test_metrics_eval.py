@@ -16,7 +16,7 @@ from dfkd.evaluate import compute_metrics, eer_threshold
 from dfkd.evaluate.benchmark import run_benchmark
 from dfkd.evaluate.evaluator import evaluate_model
 from dfkd.evaluate.report import build_report
-from dfkd.models import read_model_metadata
+from dfkd.models import read_model_card
 
 
 def test_metrics_agree_with_scikit_learn_on_fixed_predictions() -> None:
@@ -80,7 +80,7 @@ def test_evaluate_writes_files_and_auto_threshold_uses_validation_only(
     scrambled.write_text("\n".join(swapped) + "\n")
     first = evaluate_model(model, easy_manifest, tmp_path / "a", threshold="auto", num_workers=0)
     second = evaluate_model(model, scrambled, tmp_path / "b", threshold="auto", num_workers=0)
-    assert first["threshold"] == second["threshold"] == read_model_metadata(model)["threshold"]
+    assert first["threshold"] == second["threshold"] == read_model_card(model).threshold
     assert first["threshold_source"] == "val EER"
     assert first["accuracy"] >= 0.75 and second["accuracy"] == pytest.approx(1 - first["accuracy"])
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())

@@ -180,6 +180,10 @@ def detect(
         bool | None, typer.Option("--window/--no-window", help="Live: overlay window (default: when a display exists).")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda … (PyTorch models).")] = "cpu",
+    margin: Annotated[
+        float | None,
+        typer.Option(help="Face margin (share of the face box on each side); default: the model card's face crop."),
+    ] = None,
 ) -> None:
     """Score images, folders and videos (or a live camera / stream) for deepfakes; exit 1 when nothing worked."""
     from dfkd.inference.detector import Detector
@@ -191,7 +195,12 @@ def detect(
         raise fail("give PATH(s) to score, or --camera / --stream for live detection")
     try:
         detector = Detector.load(
-            model, device=device, faces=faces, face_model=face_model_path(face_model), batch_size=batch_size
+            model,
+            device=device,
+            faces=faces,
+            face_model=face_model_path(face_model),
+            batch_size=batch_size,
+            margin=margin,
         )
     except (ModelFileError, FaceDetectorUnavailable, ValueError) as error:
         raise fail(str(error)) from None
@@ -216,8 +225,14 @@ def detect(
         f"{summary['error']} unreadable" + (f"; {collected.ignored} other files ignored" if collected.ignored else "")
     )
     if json_out is not None:
-        metadata = detector.metadata
-        report = build_report(results, model=str(model), metadata=metadata, faces=faces, backend=detector.backend.kind)
+        report = build_report(
+            results,
+            model=str(model),
+            card=detector.card,
+            faces=detector.auto_faces if faces == "auto" else faces,
+            backend=detector.backend.kind,
+            margin=detector.margin,
+        )
         write_report_json(json_out, report)
         out_console.print(f"JSON report written to [bold]{json_out}[/]")
     if csv_out is not None:

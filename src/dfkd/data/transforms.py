@@ -10,8 +10,8 @@ from typing import Literal
 from PIL import Image, ImageFilter
 from torchvision import transforms
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from dfkd.card import IMAGENET_MEAN, IMAGENET_STD
+
 AUGMENTS: tuple[str, ...] = ("none", "basic", "robust", "crop")
 Augment = Literal["none", "basic", "robust", "crop"]
 

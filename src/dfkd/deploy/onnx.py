@@ -7,7 +7,6 @@ threshold, metrics, dfkd version) plus an ``export`` entry (precision, opset, so
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
@@ -20,26 +19,17 @@ import numpy as np
 from PIL import Image
 
 from dfkd.deploy.images import iter_labelled_batches, load_check_images, sample_manifest, synthetic_images
-from dfkd.inference.backends import ONNX_INPUT_NAME, ONNX_METADATA_KEY, ONNX_OUTPUT_NAME, read_onnx_metadata
-from dfkd.inference.detector import sigmoid
+from dfkd.card import ModelCard, Preprocessing
+from dfkd.deploy.onnx_format import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, read_onnx_card, write_onnx_card
 from dfkd.inference.preprocess import preprocess_batch
-from dfkd.utils import atomic_write, sha256_file, track
+from dfkd.utils import atomic_write, sha256_file, sigmoid, track
 
 logger = logging.getLogger(__name__)
 
 FP32_LOGIT_TOLERANCE = 1e-4
 INT8_ACCURACY_TOLERANCE_POINTS = 1.0
 
-__all__ = ["export_onnx", "quantize_int8", "read_onnx_metadata", "write_onnx_metadata"]
-
-
-def write_onnx_metadata(model_proto: Any, record: dict[str, Any]) -> None:
-    """Set (or replace) the ``dfkd`` JSON record in an ``onnx.ModelProto``'s ``metadata_props``."""
-    for index in reversed(range(len(model_proto.metadata_props))):
-        if model_proto.metadata_props[index].key == ONNX_METADATA_KEY:
-            del model_proto.metadata_props[index]
-    entry = model_proto.metadata_props.add()
-    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(record, sort_keys=True)
+__all__ = ["export_onnx", "quantize_int8", "read_onnx_card", "write_onnx_card"]
 
 
 def _save_proto(model_proto: Any, out_path: Path) -> None:
@@ -79,9 +69,9 @@ def export_onnx(
     from dfkd.models import load_model
 
     model_path, out_path = Path(model_path), Path(out_path)
-    model, record = load_model(model_path, device="cpu")
-    preprocessing = record["preprocessing"]
-    size = int(preprocessing["input_size"])
+    model, card = load_model(model_path, device="cpu")
+    preprocessing = card.preprocessing
+    size = preprocessing.input_size
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice; dynamo needs onnxscript
@@ -120,8 +110,7 @@ def export_onnx(
         "tolerance": tolerance,
         "passed": max_diff <= tolerance,
     }
-    export_record = copy.deepcopy(record)
-    export_record["export"] = {
+    export = {
         "format": "onnx",
         "precision": "fp32",
         "opset": opset,
@@ -133,19 +122,19 @@ def export_onnx(
         "torch_version": torch.__version__,
         "parity": parity,
     }
-    write_onnx_metadata(model_proto, export_record)
+    write_onnx_card(model_proto, card.model_copy(update={"export": export}))
     _save_proto(model_proto, out_path)
     if parity["passed"]:
         logger.info("exported %s: max |Δ logit| %.2e on %d %s", out_path, max_diff, len(images), check_source)
     else:
         logger.warning("parity check failed: max |Δ logit| %.2e > %.0e", max_diff, tolerance)
-    return {"out": str(out_path), "size_bytes": out_path.stat().st_size, **export_record["export"]}
+    return {"out": str(out_path), "size_bytes": out_path.stat().st_size, **export}
 
 
 class _CalibrationReader:
     """Feeds preprocessed calibration batches to onnxruntime's calibrator."""
 
-    def __init__(self, images: list[Image.Image], preprocessing: dict[str, Any], batch_size: int) -> None:
+    def __init__(self, images: list[Image.Image], preprocessing: Preprocessing, batch_size: int) -> None:
         self._batches = iter(
             [preprocess_batch(images[i : i + batch_size], preprocessing) for i in range(0, len(images), batch_size)]
         )
@@ -159,7 +148,7 @@ class _CalibrationReader:
 
 
 def _evaluate(
-    sessions: dict[str, Any], samples: list, record: dict[str, Any], batch_size: int, skipped: list[str]
+    sessions: dict[str, Any], samples: list, card: ModelCard, batch_size: int, skipped: list[str]
 ) -> tuple[dict[str, float], float, float, int]:
     """Accuracy (%) of each session, their agreement (%), max |Δ logit| and the number of images scored."""
     logits: dict[str, list[np.ndarray]] = {name: [] for name in sessions}
@@ -167,13 +156,13 @@ def _evaluate(
     batches = iter_labelled_batches(samples, batch_size, skipped)
     total = -(-len(samples) // batch_size)
     for images, batch_labels in track(batches, total=total, description="INT8 vs fp32 on val"):
-        batch = preprocess_batch(images, record["preprocessing"])
+        batch = preprocess_batch(images, card.preprocessing)
         labels.extend(batch_labels)
         for name, session in sessions.items():
             logits[name].append(_onnx_logits(session, batch))
     if not labels:
         raise ValueError("no readable images in the val split to check INT8 accuracy on")
-    threshold = float(record.get("threshold", 0.5))
+    threshold = card.threshold
     all_logits = {name: np.concatenate(values) for name, values in logits.items()}
     predictions = {name: (sigmoid(values) >= threshold).astype(int) for name, values in all_logits.items()}
     accuracy = {name: float((pred == np.asarray(labels)).mean() * 100) for name, pred in predictions.items()}
@@ -218,7 +207,7 @@ def quantize_int8(
     from dfkd.data.manifest import read_manifest
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
-    record = read_onnx_metadata(onnx_path)
+    card = read_onnx_card(onnx_path)
     manifest = read_manifest(calibration_manifest)
     calibration_split = "train" if manifest.split("train") else "val"
     calibration_skipped: list[str] = []
@@ -242,7 +231,7 @@ def quantize_int8(
         quantize_static(
             str(prepared),
             str(quantized),
-            _CalibrationReader(calibration_images, record["preprocessing"], batch_size),
+            _CalibrationReader(calibration_images, card.preprocessing, batch_size),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8,
@@ -259,7 +248,7 @@ def quantize_int8(
     sessions = {"fp32": _session(onnx_path.read_bytes()), "int8": _session(model_proto.SerializeToString())}
     eval_skipped: list[str] = []
     eval_rows = sample_manifest(manifest, "val", max_eval, seed=seed)
-    accuracy, agreement, max_diff, n_eval = _evaluate(sessions, eval_rows, record, batch_size, eval_skipped)
+    accuracy, agreement, max_diff, n_eval = _evaluate(sessions, eval_rows, card, batch_size, eval_skipped)
     delta = accuracy["int8"] - accuracy["fp32"]
     check = {
         "split": "val",
@@ -273,9 +262,8 @@ def quantize_int8(
         "tolerance_points": tolerance_points,
         "passed": abs(delta) <= tolerance_points,
     }
-    int8_record = copy.deepcopy(record)
-    int8_record["export"] = {
-        **record.get("export", {}),
+    export = {
+        **(card.export or {}),
         "precision": "int8",
         "source_model": onnx_path.name,
         "source_sha256": sha256_file(onnx_path),
@@ -290,9 +278,8 @@ def quantize_int8(
         },
         "int8_check": check,
     }
-    int8_record.setdefault("metrics", {})["int8_val_accuracy"] = accuracy["int8"]
-    int8_record["metrics"]["fp32_val_accuracy_onnx"] = accuracy["fp32"]
-    write_onnx_metadata(model_proto, int8_record)
+    metrics = {**card.metrics, "int8_val_accuracy": accuracy["int8"], "fp32_val_accuracy_onnx": accuracy["fp32"]}
+    write_onnx_card(model_proto, card.model_copy(update={"export": export, "metrics": metrics}))
     _save_proto(model_proto, out_path)
     log = logger.info if check["passed"] else logger.warning
     log("INT8 accuracy %.2f %% vs fp32 %.2f %% (Δ %+.2f points)", accuracy["int8"], accuracy["fp32"], delta)

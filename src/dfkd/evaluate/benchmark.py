@@ -250,16 +250,16 @@ def run_benchmark(
     model_path = Path(model)
     onnx_path = None
     if model_path.suffix == ".onnx":
-        from dfkd.deploy.onnx import read_onnx_metadata
+        from dfkd.deploy.onnx_format import read_onnx_card
 
         onnx_path, backend = model_path, "onnx"
-        metadata = read_onnx_metadata(model_path)
-        name = metadata["architecture"]["name"]
-        net = create_model(name, **metadata["architecture"].get("kwargs", {}))
-        preprocessing = metadata["preprocessing"]
+        card = read_onnx_card(model_path)
+        name = card.architecture.name
+        net = create_model(name, **card.architecture.kwargs)
+        preprocessing = card.preprocessing.as_dict()
     elif model_path.exists():
-        net, metadata = load_model(model_path)
-        name, preprocessing = metadata["architecture"]["name"], metadata["preprocessing"]
+        net, card = load_model(model_path)
+        name, preprocessing = card.architecture.name, card.preprocessing.as_dict()
     else:
         name = str(model)
         net = create_model(name)

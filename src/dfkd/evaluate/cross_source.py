@@ -91,17 +91,17 @@ def score_by_source(
     from dfkd.models import load_model
 
     manifest = read_manifest(manifest_path)
-    model, metadata = load_model(model_path, device=device)
+    model, card = load_model(model_path, device=device)
     predictions = predict_split(
         model,
         manifest,
         split,
-        metadata["preprocessing"],
+        card.preprocessing.as_dict(),
         batch_size=batch_size,
         num_workers=num_workers,
         device=device,
     )
-    threshold = float(metadata.get("threshold", 0.5))
+    threshold = card.threshold
     sources = np.asarray(predictions.sources)
     cells: dict[str, dict[str, Any]] = {}
     for source in manifest.sources:

@@ -106,8 +106,8 @@ def evaluate_model(
 
     out = Path(out_dir)
     manifest = read_manifest(manifest_path)
-    model, metadata = load_model(model_path, device=device)
-    preprocessing = metadata["preprocessing"]
+    model, card = load_model(model_path, device=device)
+    preprocessing = card.preprocessing.as_dict()
     common = {"batch_size": batch_size, "num_workers": num_workers, "device": device}
     threshold_source = "model file"
     if threshold == "auto":
@@ -116,12 +116,12 @@ def evaluate_model(
             raise ValueError(f"{manifest_path}: --threshold auto needs both classes in the val split")
         value = choose_threshold(val)
         threshold_source = "val EER"
-        metadata = {**metadata, "threshold": value, "threshold_source": threshold_source}
-        save_model(model, model_path, metadata)
+        card = card.model_copy(update={"threshold": value, "threshold_source": threshold_source})
+        save_model(model, model_path, card)  # same weights: caches keyed on the weights digest stay valid
         logger.info("threshold %.4f chosen on the validation split (EER point) and stored in %s", value, model_path)
     elif threshold is None:
-        value = float(metadata.get("threshold", 0.5))
-        threshold_source = metadata.get("threshold_source", "model file")
+        value = card.threshold
+        threshold_source = card.threshold_source or "model file"
     else:
         value = float(threshold)
         if not 0.0 <= value <= 1.0:
@@ -137,7 +137,7 @@ def evaluate_model(
             "threshold_source": threshold_source,
             "n_skipped": len(manifest.split(split)) - len(predictions.labels),
             "model": str(model_path),
-            "architecture": metadata["architecture"]["name"],
+            "architecture": card.architecture.name,
             "manifest": str(manifest_path),
             "per_source": per_group_metrics(
                 predictions.labels, predictions.fake_probs, predictions.sources, threshold=value

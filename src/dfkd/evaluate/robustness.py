@@ -190,11 +190,11 @@ def evaluate_robustness(
     manifest = read_manifest(manifest_path)
     if not manifest.split(split):
         raise ValueError(f"{manifest_path}: split {split!r} holds no images")
-    model, metadata = load_model(model_path, device=device)
+    model, card = load_model(model_path, device=device)
     model.eval()
-    pre = metadata["preprocessing"]
-    transform = build_eval_transform(pre["resize_size"], pre["input_size"], pre["mean"], pre["std"])
-    value = float(metadata.get("threshold", 0.5)) if threshold is None else float(threshold)
+    pre = card.preprocessing
+    transform = build_eval_transform(pre.resize_size, pre.input_size, pre.mean, pre.std)
+    value = card.threshold if threshold is None else float(threshold)
     common = {"batch_size": batch_size, "num_workers": num_workers, "device": device}
 
     def score(perturbation: str | None, severity: int) -> dict[str, float | None]:
@@ -212,7 +212,7 @@ def evaluate_robustness(
     result: dict[str, Any] = {
         "name": name or model_display_name(model_path),
         "model": str(model_path),
-        "architecture": metadata["architecture"]["name"],
+        "architecture": card.architecture.name,
         "manifest": str(manifest_path),
         "split": split,
         "n": clean["n"],

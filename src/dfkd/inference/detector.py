@@ -24,20 +24,24 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dfkd.card import MAX_MARGIN, FaceCrop, ModelCard, Preprocessing
 from dfkd.data.images import ImageLoadError, open_image, to_pil
 from dfkd.inference.backends import OnnxBackend, TorchBackend, load_backend
-from dfkd.inference.faces import DEFAULT_MARGIN, FaceBox, build_face_detector, crop_face
+from dfkd.inference.faces import (
+    DEFAULT_MARGIN,
+    FaceBox,
+    available_detectors,
+    build_face_detector,
+    crop_face,
+    detect_in_padded,
+)
 from dfkd.inference.preprocess import preprocess_batch
+from dfkd.utils import sigmoid
 
 logger = logging.getLogger(__name__)
 
 FACE_MODES = ("auto", "none", "yunet", "centerface", "mtcnn")
 STATUSES = ("ok", "no_face", "error")
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Logistic function, safe for any float logit."""
-    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(logits, dtype=np.float64), -500, 500)))
 
 
 def input_name(item: Any, index: int) -> str:
@@ -64,8 +68,48 @@ def load_input(item: Any) -> Image.Image:
     raise ImageLoadError(None, f"unsupported input type {type(item).__name__} (expected a path, PIL image or array)")
 
 
+def _chosen_margin(trained: FaceCrop | None, requested: float | None) -> float:
+    """The requested margin, else the training crops' margin, else the default; warns when they differ."""
+    if requested is None:
+        return trained.margin if trained is not None else DEFAULT_MARGIN
+    if trained is not None and abs(requested - trained.margin) > 1e-9:
+        logger.warning(
+            "face margin %.2f differs from the model's training crops (margin %.2f, model card): scores may shift",
+            requested,
+            trained.margin,
+        )
+    return requested
+
+
+def _chosen_face_detector(trained: FaceCrop | None, requested: str, face_model: str | Path | None) -> str:
+    """``auto`` becomes the training crops' detector when it is available here; a differing choice warns."""
+    if trained is None or requested == "none":
+        return requested
+    if requested == "auto":
+        available = available_detectors(face_model)
+        if trained.detector in available:
+            return trained.detector
+        if available:
+            logger.warning(
+                "the model was trained on %s face crops; %s is not available here%s, using %s",
+                trained.detector,
+                trained.detector,
+                " (pass its model file: --face-model)" if trained.detector == "yunet" else "",
+                available[0],
+            )
+        return requested
+    if requested != trained.detector:
+        logger.warning("face detector %s differs from the model's training crops (%s)", requested, trained.detector)
+    return requested
+
+
 class Detector:
-    """A deepfake detector: a model backend, its preprocessing and threshold, and an optional face detector."""
+    """A deepfake detector: a model backend, its card (preprocessing, face crop, threshold) and a face detector.
+
+    Faces are framed as the model's training images were: the card's face crop (detector, margin, size) when the
+    model was trained on ``dfkd crop-faces`` output, else the default margin. ``faces`` and ``margin`` override it,
+    with a warning when they differ from what the model was trained on.
+    """
 
     def __init__(
         self,
@@ -74,19 +118,27 @@ class Detector:
         faces: str = "auto",
         face_model: str | Path | None = None,
         batch_size: int = 32,
-        margin: float = DEFAULT_MARGIN,
+        margin: float | None = None,
     ) -> None:
         if faces not in FACE_MODES:
             raise ValueError(f"faces must be one of {', '.join(FACE_MODES)}; got {faces!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if margin is not None and not 0.0 <= margin <= MAX_MARGIN:
+            raise ValueError(f"margin must be in [0, {MAX_MARGIN}], got {margin}")
         self.backend = backend
-        self.faces = faces
+        self.card: ModelCard = backend.card
         self.face_model = face_model
         self.batch_size = batch_size
-        self.margin = margin
+        trained = self.card.face_crop
+        self.margin = _chosen_margin(trained, margin)
+        self.crop_size = trained.size if trained is not None else None
+        self.faces = faces
+        self.auto_faces = _chosen_face_detector(trained, "auto", face_model)  # what "auto" means for this model
+        if faces != "auto":
+            _chosen_face_detector(trained, faces, face_model)  # warns when it differs from the training crops
         if faces != "none":
-            build_face_detector(faces, face_model)  # fail early, with the message that says how to fix it
+            build_face_detector(self._face_mode(faces), face_model)  # fail early, saying how to fix it
 
     @classmethod
     def load(
@@ -97,31 +149,31 @@ class Detector:
         faces: str = "auto",
         face_model: str | Path | None = None,
         batch_size: int = 32,
+        margin: float | None = None,
     ) -> Detector:
         """Open a dfkd model file (``.safetensors``, PyTorch) or an exported ``.onnx`` file (onnxruntime)."""
-        return cls(load_backend(path, device=device), faces=faces, face_model=face_model, batch_size=batch_size)
+        return cls(
+            load_backend(path, device=device), faces=faces, face_model=face_model, batch_size=batch_size, margin=margin
+        )
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """The model's record: architecture, preprocessing, threshold, labels, metrics (and export details)."""
-        return self.backend.metadata
+        """The model card as JSON-ready data (what services and reports print)."""
+        return self.card.to_json_dict()
 
     @property
     def threshold(self) -> float:
-        """Decision threshold on the fake probability."""
-        return float(self.metadata.get("threshold", 0.5))
+        """Decision threshold on the fake probability (the card's)."""
+        return self.card.threshold
 
     @property
-    def preprocessing(self) -> dict[str, Any]:
-        """resize_size, input_size, mean, std."""
-        return self.metadata["preprocessing"]
+    def preprocessing(self) -> Preprocessing:
+        """resize_size, input_size, mean, std (the card's)."""
+        return self.card.preprocessing
 
     def label_of(self, fake_prob: float | None) -> str | None:
-        """``"fake"`` at or above the threshold, else ``"real"`` (names from the model's label map)."""
-        if fake_prob is None:
-            return None
-        labels = self.metadata.get("labels") or {"0": "real", "1": "fake"}
-        return str(labels.get("1", "fake")) if fake_prob >= self.threshold else str(labels.get("0", "real"))
+        """``"fake"`` at or above the threshold, else ``"real"`` (names from the card's label map)."""
+        return None if fake_prob is None else self.card.label_of(fake_prob)
 
     def fake_probs(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Fake probabilities [N] of RGB images scored whole (resize, centre crop), in batches."""
@@ -131,14 +183,21 @@ class Detector:
             probs.append(sigmoid(self.backend.logits(batch)))
         return np.concatenate(probs).astype(np.float64)
 
+    def _face_mode(self, faces: str) -> str:
+        if faces not in FACE_MODES:
+            raise ValueError(f"faces must be one of {', '.join(FACE_MODES)}; got {faces!r}")
+        return self.auto_faces if faces == "auto" else faces
+
     def find_faces(self, image: Image.Image, faces: str | None = None) -> list[FaceBox] | None:
         """Faces found by the face detector, or None when face detection is off (``faces="none"``)."""
-        mode = faces or self.faces
-        if mode not in FACE_MODES:
-            raise ValueError(f"faces must be one of {', '.join(FACE_MODES)}; got {mode!r}")
+        mode = self._face_mode(faces or self.faces)
         if mode == "none":
             return None
-        return build_face_detector(mode, self.face_model).detect(image)
+        detector = build_face_detector(mode, self.face_model)
+        boxes = detector.detect(image)
+        if not boxes and self.card.face_crop is not None:
+            boxes = detect_in_padded(detector, image)
+        return boxes
 
     def predict(self, inputs: Sequence[Any], *, faces: str | None = None) -> list[dict[str, Any]]:
         """One result per input, in order (see the module docstring for the rules).
@@ -176,7 +235,7 @@ class Detector:
             if boxes:
                 for face_index, box in enumerate(boxes):
                     result["faces"].append({"box": box.as_list(), "score": round(box.score, 4), "fake_prob": None})
-                    crops.append(crop_face(image, box, margin=self.margin))
+                    crops.append(crop_face(image, box, margin=self.margin, size=self.crop_size))
                     owners.append((position, face_index))
             else:
                 result["status"] = "no_face" if boxes is not None else "ok"
@@ -223,7 +282,7 @@ class Detector:
         image = load_input(image)
         boxes = self.find_faces(image, faces)
         if boxes:
-            crops = [crop_face(image, box, margin=self.margin) for box in boxes]
+            crops = [crop_face(image, box, margin=self.margin, size=self.crop_size) for box in boxes]
             image = crops[int(np.argmax(self.fake_probs(crops)))]
         with self.backend.lock:
-            return gradcam_overlay(self.backend.model, image, self.preprocessing, device=self.backend.device)
+            return gradcam_overlay(self.backend.model, image, self.preprocessing.as_dict(), device=self.backend.device)

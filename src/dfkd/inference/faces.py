@@ -15,8 +15,9 @@ import math
 from pathlib import Path
 from typing import Protocol
 
-from PIL import Image
+from PIL import Image, ImageOps
 
+from dfkd.card import DEFAULT_FACE_MARGIN
 from dfkd.inference.face_backends import (
     CenterFaceDetector,
     FaceBox,
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 DETECTOR_NAMES: tuple[str, ...] = ("yunet", "centerface", "mtcnn")
 # The order "auto" tries: measured best first (benchmarks/face_detectors.py).
 AUTO_ORDER: tuple[str, ...] = ("yunet", "centerface", "mtcnn")
-DEFAULT_MARGIN = 0.3
+DEFAULT_MARGIN = DEFAULT_FACE_MARGIN  # the card's default framing, defined once there
 
 __all__ = [
     "AUTO_ORDER",
@@ -43,6 +44,7 @@ __all__ = [
     "build_face_detector",
     "crop_face",
     "detect_faces",
+    "detect_in_padded",
     "face_square",
 ]
 
@@ -115,6 +117,24 @@ def detect_faces(
     """Faces in an RGB image, best first; an empty list when there is none."""
     face_detector = build_face_detector(detector, model_path) if isinstance(detector, str) else detector
     return face_detector.detect(image)
+
+
+def detect_in_padded(detector: FaceDetector, image: Image.Image, pad: float = 0.25) -> list[FaceBox]:
+    """Faces of an image that is already a tight face crop: detected on a copy with a grey border.
+
+    Detectors are trained on faces with some context around them and often miss one that fills the whole frame
+    (inputs cropped like a margin-0 training set); the border gives that context. Boxes are in ``image``'s pixels,
+    clipped to it.
+    """
+    border = max(1, round(pad * max(image.size)))
+    padded = ImageOps.expand(image.convert("RGB"), border=border, fill=(127, 127, 127))
+    boxes = []
+    for box in detector.detect(padded):
+        x0, y0 = max(0, box.x0 - border), max(0, box.y0 - border)
+        x1, y1 = min(image.width, box.x1 - border), min(image.height, box.y1 - border)
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            boxes.append(FaceBox(x0, y0, x1, y1, box.score))
+    return boxes
 
 
 def face_square(

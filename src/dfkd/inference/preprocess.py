@@ -5,20 +5,20 @@ Kept free of torch so an exported ONNX model runs with onnxruntime alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-REQUIRED_KEYS = ("resize_size", "input_size", "mean", "std")
+from dfkd.card import Preprocessing
 
 
-def check_preprocessing(preprocessing: Any, source: str = "model") -> dict[str, Any]:
-    """Validate a preprocessing record (resize_size, input_size, mean, std) and return it."""
-    if not isinstance(preprocessing, dict) or any(key not in preprocessing for key in REQUIRED_KEYS):
-        raise ValueError(f"{source}: preprocessing must have {', '.join(REQUIRED_KEYS)}; got {preprocessing!r}")
-    return preprocessing
+def as_preprocessing(preprocessing: Preprocessing | Mapping[str, Any]) -> Preprocessing:
+    """A card's :class:`Preprocessing`, or a ``{resize_size, input_size, mean, std}`` mapping validated into one."""
+    if isinstance(preprocessing, Preprocessing):
+        return preprocessing
+    return Preprocessing.model_validate(dict(preprocessing))
 
 
 def _center_offset(size: int, crop: int) -> int:
@@ -46,15 +46,16 @@ def normalise(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
     return (chw - mean_array) / std_array
 
 
-def preprocess_image(image: Image.Image, preprocessing: dict[str, Any]) -> np.ndarray:
+def preprocess_image(image: Image.Image, preprocessing: Preprocessing | Mapping[str, Any]) -> np.ndarray:
     """One RGB image → model input [3, S, S] float32."""
-    view = resize_and_crop(image.convert("RGB"), int(preprocessing["resize_size"]), int(preprocessing["input_size"]))
-    return normalise(np.asarray(view), preprocessing["mean"], preprocessing["std"])
+    view = as_preprocessing(preprocessing)
+    pixels = resize_and_crop(image.convert("RGB"), view.resize_size, view.input_size)
+    return normalise(np.asarray(pixels), view.mean, view.std)
 
 
-def preprocess_batch(images: Sequence[Image.Image], preprocessing: dict[str, Any]) -> np.ndarray:
+def preprocess_batch(images: Sequence[Image.Image], preprocessing: Preprocessing | Mapping[str, Any]) -> np.ndarray:
     """RGB images → model input batch [B, 3, S, S] float32."""
-    size = int(preprocessing["input_size"])
+    view = as_preprocessing(preprocessing)
     if not images:
-        return np.zeros((0, 3, size, size), dtype=np.float32)
-    return np.stack([preprocess_image(image, preprocessing) for image in images])
+        return np.zeros((0, 3, view.input_size, view.input_size), dtype=np.float32)
+    return np.stack([preprocess_image(image, view) for image in images])

@@ -1,7 +1,7 @@
 """Detection reports: the JSON document and the CSV table that ``dfkd detect --json / --csv`` write.
 
 JSON (``JSON_SCHEMA_VERSION`` 1): ``{schema, dfkd_version, model, architecture, backend, precision, threshold,
-faces, summary: {n_inputs, ok, no_face, error}, results: [...]}`` where each result is a Detector result (videos add
+faces, face_margin, summary: {n_inputs, ok, no_face, error}, results: [...]}`` where each result is a Detector result (videos add
 ``frames``, ``n_frames``, ``sample_fps`` and ``aggregation``). CSV: one row per input with ``CSV_COLUMNS``.
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dfkd import __version__
+from dfkd.card import ModelCard
 from dfkd.utils import atomic_write, write_json
 
 JSON_SCHEMA_VERSION = 1
@@ -38,19 +39,25 @@ def summarise(results: Sequence[dict[str, Any]]) -> dict[str, int]:
 
 
 def build_report(
-    results: Sequence[dict[str, Any]], *, model: str, metadata: dict[str, Any], faces: str, backend: str
+    results: Sequence[dict[str, Any]],
+    *,
+    model: str,
+    card: ModelCard,
+    faces: str,
+    backend: str,
+    margin: float | None = None,
 ) -> dict[str, Any]:
     """The JSON report document."""
-    export = metadata.get("export") or {}
     return {
         "schema": JSON_SCHEMA_VERSION,
         "dfkd_version": __version__,
         "model": model,
-        "architecture": (metadata.get("architecture") or {}).get("name"),
+        "architecture": card.architecture.name,
         "backend": backend,
-        "precision": export.get("precision", "fp32"),
-        "threshold": metadata.get("threshold", 0.5),
+        "precision": (card.export or {}).get("precision", "fp32"),
+        "threshold": card.threshold,
         "faces": faces,
+        "face_margin": margin,
         "summary": summarise(results),
         "results": list(results),
     }

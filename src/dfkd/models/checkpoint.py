@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,58 +14,68 @@ import safetensors.torch
 import torch
 from torch import nn
 
-import dfkd
+from dfkd.card import (
+    Architecture,
+    CardError,
+    ModelCard,
+    Preprocessing,
+    card_from_dict,
+)
 from dfkd.models.registry import create_model, default_preprocessing, is_known_model, list_models
 from dfkd.models.weights import ModelFileError, mismatch_message
 
 logger = logging.getLogger(__name__)
 
-FORMAT_NAME = "dfkd-model"
-FORMAT_VERSION = 1
 METADATA_KEY = "dfkd"
-DEFAULT_LABELS = {"0": "real", "1": "fake"}
-DEFAULT_THRESHOLD = 0.5
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 
 
-def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
-    """Write `model` built by `create_model` to one `.safetensors` file, atomically.
-
-    The file's metadata entry "dfkd" is a JSON record of the architecture (name and kwargs), preprocessing, label
-    map (fake = 1), decision threshold, metrics and dfkd version; keys in `metadata` override or extend it.
-    """
+def card_for(model: nn.Module, **fields: Any) -> ModelCard:
+    """The card of a model built by ``create_model`` (architecture, role, preprocessing), with ``fields`` set."""
     architecture = getattr(model, "dfkd_arch", None)
     if not isinstance(architecture, dict) or "name" not in architecture:
         raise ValueError("only models built by dfkd.models.create_model can be saved (no `dfkd_arch` attribute)")
     preprocessing = getattr(model, "dfkd_preprocessing", None) or default_preprocessing(architecture["name"])
-    record: dict[str, Any] = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "architecture": copy.deepcopy(architecture),
-        "role": getattr(model, "dfkd_role", None),
-        "preprocessing": copy.deepcopy(preprocessing),
-        "labels": dict(DEFAULT_LABELS),
-        "threshold": DEFAULT_THRESHOLD,
-        "metrics": {},
-        "dfkd_version": dfkd.__version__,
-    }
-    record.update(metadata or {})
-    try:
-        record_json = json.dumps(record)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"model metadata must be JSON-serialisable: {error}") from error
+    return ModelCard(
+        architecture=Architecture(name=architecture["name"], kwargs=copy.deepcopy(architecture.get("kwargs") or {})),
+        role=getattr(model, "dfkd_role", None),
+        preprocessing=Preprocessing.model_validate(preprocessing),
+        **fields,
+    )
 
+
+def save_model(model: nn.Module, path: str | Path, card: ModelCard | Mapping[str, Any] | None = None) -> None:
+    """Write ``model`` built by ``create_model`` to one ``.safetensors`` file, atomically, with its card.
+
+    ``card`` is the whole card, or card fields (``{"metrics": ..., "face_crop": ...}``) set on the model's own card
+    (architecture, role, preprocessing, default threshold); fields are validated either way.
+    """
+    if not isinstance(card, ModelCard):
+        fields = dict(card or {})
+        try:
+            card = card_from_dict({**card_for(model).to_json_dict(), **fields}, f"card of {Path(path).name}")
+        except CardError as error:
+            raise ValueError(str(error)) from None  # a programming error here, not a damaged file
+    architecture = getattr(model, "dfkd_arch", None) or {}
+    if architecture.get("name") not in (None, card.architecture.name):
+        raise ValueError(f"the card names {card.architecture.name!r} but the model is {architecture.get('name')!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if any(not tensor.is_contiguous() for tensor in model.state_dict().values()):
         model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # channels-last training weights
     try:
-        safetensors.torch.save_model(model, str(temporary), metadata={METADATA_KEY: record_json})
+        safetensors.torch.save_model(model, str(temporary), metadata={METADATA_KEY: json.dumps(card.to_json_dict())})
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-    logger.info("saved %s to %s", architecture["name"], path)
+    logger.info("saved %s to %s", card.architecture.name, path)
+
+
+def update_card(path: str | Path, card: ModelCard) -> None:
+    """Rewrite a model file with a new card (same weights), atomically; the weights digest does not change."""
+    model, _ = load_model(path)
+    save_model(model, path, card)
 
 
 def _read_header(path: Path) -> dict[str, Any]:
@@ -101,8 +112,8 @@ def _read_header(path: Path) -> dict[str, Any]:
     return header
 
 
-def read_model_metadata(path: str | Path) -> dict[str, Any]:
-    """Read a dfkd model file's metadata record without loading any tensor."""
+def read_model_card(path: str | Path) -> ModelCard:
+    """Read and validate a dfkd model file's card without loading any tensor."""
     path = Path(path)
     header = _read_header(path)
     raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
@@ -112,25 +123,14 @@ def read_model_metadata(path: str | Path) -> dict[str, Any]:
         record = json.loads(raw)
     except json.JSONDecodeError as error:
         raise ModelFileError(f"{path}: not a dfkd model file (its '{METADATA_KEY}' metadata is not JSON)") from error
-    if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{path}: not a dfkd model file (metadata format is not {FORMAT_NAME!r})")
-    version = record.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: model file format version {version!r} is not supported (this dfkd reads <= {FORMAT_VERSION}); "
-            "upgrade dfkd"
-        )
-    return record
+    return card_from_dict(record, str(path))
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model from a dfkd model file (nothing unpickled); returns (model in eval mode, metadata)."""
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+    """Rebuild a model from a dfkd model file (nothing unpickled); returns (model in eval mode, its card)."""
     path = Path(path)
-    record = read_model_metadata(path)
-    architecture = record.get("architecture")
-    if not isinstance(architecture, dict) or not isinstance(architecture.get("name"), str):
-        raise ModelFileError(f"{path}: metadata has no architecture name")
-    name, kwargs = architecture["name"], architecture.get("kwargs") or {}
+    card = read_model_card(path)
+    name, kwargs = card.architecture.name, card.architecture.kwargs
     if not is_known_model(name):
         raise ModelFileError(
             f"{path}: unknown architecture {name!r}; known: {', '.join(list_models())} (or 'timm/<timm model name>')"
@@ -147,9 +147,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         raise ModelFileError(f"{path}: unreadable safetensors data ({type(error).__name__}: {error})") from error
     if missing or unexpected:
         raise ModelFileError(mismatch_message(str(path), missing, unexpected))
-    if isinstance(record.get("preprocessing"), dict):
-        model.dfkd_preprocessing = copy.deepcopy(record["preprocessing"])
-    model.dfkd_metadata = record
+    model.dfkd_preprocessing = card.preprocessing.as_dict()
+    model.dfkd_card = card
     model.to(device).eval()
     logger.info("loaded %s from %s", name, path)
-    return model, record
+    return model, card

@@ -10,10 +10,10 @@ from typing import Any
 
 from torch import nn
 
+from dfkd.card import IMAGENET_MEAN, IMAGENET_STD
+
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 TIMM_PREFIX = "timm/"
 ROLES = ("student", "teacher")
 
