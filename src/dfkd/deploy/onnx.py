@@ -8,7 +8,6 @@ threshold, metrics, dfkd version) plus an ``export`` entry (precision, opset, so
 from __future__ import annotations
 
 import io
-import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -18,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dfkd.deploy.images import iter_labelled_batches, load_check_images, sample_manifest, synthetic_images
 from dfkd.card import ModelCard, Preprocessing
+from dfkd.deploy.images import iter_labelled_batches, load_check_images, sample_manifest, synthetic_images
 from dfkd.deploy.onnx_format import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, read_onnx_card, write_onnx_card
 from dfkd.inference.preprocess import preprocess_batch
 from dfkd.utils import atomic_write, sha256_file, sigmoid, track

@@ -1,8 +1,9 @@
 """Detection reports: the JSON document and the CSV table that ``dfkd detect --json / --csv`` write.
 
 JSON (``JSON_SCHEMA_VERSION`` 1): ``{schema, dfkd_version, model, architecture, backend, precision, threshold,
-faces, face_margin, summary: {n_inputs, ok, no_face, error}, results: [...]}`` where each result is a Detector result (videos add
-``frames``, ``n_frames``, ``sample_fps`` and ``aggregation``). CSV: one row per input with ``CSV_COLUMNS``.
+faces, face_margin, summary: {n_inputs, ok, no_face, error}, results: [...]}`` where each result is a Detector
+result (videos add ``frames``, ``n_frames``, ``sample_fps`` and ``aggregation``). CSV: one row per input with
+``CSV_COLUMNS``.
 """
 
 from __future__ import annotations
