@@ -59,6 +59,13 @@ def crop_faces(
     )
     if report.skipped:
         out_console.print(f"images without a crop: [bold]{report.no_face_csv}[/]")
+    for label, stats in report.geometry.items():
+        out_console.print(
+            f"{label}: {stats['n']} crops, margin shrunk to fit {stats['shrunk_rate']:.0%}, past the border "
+            f"{stats['overhang_rate']:.0%}, face fills {stats['face_share_median']:.0%} of the crop (median)"
+        )
+    for line in report.warnings:
+        out_console.print(f"[yellow]framing differs between real and fake:[/] {line}")
     out_console.print(f"crops in [bold]{report.out}[/], boxes in [bold]{report.faces_csv}[/]")
 
 

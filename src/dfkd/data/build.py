@@ -10,6 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dfkd.data.crop_geometry import face_crop_of_roots
 from dfkd.data.images import ImageLoadError, open_image
 from dfkd.data.manifest import DEFAULT_RATIOS, assign_splits, count_table, write_manifest
 from dfkd.data.scan import Sample, scan_roots
@@ -115,8 +116,13 @@ def build_manifest(
     samples = assign_splits(samples, ratios=ratios, seed=seed, resplit=resplit)
     if digests:
         leakage = find_leakage(samples, digests)
+    face_crop, crop_warnings = face_crop_of_roots(roots)
+    for line in crop_warnings:
+        logger.warning("face crops: %s", line)
     info = {
         "roots": [str(Path(r).resolve()) for r in roots],
+        "face_crop": face_crop,
+        "face_crop_warnings": crop_warnings,
         "ratios": list(ratios),
         "seed": seed,
         "resplit": resplit,

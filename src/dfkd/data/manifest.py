@@ -166,3 +166,10 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict:
     """The JSON sidecar of a manifest, or ``{}`` when there is none."""
     sidecar = sidecar_path(path)
     return json.loads(sidecar.read_text()) if sidecar.exists() else {}
+
+
+def manifest_face_crop(path: str | os.PathLike[str]) -> tuple[dict | None, list[str]]:
+    """The face-crop settings a manifest's images were made with (from ``dfkd scan`` of crop-faces output) and
+    the framing warnings recorded with them; ``(None, [])`` for whole images or manifests without a sidecar."""
+    sidecar = read_sidecar(path)
+    return sidecar.get("face_crop"), list(sidecar.get("face_crop_warnings") or [])

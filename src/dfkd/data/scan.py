@@ -71,6 +71,11 @@ def _folder_role(parts: tuple[str, ...], table: dict[str, str]) -> str | None:
     return None
 
 
+def path_label(relative: str) -> str:
+    """``real`` / ``fake`` from the nearest labelled folder of a relative path, or ``""`` when there is none."""
+    return _folder_role(tuple(Path(relative).parts[:-1]), LABEL_FOLDERS) or ""
+
+
 def scan_root(root: Path, source: str, result: ScanResult) -> None:
     """Walk one root (sorted, so results are deterministic) and append what it holds to ``result``."""
     root = root.resolve()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -32,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dfkd.data.crop_geometry import CROP_SIDECAR, class_geometry, fit_margin, geometry_warnings, suggested_margin
 from dfkd.data.images import ImageLoadError, is_image_path, open_image
+from dfkd.data.scan import path_label
 from dfkd.inference.faces import (
     DEFAULT_MARGIN,
     FaceBox,
@@ -48,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 FACES_CSV = "faces.csv"
 NO_FACE_CSV = "no_face.csv"
-SETTINGS_JSON = "crop.json"
+SETTINGS_JSON = CROP_SIDECAR
 CSV_FIELDS: tuple[str, ...] = (
     "path",
     "status",
@@ -63,6 +66,10 @@ CSV_FIELDS: tuple[str, ...] = (
     "height",
     "side",
     "overhang",
+    "label",
+    "face_share",
+    "shrunk",
+    "fit_margin",
 )
 NO_FACE_REASON = "no face found"
 JPEG_QUALITY = 95
@@ -86,6 +93,9 @@ class CropReport:
     n_resumed: int = 0
     n_overhang: int = 0  # crops reaching more than 2 % past the image border (black fill)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason) of every image without crop
+    geometry: dict[str, dict[str, float]] = field(default_factory=dict)  # per class, see dfkd.data.crop_geometry
+    warnings: list[str] = field(default_factory=list)  # framing differences between real and fake crops
+    suggested_margin: float | None = None  # the largest margin fitting >= 90 % of each class without shrinking
 
     @property
     def faces_csv(self) -> Path:
@@ -164,6 +174,8 @@ def _crop_row(source: Path, target: Path, detector, *, margin: float, size: int 
     x0, y0, x1, y1 = box.as_list()
     sx0, sy0, sx1, sy1 = face_square(box, image.width, image.height, margin=margin)
     inside = (min(sx1, image.width) - max(sx0, 0)) * (min(sy1, image.height) - max(sy0, 0))
+    face_side = max(x1 - x0, y1 - y0)
+    wanted_side = max(1, math.ceil(face_side * (1 + 2 * margin)))
     return {
         **row,
         "status": "ok",
@@ -175,6 +187,9 @@ def _crop_row(source: Path, target: Path, detector, *, margin: float, size: int 
         "n_faces": len(boxes),
         "side": sx1 - sx0,
         "overhang": round(1.0 - inside / (sx1 - sx0) ** 2, 4),
+        "face_share": round(face_side / (sx1 - sx0), 4),
+        "shrunk": int(sx1 - sx0 < wanted_side),
+        "fit_margin": round(fit_margin(face_side, image.width, image.height), 4),
     }
 
 
@@ -323,7 +338,7 @@ def crop_dataset(
         handle.flush()
         results = _run(todo, root_path, out_path, face_detector, name, model, margin, size, workers)
         for relative, row in track(results, total=len(todo), description="cropping faces"):
-            row = {**row, "path": relative}
+            row = {**row, "path": relative, "label": path_label(relative)}
             rows[relative] = row
             writer.writerow(row)
             handle.flush()
@@ -352,7 +367,25 @@ def crop_dataset(
         "n_error": report.n_error,
         "n_overhang": report.n_overhang,
     }
-    write_json(out_path / SETTINGS_JSON, {**settings, **counts, "complete": True})
+    geometry = class_geometry(
+        row for row in ordered if row["status"] == "ok" and row.get("face_share") not in (None, "")
+    )
+    report.geometry = geometry
+    report.warnings = geometry_warnings(geometry, margin)
+    report.suggested_margin = suggested_margin(geometry)
+    write_json(
+        out_path / SETTINGS_JSON,
+        {
+            **settings,
+            **counts,
+            "geometry": geometry,
+            "suggested_margin": report.suggested_margin,
+            "warnings": report.warnings,
+            "complete": True,
+        },
+    )
+    for line in report.warnings:
+        logger.warning("crop framing differs between real and fake: %s", line)
     if overhanging:
         logger.warning(
             "%d of %d crops reach past the image border (filled black): the faces fill most of their frames. The "

@@ -1,0 +1,145 @@
+"""Face-crop geometry per class, and the warnings when it differs between real and fake.
+
+A crop's framing can carry the label: when real photos are framed tightly and fakes loosely, a margin that has to
+shrink to fit the photo shrinks for one class only, and the face's share of the crop (or a black overhang) then
+tells the classes apart without looking at any forgery. ``dfkd crop-faces`` reports these figures per class and
+training repeats the warnings from the crop's sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+CROP_SIDECAR = "crop.json"  # written by dfkd crop-faces at the top of its output folder
+
+# Differences between classes beyond which the framing itself is a usable label cue.
+MAX_SHRUNK_RATE_GAP = 0.10
+MAX_OVERHANG_RATE_GAP = 0.05
+MAX_FACE_SHARE_GAP = 0.05
+OVERHANG_CUE = 0.02  # share of a crop outside the image (black fill) counted as overhanging
+FIT_QUANTILE = 0.10  # the suggested margin fits at least 90 % of each class without shrinking
+MARGIN_STEP = 0.05
+
+
+def fit_margin(face_side: float, width: int, height: int) -> float:
+    """The largest margin whose square around a face of ``face_side`` px fits a ``width`` x ``height`` image."""
+    if face_side <= 0:
+        return 0.0
+    return max(0.0, (min(width, height) / face_side - 1.0) / 2.0)
+
+
+def class_geometry(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per class (``label`` of each row): crops, shrunk-margin and overhang rates, median face share, fit margin.
+
+    Each row needs ``label``, ``shrunk`` (0/1), ``overhang`` (share), ``face_share`` and ``fit_margin``; rows of
+    other labels than real / fake are ignored.
+    """
+    by_label: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row.get("label") in ("real", "fake"):
+            by_label.setdefault(str(row["label"]), []).append(row)
+    stats = {}
+    for label, group in sorted(by_label.items()):
+        fits = np.array([float(row["fit_margin"]) for row in group])
+        stats[label] = {
+            "n": len(group),
+            "shrunk_rate": float(np.mean([float(row["shrunk"]) for row in group])),
+            "overhang_rate": float(np.mean([float(row["overhang"]) > OVERHANG_CUE for row in group])),
+            "face_share_median": float(np.median([float(row["face_share"]) for row in group])),
+            "fit_margin_q10": float(np.quantile(fits, FIT_QUANTILE)),
+        }
+    return stats
+
+
+def suggested_margin(stats: Mapping[str, Mapping[str, float]]) -> float | None:
+    """The largest margin (a multiple of 0.05) that fits at least 90 % of each class's images without shrinking."""
+    if not stats:
+        return None
+    fitting = min(values["fit_margin_q10"] for values in stats.values())
+    return math.floor(fitting / MARGIN_STEP + 1e-9) * MARGIN_STEP
+
+
+def geometry_warnings(stats: Mapping[str, Mapping[str, float]], margin: float) -> list[str]:
+    """Sentences naming each framing figure that differs between real and fake crops (empty when they agree)."""
+    if "real" not in stats or "fake" not in stats:
+        return []
+    real, fake = stats["real"], stats["fake"]
+    lines = []
+    if abs(real["shrunk_rate"] - fake["shrunk_rate"]) > MAX_SHRUNK_RATE_GAP:
+        lines.append(
+            f"margin {margin:.2f} had to shrink to fit the image for {real['shrunk_rate']:.0%} of real and "
+            f"{fake['shrunk_rate']:.0%} of fake crops"
+        )
+    if abs(real["overhang_rate"] - fake["overhang_rate"]) > MAX_OVERHANG_RATE_GAP:
+        lines.append(
+            f"{real['overhang_rate']:.0%} of real and {fake['overhang_rate']:.0%} of fake crops reach past the "
+            "image border (black fill)"
+        )
+    if abs(real["face_share_median"] - fake["face_share_median"]) > MAX_FACE_SHARE_GAP:
+        lines.append(
+            f"the face fills {real['face_share_median']:.0%} of a real crop and {fake['face_share_median']:.0%} of "
+            "a fake one (medians)"
+        )
+    if lines:
+        suggestion = suggested_margin(stats)
+        lines.append(
+            "the crop's framing tells the classes apart on its own (a shortcut, not forgery); "
+            + (
+                f"margin {suggestion:.2f} fits at least 90 % of both classes: dfkd crop-faces --margin {suggestion:.2f}"
+                if suggestion is not None and suggestion < margin
+                else "use a smaller --margin (0 keeps every crop inside its image)"
+            )
+        )
+    return lines
+
+
+def _crop_sidecar(root: Path) -> Path | None:
+    """The crop-faces sidecar of ``root`` or of the crop-faces output folder it lies in."""
+    for folder in (root, *root.parents):
+        if (folder / CROP_SIDECAR).is_file():
+            return folder / CROP_SIDECAR
+    return None
+
+
+def face_crop_of_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[dict[str, Any] | None, list[str]]:
+    """The face-crop settings (detector, margin, size) shared by every scanned root, and the crops' warnings.
+
+    ``None`` when no root is ``dfkd crop-faces`` output; when only some are, or they were cropped differently,
+    ``None`` too, with a warning saying so (inference cannot frame faces two ways at once).
+    """
+    settings: list[dict[str, Any] | None] = []
+    warnings: list[str] = []
+    for root in roots:
+        sidecar = _crop_sidecar(Path(root).resolve())
+        if sidecar is None:
+            settings.append(None)
+            continue
+        try:
+            record = json.loads(sidecar.read_text(encoding="utf-8"))
+            settings.append({key: record[key] for key in ("detector", "margin", "size")})
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            warnings.append(f"{sidecar}: unreadable crop settings ({error}); face crop not recorded")
+            settings.append(None)
+            continue
+        if not record.get("complete", False):
+            warnings.append(f"{sidecar.parent}: crop-faces did not finish there (run it again to complete)")
+        warnings.extend(f"{sidecar.parent.name}: {line}" for line in record.get("warnings") or [])
+    distinct = {json.dumps(item, sort_keys=True) for item in settings}
+    if len(distinct) == 1 and settings and settings[0] is not None:
+        return settings[0], warnings
+    if len(distinct) > 1:
+        warnings.append(
+            "the scanned folders were face-cropped differently (or only some were): no face crop is recorded, so "
+            "inference frames faces with its default margin; crop every source with the same crop-faces settings"
+        )
+    return None, warnings
