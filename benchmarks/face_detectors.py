@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dfkd.inference.faces import available_detectors, build_face_detector
+from dfkd.faces.detect import available_detectors, build_face_detector
 
 ASTRONAUT_BOX = (179, 60, 269, 177)  # hand-checked against all three detectors' boxes
 ROOT = Path(__file__).resolve().parents[1]

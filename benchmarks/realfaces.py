@@ -140,7 +140,7 @@ def run_variant(args: argparse.Namespace, variant: str) -> str:
 
 def crop_faces(args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, Any]]:
     """Face-cropped copy of the whole data folder (resumable)."""
-    from dfkd.inference.crop import crop_dataset
+    from dfkd.data.faces import crop_dataset
 
     face_model = args.face_model if args.face_model and Path(args.face_model).is_file() else None
     started = time.perf_counter()

@@ -22,8 +22,8 @@ import torch
 
 from dfkd.data import build_manifest
 from dfkd.data.demo import make_demo_dataset
+from dfkd.deploy.benchmark import list_images, measure_loader_loop, measure_model_only, onnx_forward
 from dfkd.deploy.onnx import export_onnx, quantize_int8
-from dfkd.evaluate.benchmark import list_images, measure_loader_loop, measure_model_only, onnx_forward
 from dfkd.models import create_model, save_model
 
 PREPROCESSING = {"resize_size": 256, "input_size": 224, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}

@@ -72,8 +72,8 @@ def run_demo(
     """
     from dfkd.data.build import build_manifest
     from dfkd.data.demo import DEMO_DEFAULT_PER_CLASS, make_demo_dataset
+    from dfkd.deploy.benchmark import run_benchmark
     from dfkd.distill.logit_cache import compute_logit_cache
-    from dfkd.evaluate.benchmark import run_benchmark
     from dfkd.evaluate.evaluator import evaluate_model
     from dfkd.evaluate.report import build_report
     from dfkd.train import train
@@ -90,7 +90,7 @@ def run_demo(
     if data_roots:
         roots = [Path(r).resolve() for r in data_roots]
         if faces == "crop":
-            from dfkd.inference.crop import crop_dataset
+            from dfkd.data.faces import crop_dataset
 
             cropped = []
             for root in roots:

@@ -14,10 +14,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dfkd.cli import app
+from dfkd.data.preprocess import preprocess_batch
 from dfkd.deploy.onnx import export_onnx, quantize_int8
 from dfkd.deploy.onnx_format import read_onnx_card
 from dfkd.inference.detector import Detector
-from dfkd.inference.preprocess import preprocess_batch
 from dfkd.models import load_model, read_model_card
 
 runner = CliRunner()

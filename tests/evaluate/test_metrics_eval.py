@@ -12,8 +12,8 @@ from sklearn import metrics as skm
 from typer.testing import CliRunner
 
 from dfkd.cli import app
+from dfkd.deploy.benchmark import run_benchmark
 from dfkd.evaluate import compute_metrics, eer_threshold
-from dfkd.evaluate.benchmark import run_benchmark
 from dfkd.evaluate.evaluator import evaluate_model
 from dfkd.evaluate.report import build_report
 from dfkd.models import read_model_card

@@ -44,7 +44,7 @@ def yunet_path() -> Path:
 @pytest.fixture(scope="session")
 def face_model() -> Path | None:
     """The face model path that makes faces="auto" work here: None with a wheel detector, else YuNet (or skip)."""
-    from dfkd.inference.faces import available_detectors
+    from dfkd.faces.detect import available_detectors
 
     if available_detectors(None):
         return None

@@ -80,7 +80,7 @@ def train_tiny_on_manifest(manifest_path: Path, out: Path, steps: int = 15, seed
     """A resnet8_fast (resize 40, input 32) fitted for a few Adam steps on a manifest's train split."""
     from dfkd.data.images import open_image
     from dfkd.data.manifest import read_manifest
-    from dfkd.inference.preprocess import preprocess_batch
+    from dfkd.data.preprocess import preprocess_batch
     from dfkd.labels import label_id
     from dfkd.models import create_model, save_model
     from dfkd.models.registry import make_preprocessing

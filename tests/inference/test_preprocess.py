@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dfkd.data.preprocess import preprocess_batch
 from dfkd.data.transforms import build_eval_transform
-from dfkd.inference.preprocess import preprocess_batch
 
 FLOAT32_NOISE = 1e-6
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

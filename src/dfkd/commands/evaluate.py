@@ -76,7 +76,7 @@ def benchmark(
     seconds: Annotated[float, typer.Option(help="Minimum timing per batch size.")] = 2.0,
 ) -> None:
     """Measure params, GFLOPs, throughput and latency (model-only, end to end, and the reference's FPS)."""
-    from dfkd.evaluate.benchmark import run_benchmark
+    from dfkd.deploy.benchmark import run_benchmark
     from dfkd.models import ModelFileError
     from dfkd.utils import write_json
 

@@ -35,8 +35,8 @@ def crop_faces(
     Resumable: run it again to continue. Images without a face (or unreadable) are listed in OUT/no_face.csv;
     OUT/faces.csv holds the box and score of every crop.
     """
-    from dfkd.inference.crop import crop_dataset
-    from dfkd.inference.faces import FaceDetectorUnavailable
+    from dfkd.data.faces import crop_dataset
+    from dfkd.faces.detect import FaceDetectorUnavailable
 
     try:
         report = crop_dataset(

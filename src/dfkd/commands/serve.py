@@ -53,7 +53,7 @@ def serve(
     max_batch: Annotated[int, typer.Option(help=limit_help("max_batch"))] = DEFAULT_LIMITS.max_batch,
 ) -> None:
     """Serve the model over HTTP: POST /v1/detect, GET /v1/model, /healthz, the upload page at / and docs at /docs."""
-    from dfkd.inference.faces import FaceDetectorUnavailable
+    from dfkd.faces.detect import FaceDetectorUnavailable
     from dfkd.models import ModelFileError
     from dfkd.serve.server import build_app, run_server
 

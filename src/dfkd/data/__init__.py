@@ -1,27 +1,38 @@
-"""Data: scanning folders, manifests, preprocessing, datasets and the synthetic demo set."""
+"""Data: scanning folders, manifests, face crops, preprocessing, datasets and the synthetic demo set.
 
-from dfkd.data.build import ScanReport, build_manifest
-from dfkd.data.dataset import ManifestDataset, build_loader, collate_skipping
-from dfkd.data.images import ImageLoadError, open_image, to_pil
-from dfkd.data.manifest import Manifest, parse_ratios, read_manifest, write_manifest
-from dfkd.data.scan import Sample, scan_roots
-from dfkd.data.transforms import build_eval_transform, build_train_transform
+Exports load lazily: ``dfkd.data.images`` and ``dfkd.data.preprocess`` serve the ONNX inference path, which must not
+import torch (the datasets and transforms do).
+"""
 
-__all__ = [
-    "ImageLoadError",
-    "Manifest",
-    "ManifestDataset",
-    "Sample",
-    "ScanReport",
-    "build_eval_transform",
-    "build_loader",
-    "build_manifest",
-    "build_train_transform",
-    "collate_skipping",
-    "open_image",
-    "parse_ratios",
-    "read_manifest",
-    "scan_roots",
-    "to_pil",
-    "write_manifest",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ScanReport": "build",
+    "build_manifest": "build",
+    "ManifestDataset": "dataset",
+    "build_loader": "dataset",
+    "collate_skipping": "dataset",
+    "ImageLoadError": "images",
+    "open_image": "images",
+    "to_pil": "images",
+    "Manifest": "manifest",
+    "parse_ratios": "manifest",
+    "read_manifest": "manifest",
+    "write_manifest": "manifest",
+    "Sample": "scan",
+    "scan_roots": "scan",
+    "build_eval_transform": "transforms",
+    "build_train_transform": "transforms",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dfkd.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"dfkd.data.{module}"), name)

@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image
 
 from dfkd.card import ModelCard, Preprocessing
+from dfkd.data.preprocess import preprocess_batch
 from dfkd.deploy.images import iter_labelled_batches, load_check_images, sample_manifest, synthetic_images
 from dfkd.deploy.onnx_format import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, read_onnx_card, write_onnx_card
-from dfkd.inference.preprocess import preprocess_batch
 from dfkd.utils import atomic_write, sha256_file, sigmoid, track
 
 logger = logging.getLogger(__name__)

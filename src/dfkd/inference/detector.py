@@ -2,7 +2,7 @@
 
 Scoring rules:
 - With face detection (``faces="auto"`` or a detector name), every face is cropped (square, ``margin`` on each
-  side, see ``dfkd.inference.faces.crop_face``) and scored; the image's ``fake_prob`` is the **maximum over its
+  side, see ``dfkd.faces.detect.crop_face``) and scored; the image's ``fake_prob`` is the **maximum over its
   faces**: one manipulated face makes the image a deepfake.
 - When no face is found the whole image is scored as it is (the model's resize and centre crop) and the status is
   ``"no_face"``, so face crops that the face detector misses still get a score and callers can tell them apart.
@@ -26,8 +26,8 @@ from PIL import Image
 
 from dfkd.card import MAX_MARGIN, FaceCrop, ModelCard, Preprocessing
 from dfkd.data.images import ImageLoadError, open_image, to_pil
-from dfkd.inference.backends import OnnxBackend, TorchBackend, load_backend
-from dfkd.inference.faces import (
+from dfkd.data.preprocess import preprocess_batch
+from dfkd.faces.detect import (
     DEFAULT_MARGIN,
     FaceBox,
     available_detectors,
@@ -35,7 +35,7 @@ from dfkd.inference.faces import (
     crop_face,
     detect_in_padded,
 )
-from dfkd.inference.preprocess import preprocess_batch
+from dfkd.inference.backends import OnnxBackend, TorchBackend, load_backend
 from dfkd.utils import sigmoid
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dfkd.inference.preprocess import normalise, resize_and_crop
+from dfkd.data.preprocess import normalise, resize_and_crop
 
 MIN_OVERLAY_SIDE = 256
 

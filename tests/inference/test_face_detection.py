@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dfkd.inference.faces import (
+from dfkd.faces.detect import (
     DETECTOR_NAMES,
     FaceBox,
     FaceDetectorUnavailable,

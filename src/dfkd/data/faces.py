@@ -1,8 +1,8 @@
 """`dfkd crop-faces`: a face-normalised copy of a dataset, framed exactly as inference frames faces.
 
 Every image under ``root`` is read with :func:`dfkd.data.images.open_image`, its faces are found with
-:func:`dfkd.inference.faces.detect_faces` and the most prominent one is cut with
-:func:`dfkd.inference.faces.crop_face` (same detector, margin and resize code as the ``Detector`` API), so a model
+:func:`dfkd.faces.detect.detect_faces` and the most prominent one is cut with
+:func:`dfkd.faces.detect.crop_face` (same detector, margin and resize code as the ``Detector`` API), so a model
 trained on the copy sees faces framed the way it will see them at inference. The copy keeps ``root``'s folder tree
 and file names, so ``real`` / ``fake`` and split folders keep their meaning for ``dfkd scan``.
 
@@ -36,7 +36,7 @@ from typing import Any
 from dfkd.data.crop_geometry import CROP_SIDECAR, class_geometry, fit_margin, geometry_warnings, suggested_margin
 from dfkd.data.images import ImageLoadError, is_image_path, open_image
 from dfkd.data.scan import path_label
-from dfkd.inference.faces import (
+from dfkd.faces.detect import (
     DEFAULT_MARGIN,
     FaceBox,
     available_detectors,
