@@ -83,3 +83,19 @@ def test_the_openapi_schema_names_each_answer(server: LiveServer) -> None:
     ):
         schema = paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"]
         assert schema["$ref"].endswith(f"/{model}"), (path, schema)
+
+
+def test_the_service_frames_faces_as_the_model_card_says(tmp_path: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from dfkd.models import create_model, save_model
+    from dfkd.serve.server import build_app
+    from dfkd.serve.settings import ServeSettings
+
+    path = tmp_path / "cropped.safetensors"
+    save_model(create_model("resnet8_fast"), path, {"face_crop": {"detector": "centerface", "margin": 0.0, "size": 64}})
+    card_margin = build_app(ServeSettings(model=str(path), faces="none"))
+    with TestClient(card_margin) as client:
+        assert client.get("/v1/model").json()["metadata"]["face_crop"]["margin"] == 0.0
+    assert card_margin.state.service.detector.margin == 0.0
+    assert build_app(ServeSettings(model=str(path), faces="none", margin=0.3)).state.service.detector.margin == 0.3

@@ -35,6 +35,10 @@ def serve(
     face_model: Annotated[
         Path | None, typer.Option(help=f"YuNet ONNX file for faces=yunet / auto (default: ${FACE_MODEL_ENV}).")
     ] = None,
+    margin: Annotated[
+        float | None,
+        typer.Option(help="Face margin (share of the face box on each side); default: the model card's face crop."),
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -63,6 +67,7 @@ def serve(
             device=device,
             faces=faces,
             face_model=face_model_path(face_model),
+            margin=margin,
             host=host,
             port=port,
             workers=workers,

@@ -31,7 +31,11 @@ def build_app(settings: ServeSettings) -> FastAPI:
         torch.set_num_threads(settings.threads)
 
     detector = Detector.load(
-        Path(settings.model), device=settings.device, faces=settings.faces, face_model=settings.face_model
+        Path(settings.model),
+        device=settings.device,
+        faces=settings.faces,
+        face_model=settings.face_model,
+        margin=settings.margin,
     )
     return create_app(detector, settings.limits, api_key=settings.api_key)
 

@@ -37,6 +37,7 @@ class ServeSettings(BaseModel):
     device: str = "cpu"
     faces: str = "auto"
     face_model: str | None = None
+    margin: float | None = Field(None, ge=0.0, description="Face margin; None: the model card's face crop.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, description="Server processes, each with its own model copy.")
