@@ -20,8 +20,9 @@ from dfkd.data import read_manifest
 from dfkd.distill.logit_cache import compute_logit_cache
 from dfkd.evaluate.evaluator import predict_split
 from dfkd.models import load_model, save_model
-from dfkd.train import SimulatedInterruption, TeacherGateError, train
+from dfkd.train import TeacherGateError, train
 from tests.conftest import TINY
+from tests.train.helpers import SimulatedInterruption
 
 
 def _config_args(manifest: Path) -> list[str]:
@@ -34,14 +35,13 @@ def _config(manifest: Path, *extra: str):
 
 @pytest.mark.parametrize("average", [(), ("train.ema_decay=0.9",)], ids=["plain", "ema"])
 def test_resume_after_interruption_ends_with_identical_weights(
-    easy_manifest: Path, tmp_path: Path, average: tuple[str, ...]
+    easy_manifest: Path, tmp_path: Path, average: tuple[str, ...], kill_after
 ) -> None:
     extra = ("train.epochs=2", "train.checkpoint_every=3", "data.augment=basic", "model.name=resnet8_fast", *average)
     whole = train(_config(easy_manifest, *extra), tmp_path / "whole")
     with pytest.raises(SimulatedInterruption):
-        train(
-            _config(easy_manifest, *extra), tmp_path / "cut", stop_after_steps=7
-        )  # killed mid-epoch 2, after the step-6 checkpoint
+        # killed mid-epoch 2, after the step-6 checkpoint
+        train(_config(easy_manifest, *extra), tmp_path / "cut", step_callback=kill_after(7))
     resumed = train(_config(easy_manifest, *extra), tmp_path / "cut", resume=True)
     assert [round(r["val_loss"], 6) for r in resumed.history] == [round(r["val_loss"], 6) for r in whole.history]
     final_whole = torch.load(tmp_path / "whole" / "last.ckpt", weights_only=False)["model"]
@@ -55,9 +55,9 @@ def test_resume_after_interruption_ends_with_identical_weights(
 
 def test_best_model_file_and_metrics_log_are_written(easy_manifest: Path, tmp_path: Path) -> None:
     result = train(_config(easy_manifest, "train.epochs=2", "model.name=resnet8_fast"), tmp_path / "run")
-    _, metadata = load_model(result.model_path)
-    assert metadata["preprocessing"]["input_size"] == 32
-    assert metadata["metrics"]["val_auc"] == pytest.approx(result.best_value)
+    _, card = load_model(result.model_path)
+    assert card.preprocessing.input_size == 32
+    assert card.metrics["val_auc"] == pytest.approx(result.best_value)
     assert (tmp_path / "run" / "config.yaml").exists()
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,train_loss,val_loss,val_auc") and len(lines) == 3
@@ -116,7 +116,7 @@ def test_random_augmentation_runs_the_teacher_online(easy_manifest: Path, easy_t
 
 
 def test_mixup_blends_images_and_labels_with_one_dominant_weight() -> None:
-    from dfkd.train.trainer import mix_batch
+    from dfkd.train.data import mix_batch
 
     images = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(6)])
     labels = torch.arange(6) / 5  # labels a linear function of the pixels: the blend must keep that relation
@@ -161,7 +161,7 @@ def test_cache_refuses_other_data_teacher_or_transform(easy_manifest: Path, easy
     with torch.no_grad():
         next(model.parameters()).add_(0.01)
     save_model(model, other_teacher, metadata)
-    with pytest.raises(CacheMismatchError, match="teacher file differs"):
+    with pytest.raises(CacheMismatchError, match="teacher weights differ"):
         train(_config(easy_manifest, *base[1:], f"teacher.model={other_teacher}"), tmp_path / "b")
     changed = tmp_path / "changed.csv"
     rows = easy_manifest.read_text().splitlines()
@@ -238,8 +238,8 @@ def test_keep_last_saves_the_final_epochs_weights(easy_manifest: Path, tmp_path:
     kept = load_file(str(result.model_path))
     assert all(torch.equal(kept[key], final[key]) for key in kept)
     assert result.best_epoch == 3 and result.best_value == pytest.approx(result.history[-1]["val_auc"])
-    _, metadata = load_model(result.model_path)
-    assert metadata["metrics"]["epoch"] == 3
+    _, card = load_model(result.model_path)
+    assert card.metrics["epoch"] == 3
     with pytest.raises(ConfigError, match="keep"):
         _config(easy_manifest, "train.keep=first")
 
@@ -264,8 +264,8 @@ def test_ema_weights_are_validated_and_saved_not_the_last_steps(easy_manifest: P
     assert all(torch.equal(kept[key], average[f"module.{key}"]) for key in kept)
     assert any(not torch.equal(kept[key], raw[key]) for key in kept if key.endswith("weight"))
     # The average is what validation scored: the saved weights reproduce the logged validation loss.
-    model, metadata = load_model(result.model_path)
-    val = predict_split(model, read_manifest(easy_manifest), "val", metadata["preprocessing"], num_workers=0)
+    model, card = load_model(result.model_path)
+    val = predict_split(model, read_manifest(easy_manifest), "val", card.preprocessing.as_dict(), num_workers=0)
     probs = np.clip(val.fake_probs, 1e-7, 1 - 1e-7)
     loss = -np.mean(val.labels * np.log(probs) + (1 - val.labels) * np.log(1 - probs))
     assert loss == pytest.approx(result.history[-1]["val_loss"], rel=1e-3)

@@ -1,4 +1,4 @@
-"""Distillation: pure loss functions and the teacher-logit cache."""
+"""Distillation: pure loss functions, the teacher-logit cache, and one distiller per method."""
 
 from dfkd.distill.losses import distillation_loss, hard_loss, soft_loss
 

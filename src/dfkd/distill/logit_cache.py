@@ -1,8 +1,11 @@
 """Teacher logits computed once per dataset and reused by every student run.
 
 A cache folder holds one ``<split>.safetensors`` per split (tensor ``logits`` ``[N]`` in manifest row order) and
-``stamp.json``: the manifest's content hash, the teacher file's hash and the transform. Loading checks the stamp and
-refuses, naming what differs, when the data, the teacher or the preprocessing changed.
+``stamp.json``: the manifest's content hash, the digest of the teacher's weights
+(:func:`dfkd.models.weights.weights_digest`: tensors only, so storing a calibrated threshold in the teacher file keeps
+its caches valid) and the transform.
+Loading checks the stamp and refuses, naming what differs, when the data, the teacher's weights or the preprocessing
+changed.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from dfkd.data.dataset import ManifestDataset, build_loader
 from dfkd.data.manifest import Manifest, read_manifest
 from dfkd.data.scan import SPLITS
 from dfkd.data.transforms import build_eval_transform
-from dfkd.utils import sha256_file, track, write_json
+from dfkd.models.weights import weights_digest
+from dfkd.utils import track, write_json
 
 logger = logging.getLogger(__name__)
-CACHE_FORMAT = 1
+# 1: stamped with the teacher file's SHA-256; 2: with the digest of its weights (a rewritten card keeps the cache).
+CACHE_FORMAT = 2
 
 
 class CacheMismatchError(ValueError):
@@ -35,7 +40,7 @@ class CacheStamp:
     """What a cache was computed from."""
 
     manifest_hash: str
-    teacher_hash: str
+    teacher_weights: str
     resize_size: int
     input_size: int
     mean: tuple[float, ...]
@@ -57,8 +62,11 @@ class CacheStamp:
                 f"manifest differs (cache {self.manifest_hash[:12]}, now {other.manifest_hash[:12]}): "
                 "the dataset changed"
             )
-        if self.teacher_hash != other.teacher_hash:
-            lines.append(f"teacher file differs (cache {self.teacher_hash[:12]}, now {other.teacher_hash[:12]})")
+        if self.teacher_weights != other.teacher_weights:
+            lines.append(
+                f"teacher weights differ (cache {self.teacher_weights[:12]}, now {other.teacher_weights[:12]}): "
+                "another or a retrained teacher"
+            )
         if self.transform_text() != other.transform_text():
             lines.append(f"transform differs (cache {self.transform_text()}, now {other.transform_text()})")
         if self.format != other.format:
@@ -78,7 +86,7 @@ def teacher_view(teacher_preprocessing: dict, *, resize_size: int | None = None,
 
 def make_stamp(manifest: Manifest, teacher_path: str | os.PathLike[str], view: dict) -> CacheStamp:
     """The stamp a cache of ``teacher_path`` on ``manifest`` with ``view`` must carry."""
-    return CacheStamp(manifest_hash=manifest.content_hash, teacher_hash=sha256_file(teacher_path), **view)
+    return CacheStamp(manifest_hash=manifest.content_hash, teacher_weights=weights_digest(teacher_path), **view)
 
 
 def _read_stamp(cache_dir: Path) -> CacheStamp:
@@ -86,6 +94,12 @@ def _read_stamp(cache_dir: Path) -> CacheStamp:
     if not path.exists():
         raise CacheMismatchError(f"{cache_dir} is not a dfkd logit cache (no stamp.json)")
     data = json.loads(path.read_text())
+    if data.get("format") != CACHE_FORMAT:
+        raise CacheMismatchError(
+            f"logit cache {cache_dir} does not match: cache format differs (cache {data.get('format')}, now "
+            f"{CACHE_FORMAT}: the stamp now holds the digest of the teacher's weights, not the file's hash); "
+            "run `dfkd cache-logits` again"
+        )
     data["mean"], data["std"] = tuple(data["mean"]), tuple(data["std"])
     return CacheStamp(**data)
 
@@ -115,15 +129,18 @@ def compute_logit_cache(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(manifest_path)
-    teacher, metadata = load_model(teacher_path, device=device)
+    teacher, card = load_model(teacher_path, device=device)
     teacher = frozen_inference_model(teacher)  # BatchNorm folded, channels-last: the same logits, faster
-    view = teacher_view(metadata["preprocessing"], resize_size=resize_size, input_size=input_size)
+    view = teacher_view(card.preprocessing.as_dict(), resize_size=resize_size, input_size=input_size)
     stamp = make_stamp(manifest, teacher_path, view)
     stamp_path = out / "stamp.json"
     if stamp_path.exists():
-        old = _read_stamp(out)
-        if old != stamp:
-            logger.info("cache in %s is stale (%s); recomputing", out, "; ".join(old.differences(stamp)))
+        try:
+            stale = "; ".join(_read_stamp(out).differences(stamp))
+        except CacheMismatchError as error:  # an older cache format
+            stale = str(error)
+        if stale:
+            logger.info("cache in %s is stale (%s); recomputing", out, stale)
             for split in SPLITS:
                 for suffix in (".safetensors", ".partial.safetensors"):
                     (out / f"{split}{suffix}").unlink(missing_ok=True)
@@ -172,7 +189,8 @@ def load_logit_cache(
     """Load cached logits per split after checking the stamp against the manifest (and ``expected`` when given).
 
     Raises:
-        CacheMismatchError: naming what differs (manifest, teacher file, transform) or what is missing.
+        CacheMismatchError: naming what differs (manifest, teacher weights, transform, cache format) or what is
+            missing.
     """
     cache = Path(cache_dir)
     stamp = _read_stamp(cache)

@@ -1,7 +1,8 @@
-"""Reading weight files (safetensors or torch state dicts) and loading them strictly."""
+"""Reading weight files (safetensors or torch state dicts), loading them strictly, and the weights' digest."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -9,14 +10,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dfkd.card import ModelFileError
+
 logger = logging.getLogger(__name__)
 
 _NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "module")
 _MAX_KEYS_SHOWN = 20
-
-
-class ModelFileError(ValueError):
-    """A model or weight file is missing, unreadable, not a dfkd model, or does not match the architecture."""
 
 
 def _format_keys(keys: Iterable[str]) -> str:
@@ -86,3 +85,26 @@ def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor],
         shown = "; ".join(wrong_shapes[:_MAX_KEYS_SHOWN])
         raise ModelFileError(f"{source}: {len(wrong_shapes)} tensors have the wrong shape: {shown}")
     module.load_state_dict(state, strict=True)
+
+
+def weights_digest(path: str | Path) -> str:
+    """SHA-256 of a safetensors file's tensors (name, dtype, shape and bytes, in sorted name order), metadata excluded.
+
+    Rewriting a model file's card (a calibrated threshold, new metrics) leaves the digest unchanged; changing any
+    weight, buffer, dtype or shape changes it.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: weight file not found")
+    digest = hashlib.sha256()
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            for name in sorted(handle.keys()):
+                tensor = handle.get_tensor(name).contiguous()
+                digest.update(f"{name}\0{str(tensor.dtype).removeprefix('torch.')}\0{list(tensor.shape)}\0".encode())
+                digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from error
+    return digest.hexdigest()

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from optuna.storages import RDBStorage
 
-from dfkd.config import ConfigError, RunConfig, validate_config
+from dfkd.config import ConfigError, validate_config
 from dfkd.sweep.outputs import SweepSummary, write_outputs
 from dfkd.sweep.spec import (
     CACHE_KEYS,
@@ -45,9 +45,18 @@ def _uses_distillation(spec: SweepSpec, base: dict[str, Any]) -> bool:
 
 
 def share_teacher_cache(spec: SweepSpec, base: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Compute the teacher's logits once (into ``teacher.cache`` or ``OUT/teacher_logits``) and point every trial at
-    them; the cache is per image, so batch size, lr, α, T and the loss may vary freely."""
-    from dfkd.data.transforms import is_random_augment
+    """Compute the teacher's logits once (into ``teacher.cache`` or ``OUT/teacher_logits``), gate the teacher, and
+    point every trial at them; the cache is per image, so batch size, lr, α, T and the loss may vary freely.
+
+    Whether a cache applies is the trainer's own rule (:func:`dfkd.distill.distillers.teacher_source`): a teacher
+    run online (random augmentation, mixup, feature losses, ``teacher.online``) gets no shared cache.
+    """
+    import torch
+
+    from dfkd.data.manifest import read_manifest
+    from dfkd.distill.distillers import CachedLogits, build_distiller, teacher_gate, teacher_source
+    from dfkd.sweep.trial import device_for
+    from dfkd.train.setup import student_view
 
     config = validate_config(base)
     if not _uses_distillation(spec, base) or config.teacher.model is None:
@@ -56,46 +65,22 @@ def share_teacher_cache(spec: SweepSpec, base: dict[str, Any], out: Path) -> dic
     if varied:
         logger.warning("the sweep varies %s: each trial computes its own teacher logits", ", ".join(varied))
         return base
-    if config.teacher.online or is_random_augment(config.data.augment):
-        logger.info("the teacher runs online in every trial (teacher.online or a random data.augment)")
+    if config.distill.loss == "none":  # the grid or space turns distillation on: judge the rule with it on
+        config = config.model_copy(update={"distill": config.distill.model_copy(update={"loss": "kl"})})
+    if teacher_source(config) != "cache":
+        logger.info("the teacher runs online in every trial: no shared logit cache")
         return base
-    import torch
-
-    from dfkd.distill.logit_cache import compute_logit_cache
-
-    cache_dir = Path(config.teacher.cache) if config.teacher.cache else out / "teacher_logits"
-    use_cuda = config.train.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
-    assert config.data.manifest is not None
-    logger.info("teacher logits for every trial: %s", cache_dir)
-    compute_logit_cache(
-        config.teacher.model,
-        config.data.manifest,
-        cache_dir,
-        resize_size=config.data.resize_size,
-        input_size=config.data.input_size,
-        num_workers=config.data.num_workers,
-        device="cuda" if use_cuda else "cpu",
-        splits=("train", "val"),
-    )
-    _teacher_gate(config, cache_dir)
-    shared = copy.deepcopy(base)
-    set_dotted(shared, "teacher.cache", str(cache_dir.resolve()))
-    return shared
-
-
-def _teacher_gate(config: RunConfig, cache_dir: Path) -> None:
-    """The trainer's teacher gate, once for the whole sweep (a weak teacher fails here, not in every trial)."""
-    import torch
-
-    from dfkd.data.manifest import read_manifest
-    from dfkd.distill.logit_cache import load_logit_cache
-    from dfkd.train.teacher_signal import teacher_gate
-
     assert config.data.manifest is not None
     manifest = read_manifest(config.data.manifest)
-    logits = load_logit_cache(cache_dir, manifest, splits=("val",))["val"]
+    distiller = build_distiller(config, manifest, student_view(config), out, device_for(config))
+    assert isinstance(distiller, CachedLogits) and distiller.cache_dir is not None
+    logger.info("teacher logits for every trial: %s", distiller.cache_dir)
+    # The trainer's gate, once for the whole sweep: a weak teacher fails here, not in every trial.
     labels = torch.tensor(manifest.labels("val"), dtype=torch.float32)
-    teacher_gate(logits, labels, min_auc=config.teacher.min_auc, skip=config.teacher.skip_gate)
+    teacher_gate(distiller.cache["val"], labels, min_auc=config.teacher.min_auc, skip=config.teacher.skip_gate)
+    shared = copy.deepcopy(base)
+    set_dotted(shared, "teacher.cache", str(distiller.cache_dir.resolve()))
+    return shared
 
 
 def _check_data(base: dict[str, Any]) -> None:

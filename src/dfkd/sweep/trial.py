@@ -57,7 +57,8 @@ def history_value(objective: str, row: dict) -> float:
     return float(row.get(objective, math.nan))
 
 
-def _device(config: RunConfig) -> str:
+def device_for(config: RunConfig) -> str:
+    """``cuda`` when the config allows it and one is present, else ``cpu``."""
     import torch
 
     if config.train.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available():
@@ -73,13 +74,13 @@ def validate_model(config: RunConfig, model_path: Path) -> dict[str, Any]:
     from dfkd.models import load_model
 
     assert config.data.manifest is not None
-    device = _device(config)
-    model, metadata = load_model(model_path, device=device)
+    device = device_for(config)
+    model, card = load_model(model_path, device=device)
     predictions = predict_split(
         model,
         read_manifest(config.data.manifest),
         "val",
-        metadata["preprocessing"],
+        card.preprocessing.as_dict(),
         batch_size=config.data.eval_batch_size or config.data.batch_size,
         num_workers=config.data.num_workers,
         device=device,
@@ -129,9 +130,9 @@ def _read_history(run_dir: Path) -> list[dict]:
 
 
 def _best_epoch_of(run_dir: Path) -> int:
-    from dfkd.models import read_model_metadata
+    from dfkd.models import read_model_card
 
     path = run_dir / "model.safetensors"
     if not path.exists():
         return -1
-    return int(read_model_metadata(path).get("metrics", {}).get("epoch", -1))
+    return int(read_model_card(path).metrics.get("epoch", -1))

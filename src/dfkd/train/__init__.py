@@ -1,6 +1,6 @@
-"""Training: one loop for teachers and students."""
+"""Training: one loop for teachers and students (:mod:`dfkd.train.loop`)."""
 
-from dfkd.train.teacher_signal import TeacherGateError
-from dfkd.train.trainer import SimulatedInterruption, TrainResult, train
+from dfkd.distill.distillers import TeacherGateError
+from dfkd.train.loop import TrainResult, evaluate, train, train_one_epoch
 
-__all__ = ["SimulatedInterruption", "TeacherGateError", "TrainResult", "train"]
+__all__ = ["TeacherGateError", "TrainResult", "evaluate", "train", "train_one_epoch"]

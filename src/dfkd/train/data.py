@@ -1,0 +1,127 @@
+"""What the loop feeds the student: the train / val loaders (resumable sampler), unlabelled batches, mixup."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from lightning_fabric import Fabric
+from torch.utils.data import DataLoader
+
+from dfkd.config import RunConfig
+from dfkd.data.dataset import ManifestDataset, UnlabeledDataset, build_loader
+from dfkd.data.images import list_image_files
+from dfkd.data.manifest import Manifest
+from dfkd.data.transforms import build_eval_transform, build_train_transform
+from dfkd.models.fast import channels_last_input
+from dfkd.train.sampler import EpochSampler
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunData:
+    """The datasets, their Fabric-wrapped loaders and the train sampler (positioned per epoch for exact resume)."""
+
+    train_set: ManifestDataset
+    val_set: ManifestDataset
+    train_loader: DataLoader | None = None
+    val_loader: DataLoader | None = None
+    train_sampler: EpochSampler | None = None
+    unlabeled: Iterator[torch.Tensor] | None = None
+
+
+def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData:
+    """The train (augmented) and val (eval transform) splits; both must hold images."""
+    on_error = config.data.on_error
+    train_set = ManifestDataset(
+        manifest, "train", build_train_transform(**view, augment=config.data.augment), on_error=on_error
+    )
+    val_set = ManifestDataset(manifest, "val", build_eval_transform(**view), on_error=on_error)
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError(f"{manifest.path}: the train and val splits must both hold images")
+    return RunData(train_set, val_set)
+
+
+def build_loaders(fabric: Fabric, config: RunConfig, data: RunData, view: dict) -> None:
+    """Set ``data``'s loaders (sharded by rank), and its stream of unlabelled batches when ``data.unlabeled``."""
+    rank, world_size = fabric.global_rank, fabric.world_size
+    data.train_sampler = EpochSampler(
+        len(data.train_set), shuffle=True, seed=config.train.seed, rank=rank, world_size=world_size
+    )
+    val_sampler = EpochSampler(len(data.val_set), shuffle=False, rank=rank, world_size=world_size)
+    loader_args = {"num_workers": config.data.num_workers, "pin_memory": fabric.device.type == "cuda"}
+    train_loader = build_loader(
+        data.train_set,
+        batch_size=config.data.batch_size,
+        sampler=data.train_sampler,
+        seed=config.train.seed,
+        **loader_args,
+    )
+    val_loader = build_loader(
+        data.val_set,
+        batch_size=config.data.eval_batch_size or config.data.batch_size,
+        sampler=val_sampler,
+        **loader_args,
+    )
+    data.train_loader, data.val_loader = fabric.setup_dataloaders(
+        train_loader, val_loader, use_distributed_sampler=False
+    )
+    if config.data.unlabeled:
+        data.unlabeled = unlabeled_batches(fabric, config, view, loader_args)
+
+
+def memory_format(config: RunConfig, images: torch.Tensor) -> torch.Tensor:
+    """The batch in the memory format the model's weights are in (``train.channels_last``)."""
+    return channels_last_input(images) if config.train.channels_last else images
+
+
+def mix_batch(
+    images: torch.Tensor, labels: torch.Tensor | None, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mixup: each image blended with another of the batch by λ ~ Beta(α, α); labels become the same blend.
+
+    Drawn from torch's RNG, so a resumed run mixes the same pairs. With KD the teacher scores the mixed images
+    themselves (function matching), so its targets follow the blend without being interpolated.
+    """
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    lam = max(lam, 1.0 - lam)  # the first image dominates: the blend stays close to a real face
+    order = torch.randperm(len(images)).to(images.device)
+    mixed = lam * images + (1.0 - lam) * images[order]
+    if labels is None:
+        return mixed, None
+    labels = labels.float()
+    return mixed, lam * labels + (1.0 - lam) * labels[order]
+
+
+def unlabeled_batches(fabric: Fabric, config: RunConfig, view: dict, loader_args: dict) -> Iterator[torch.Tensor]:
+    """An endless stream of unlabelled batches (folders in ``data.unlabeled``), augmented like the training view and
+    mixed like the labelled batches (``data.mixup``)."""
+    paths = [path for folder in config.data.unlabeled for path in list_image_files(folder)]
+    if not paths:
+        raise ValueError(f"data.unlabeled: no images found under {', '.join(config.data.unlabeled)}")
+    logger.info("distilling on %d unlabelled images seen only through the teacher", len(paths))
+    dataset = UnlabeledDataset(paths, build_train_transform(**view, augment=config.data.augment))
+    sampler = EpochSampler(
+        len(paths), shuffle=True, seed=config.train.seed + 1, rank=fabric.global_rank, world_size=fabric.world_size
+    )
+    loader = fabric.setup_dataloaders(
+        build_loader(
+            dataset, batch_size=config.data.batch_size, sampler=sampler, seed=config.train.seed + 1, **loader_args
+        ),
+        use_distributed_sampler=False,
+    )
+    return _endless(loader, sampler, config)
+
+
+def _endless(loader: DataLoader, sampler: EpochSampler, config: RunConfig) -> Iterator[torch.Tensor]:
+    epoch = 0
+    while True:
+        sampler.set_position(epoch)
+        for batch in loader:
+            if batch is not None and len(batch[0]) > 1:
+                images = memory_format(config, batch[0])
+                yield mix_batch(images, None, config.data.mixup)[0] if config.data.mixup > 0 else images
+        epoch += 1
