@@ -1,0 +1,71 @@
+"""The logit cache is stamped with the teacher's weights, not its file: rewriting the card keeps the cache valid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfkd.data import read_manifest
+from dfkd.distill.logit_cache import CacheMismatchError, compute_logit_cache, load_logit_cache, make_stamp, teacher_view
+from dfkd.models import create_model, load_model, read_model_card, save_model, update_card
+from dfkd.models.weights import weights_digest
+from dfkd.utils import sha256_file
+
+GEOMETRY = {"resize_size": 40, "input_size": 32, "num_workers": 0}
+
+
+def _tiny_teacher(path: Path) -> Path:
+    torch.manual_seed(0)
+    save_model(create_model("resnet8"), path, {"role": "teacher"})
+    return path
+
+
+def _expected(manifest_path: Path, teacher: Path):
+    view = teacher_view(read_model_card(teacher).preprocessing.as_dict(), resize_size=40, input_size=32)
+    return make_stamp(read_manifest(manifest_path), teacher, view)
+
+
+def test_weights_digest_ignores_the_card_and_sees_every_weight(tmp_path: Path) -> None:
+    teacher = _tiny_teacher(tmp_path / "teacher.safetensors")
+    digest, file_hash = weights_digest(teacher), sha256_file(teacher)
+    model, card = load_model(teacher)
+    update_card(teacher, card.model_copy(update={"threshold": 0.31}))
+    assert read_model_card(teacher).threshold == pytest.approx(0.31)
+    assert sha256_file(teacher) != file_hash and weights_digest(teacher) == digest
+    with torch.no_grad():
+        model.fc.bias.add_(1e-3)
+    save_model(model, tmp_path / "changed.safetensors", card)
+    assert weights_digest(tmp_path / "changed.safetensors") != digest
+
+
+def test_cache_survives_a_new_threshold_and_refuses_other_weights(easy_manifest: Path, tmp_path: Path) -> None:
+    teacher = _tiny_teacher(tmp_path / "teacher.safetensors")
+    cache = compute_logit_cache(teacher, easy_manifest, tmp_path / "cache", **GEOMETRY)
+    manifest = read_manifest(easy_manifest)
+    model, card = load_model(teacher)
+    update_card(teacher, card.model_copy(update={"threshold": 0.2}))  # what `dfkd evaluate --threshold auto` does
+    logits = load_logit_cache(cache, manifest, expected=_expected(easy_manifest, teacher))
+    assert logits["train"].shape == (len(manifest.split("train")),)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    save_model(model, teacher, card)
+    with pytest.raises(CacheMismatchError, match="teacher weights differ"):
+        load_logit_cache(cache, manifest, expected=_expected(easy_manifest, teacher))
+
+
+def test_a_cache_of_the_old_format_is_refused_then_recomputed(easy_manifest: Path, tmp_path: Path) -> None:
+    teacher = _tiny_teacher(tmp_path / "teacher.safetensors")
+    cache = compute_logit_cache(teacher, easy_manifest, tmp_path / "cache", **GEOMETRY)
+    stamp_path = cache / "stamp.json"
+    stamp = json.loads(stamp_path.read_text())
+    old = {**{k: v for k, v in stamp.items() if k != "teacher_weights"}, "teacher_hash": "ab" * 32, "format": 1}
+    stamp_path.write_text(json.dumps(old))
+    manifest = read_manifest(easy_manifest)
+    with pytest.raises(CacheMismatchError, match="cache format differs .*teacher's weights"):
+        load_logit_cache(cache, manifest)
+    compute_logit_cache(teacher, easy_manifest, cache, **GEOMETRY)
+    assert json.loads(stamp_path.read_text())["format"] == 2
+    load_logit_cache(cache, manifest, expected=_expected(easy_manifest, teacher))
