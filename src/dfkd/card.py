@@ -10,6 +10,7 @@ bounds or a label map other than real/fake make the file unusable, with a messag
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any, Literal
@@ -168,6 +169,15 @@ class ModelCard(_Frozen):
     def to_json_dict(self) -> dict[str, Any]:
         """The card as JSON-ready data (what is written into model files)."""
         return self.model_dump(mode="json", exclude_none=False)
+
+
+def card_from_json(text: str, source: str = "model") -> ModelCard:
+    """Parse and validate a card stored as JSON text (a model file's or an ONNX file's metadata entry)."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CardError(f"{source}: not a dfkd model file (its dfkd metadata is not JSON: {error})") from None
+    return card_from_dict(record, source)
 
 
 def card_from_dict(record: Any, source: str = "model") -> ModelCard:

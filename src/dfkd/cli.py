@@ -53,7 +53,8 @@ def main(
 
 
 for _module in COMMAND_MODULES:
-    _module.register(app)
+    for _name, _command in _module.COMMANDS.items():
+        app.command(_name)(_command)
 
 if __name__ == "__main__":
     app()

@@ -110,3 +110,16 @@ def sigmoid(logits: Any) -> Any:
     import numpy as np
 
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(logits, dtype=np.float64), -500, 500)))
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> Any:
+    """A module ``__getattr__`` importing each export's module (``{name: "dfkd.x.y"}``) on first use, so a package
+    can list its API without importing heavy dependencies (torch) for callers that need only a light part."""
+    import importlib
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            return getattr(importlib.import_module(exports[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -5,7 +5,9 @@ It sits below the command modules (they import it; it imports none of them, nor 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -32,6 +34,24 @@ def training_errors() -> tuple[type[Exception], ...]:
     from dfkd.train import TeacherGateError
 
     return ConfigError, CacheMismatchError, TeacherGateError, ModelFileError, ImageLoadError
+
+
+def input_errors() -> tuple[type[Exception], ...]:
+    """What the library raises for bad input: configs, files, images, model files, caches, face detectors, teachers."""
+    from dfkd.faces.backends import FaceDetectorUnavailable
+
+    return (ValueError, FileNotFoundError, FaceDetectorUnavailable, *training_errors())
+
+
+@contextlib.contextmanager
+def reported_errors(*extra: type[Exception], code: int = 2) -> Iterator[None]:
+    """Turn bad-input errors (``input_errors`` and ``extra``) into one red line and exit ``code``, no traceback."""
+    try:
+        yield
+    except Exception as error:
+        if isinstance(error, (*input_errors(), *extra)):
+            raise fail(str(error), code) from None
+        raise
 
 
 def face_model_path(face_model: Path | None) -> str | None:

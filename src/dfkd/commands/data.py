@@ -8,16 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from dfkd.commands.common import fail, out_console
+from dfkd.commands.common import fail, out_console, reported_errors
 
 if TYPE_CHECKING:
     from dfkd.data.build import ScanReport
-
-
-def register(app: typer.Typer) -> None:
-    """Add `make-demo-data` and `scan` to the app."""
-    app.command("make-demo-data")(make_demo_data)
-    app.command("scan")(scan)
 
 
 def make_demo_data(
@@ -81,14 +75,15 @@ def scan(
     from dfkd.data.build import build_manifest
     from dfkd.data.manifest import parse_ratios
 
-    try:
+    with reported_errors():
         ratio_values = parse_ratios(ratios)
         report = build_manifest(
             roots, out, ratios=ratio_values, seed=seed, resplit=resplit, verify=verify, workers=workers
         )
-    except (ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from None
     _print_counts(report)
     out_console.print(f"manifest written to [bold]{report.manifest_path}[/] (hash {report.content_hash[:12]})")
     if not report.samples:
         raise fail("no labelled images found", code=1)
+
+
+COMMANDS = {"make-demo-data": make_demo_data, "scan": scan}

@@ -8,11 +8,6 @@ from typing import Annotated
 import typer
 
 
-def register(app: typer.Typer) -> None:
-    """Add `demo` to the app."""
-    app.command("demo")(demo)
-
-
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for data, runs and the report.")] = Path("runs/demo"),
     data: Annotated[
@@ -28,14 +23,12 @@ def demo(
     ] = None,
 ) -> None:
     """Make data, train a teacher, cache its logits, train students (no KD, KD-KL, KD-MSE), evaluate, report."""
-    from dfkd.commands.common import fail, out_console
-    from dfkd.config import ConfigError
+    from dfkd.commands.common import fail, out_console, reported_errors
     from dfkd.demo import run_demo
-    from dfkd.train import TeacherGateError
 
     if faces not in ("crop", "none"):
         raise fail(f"--faces must be 'crop' or 'none', got {faces!r}")
-    try:
+    with reported_errors():
         result = run_demo(
             out,
             data_roots=data,
@@ -44,7 +37,8 @@ def demo(
             per_class=per_class,
             overrides=overrides or [],
         )
-    except (ConfigError, TeacherGateError, ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from None
     total = sum(result.timings.values())
     out_console.print(f"demo finished ({total:.0f} s of new work); report: [bold]{result.report}[/]")
+
+
+COMMANDS = {"demo": demo}

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dfkd.commands.common import FACE_MODEL_ENV, console, face_model_path, fail, out_console
+from dfkd.commands.common import FACE_MODEL_ENV, console, face_model_path, fail, out_console, reported_errors
 
 MAX_TABLE_ROWS = 200
 
@@ -36,7 +36,6 @@ def export(
     ] = False,
 ) -> None:
     """Export a model to ONNX (dynamic batch, metadata inside) with a parity check; optionally quantise to INT8."""
-    from dfkd.models import ModelFileError
 
     if format.lower() != "onnx":
         raise fail(f"unsupported format {format!r}: only onnx")
@@ -46,7 +45,7 @@ def export(
 
     fp32_out = out.with_name(f"{out.stem}.fp32.onnx") if int8 else out
     checks: list[Any] | None = list(check_images) if check_images else ([calibration] if calibration else None)
-    try:
+    with reported_errors():
         report = export_onnx(model, fp32_out, opset=opset, check_images=checks)
         parity = report["parity"]
         out_console.print(
@@ -72,8 +71,6 @@ def export(
                 f"agreement {int8_report['agreement']:.2f} %"
             )
             passed = passed and int8_report["passed"]
-    except (ModelFileError, ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from None
     if not passed:
         raise fail("the export check failed (the file was written; see above)", code=1)
 
@@ -186,14 +183,12 @@ def detect(
     ] = None,
 ) -> None:
     """Score images, folders and videos (or a live camera / stream) for deepfakes; exit 1 when nothing worked."""
-    from dfkd.faces.detect import FaceDetectorUnavailable
     from dfkd.inference.detector import Detector
-    from dfkd.models import ModelFileError
 
     live_source: int | str | None = camera if camera is not None else stream
     if not paths and live_source is None:
         raise fail("give PATH(s) to score, or --camera / --stream for live detection")
-    try:
+    with reported_errors():
         detector = Detector.load(
             model,
             device=device,
@@ -202,8 +197,6 @@ def detect(
             batch_size=batch_size,
             margin=margin,
         )
-    except (ModelFileError, FaceDetectorUnavailable, ValueError) as error:
-        raise fail(str(error)) from None
     if live_source is not None:
         _run_live(detector, live_source, faces, window, max_frames)
         return
@@ -242,7 +235,4 @@ def detect(
         raise fail("nothing could be processed", code=1)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``export`` and ``detect`` to the dfkd command line."""
-    app.command("export")(export)
-    app.command("detect")(detect)
+COMMANDS = {"export": export, "detect": detect}

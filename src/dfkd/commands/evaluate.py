@@ -7,14 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands.common import fail, out_console
-
-
-def register(app: typer.Typer) -> None:
-    """Add `evaluate`, `benchmark` and `report` to the app."""
-    app.command("evaluate")(evaluate)
-    app.command("benchmark")(benchmark)
-    app.command("report")(report)
+from dfkd.commands.common import fail, out_console, reported_errors
 
 
 def evaluate(
@@ -32,7 +25,6 @@ def evaluate(
 ) -> None:
     """Predict one split and write predictions.csv and metrics.json (accuracy, F1, AUC, EER, ECE, per source …)."""
     from dfkd.evaluate.evaluator import evaluate_model
-    from dfkd.models import ModelFileError
 
     value: str | float | None = threshold
     if threshold not in (None, "auto"):
@@ -40,7 +32,7 @@ def evaluate(
             value = float(threshold)
         except ValueError:
             raise fail(f"--threshold must be 'auto' or a number, got {threshold!r}") from None
-    try:
+    with reported_errors():
         metrics = evaluate_model(
             model,
             manifest,
@@ -51,8 +43,6 @@ def evaluate(
             num_workers=num_workers,
             device=device,
         )
-    except (ModelFileError, ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from None
     out_console.print(
         f"{split}: n={metrics['n']} accuracy {metrics['accuracy']:.4f} F1(fake) {metrics['f1']:.4f} "
         f"F1(real) {metrics['f1_real']:.4f} AUC {metrics['roc_auc']:.4f} EER {metrics['eer']:.4f} "
@@ -77,10 +67,9 @@ def benchmark(
 ) -> None:
     """Measure params, GFLOPs, throughput and latency (model-only, end to end, and the reference's FPS)."""
     from dfkd.deploy.benchmark import run_benchmark
-    from dfkd.models import ModelFileError
     from dfkd.utils import write_json
 
-    try:
+    with reported_errors(KeyError):
         sizes = tuple(int(v) for v in batch_size.split(","))
         result = run_benchmark(
             model,
@@ -95,8 +84,6 @@ def benchmark(
             max_images=max_images,
             min_seconds=seconds,
         )
-    except (ModelFileError, ValueError, FileNotFoundError, KeyError) as error:
-        raise fail(str(error)) from None
     write_json(out, result)
     for size, row in result["model_only"].items():
         out_console.print(
@@ -117,8 +104,9 @@ def report(
     """Write report.md with the reference's tables filled from these runs, and PNG figures."""
     from dfkd.evaluate.report import build_report
 
-    try:
+    with reported_errors():
         path = build_report(runs, out)
-    except (ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from None
     out_console.print(f"report written to [bold]{path}[/]")
+
+
+COMMANDS = {"evaluate": evaluate, "benchmark": benchmark, "report": report}

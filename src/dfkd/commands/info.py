@@ -12,11 +12,6 @@ from rich.table import Table
 from dfkd.commands.common import fail, out_console
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``info`` to the app."""
-    app.command("info")(info)
-
-
 def info(
     model: Annotated[Path, typer.Argument(help="dfkd model file (.safetensors) or exported .onnx.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False,
@@ -47,3 +42,6 @@ def _read_card(path: Path):
     from dfkd.models.checkpoint import read_model_card
 
     return read_model_card(path)
+
+
+COMMANDS = {"info": info}

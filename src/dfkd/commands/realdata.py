@@ -7,14 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands.common import FACE_MODEL_ENV, face_model_path, fail, out_console, training_errors
-
-
-def register(app: typer.Typer) -> None:
-    """Add `crop-faces`, `cross-source` and `robustness` to the app."""
-    app.command("crop-faces")(crop_faces)
-    app.command("cross-source")(cross_source)
-    app.command("robustness")(robustness)
+from dfkd.commands.common import FACE_MODEL_ENV, face_model_path, fail, out_console, reported_errors, training_errors
 
 
 def crop_faces(
@@ -122,10 +115,9 @@ def robustness(
 ) -> None:
     """AUC and accuracy under JPEG, blur, downscaling, noise and brightness/contrast, at severities 0 (clean) to 5."""
     from dfkd.evaluate.robustness import run_robustness
-    from dfkd.models import ModelFileError
 
     target = out if out is not None else models[0].parent / "robustness"
-    try:
+    with reported_errors():
         summary = run_robustness(
             models,
             manifest,
@@ -137,8 +129,6 @@ def robustness(
             device=device,
             seed=seed,
         )
-    except (ModelFileError, ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from None
     for result in summary["results"]:
         means = ", ".join(
             f"{name} {row['mean_auc']:.3f}" if row["mean_auc"] is not None else f"{name} –"
@@ -147,3 +137,6 @@ def robustness(
         clean = result["clean"]["auc"]
         out_console.print(f"{result['name']}: clean AUC {'–' if clean is None else f'{clean:.3f}'}; mean AUC {means}")
     out_console.print(f"written to [bold]{target}[/] (robustness.md, robustness.json, robustness.png)")
+
+
+COMMANDS = {"crop-faces": crop_faces, "cross-source": cross_source, "robustness": robustness}

@@ -8,13 +8,8 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from dfkd.commands.common import FACE_MODEL_ENV, console, face_model_path, fail
+from dfkd.commands.common import FACE_MODEL_ENV, console, face_model_path, fail, reported_errors
 from dfkd.serve.settings import API_KEY_ENV, DEFAULT_LIMITS, MIB, ServeLimits, ServeSettings
-
-
-def register(app: typer.Typer) -> None:
-    """Add `serve` to the app."""
-    app.command("serve")(serve)
 
 
 def limit_help(name: str) -> str:
@@ -57,8 +52,6 @@ def serve(
     max_batch: Annotated[int, typer.Option(help=limit_help("max_batch"))] = DEFAULT_LIMITS.max_batch,
 ) -> None:
     """Serve the model over HTTP: POST /v1/detect, GET /v1/model, /healthz, the upload page at / and docs at /docs."""
-    from dfkd.faces.detect import FaceDetectorUnavailable
-    from dfkd.models import ModelFileError
     from dfkd.serve.server import build_app, run_server
 
     try:
@@ -86,11 +79,9 @@ def serve(
         raise fail(settings_problems(error)) from None
     if not model.is_file():
         raise fail(f"{model}: model file not found")
-    try:
+    with reported_errors():
         # Load here even for several workers, so a bad model or option fails once with a clear message.
         service = build_app(settings)
-    except (ModelFileError, FaceDetectorUnavailable, ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from None
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     console.print(f"serving [bold]{model}[/] on http://{shown}:{port}/ (API docs at /docs)")
     if api_key:
@@ -110,3 +101,6 @@ def settings_problems(error: ValidationError) -> str:
         name = str(item["loc"][-1]) if item["loc"] else "settings"
         problems.append(f"--{options.get(name, name).replace('_', '-')}: {item['msg']}")
     return "; ".join(problems)
+
+
+COMMANDS = {"serve": serve}

@@ -10,11 +10,6 @@ import typer
 from dfkd.commands.common import fail, out_console, training_errors
 
 
-def register(app: typer.Typer) -> None:
-    """Add `sweep` to the app."""
-    app.command("sweep")(sweep)
-
-
 def sweep(
     config: Annotated[Path, typer.Option("--config", "-c", help="Sweep YAML (see configs/seed_sweep.yaml).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Sweep folder: trials/, sweep.csv, sweep.md, best.yaml.")],
@@ -52,3 +47,6 @@ def sweep(
         out_console.print(f"best: trial {summary.best_number} (validation {summary.best_value:.4f})")
         out_console.print(f"best config: [bold]{summary.best_yaml}[/] (dfkd train --config {summary.best_yaml})")
     out_console.print(f"table: [bold]{summary.out / 'sweep.md'}[/]")
+
+
+COMMANDS = {"sweep": sweep}

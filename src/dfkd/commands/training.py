@@ -8,13 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands.common import fail, out_console, training_errors
-
-
-def register(app: typer.Typer) -> None:
-    """Add `train` and `cache-logits` to the app."""
-    app.command("train")(train_command)
-    app.command("cache-logits")(cache_logits)
+from dfkd.commands.common import out_console, reported_errors
 
 
 def train_command(
@@ -31,11 +25,9 @@ def train_command(
     from dfkd.config import load_config
     from dfkd.train import train
 
-    try:
+    with reported_errors():
         run_config = load_config(config, overrides or [])
         result = train(run_config, out, resume=resume)
-    except (*training_errors(), ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
     out_console.print(
@@ -56,9 +48,8 @@ def cache_logits(
 ) -> None:
     """Run the teacher once over every split and store its logits, stamped with data, teacher and transform."""
     from dfkd.distill.logit_cache import compute_logit_cache
-    from dfkd.models import ModelFileError
 
-    try:
+    with reported_errors():
         path = compute_logit_cache(
             teacher,
             manifest,
@@ -69,6 +60,7 @@ def cache_logits(
             num_workers=num_workers,
             device=device,
         )
-    except (ModelFileError, ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from None
     out_console.print(f"teacher logits cached in [bold]{path}[/]")
+
+
+COMMANDS = {"train": train_command, "cache-logits": cache_logits}

@@ -6,33 +6,19 @@ import torch (the datasets and transforms do).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dfkd.utils import lazy_exports
 
 _EXPORTS = {
-    "ScanReport": "build",
-    "build_manifest": "build",
-    "ManifestDataset": "dataset",
-    "build_loader": "dataset",
-    "collate_skipping": "dataset",
-    "ImageLoadError": "images",
-    "open_image": "images",
-    "to_pil": "images",
-    "Manifest": "manifest",
-    "parse_ratios": "manifest",
-    "read_manifest": "manifest",
-    "write_manifest": "manifest",
-    "Sample": "scan",
-    "scan_roots": "scan",
-    "build_eval_transform": "transforms",
-    "build_train_transform": "transforms",
+    name: f"dfkd.data.{module}"
+    for module, names in {
+        "build": ("ScanReport", "build_manifest"),
+        "dataset": ("ManifestDataset", "build_loader", "collate_skipping"),
+        "images": ("ImageLoadError", "open_image", "to_pil"),
+        "manifest": ("Manifest", "parse_ratios", "read_manifest", "write_manifest"),
+        "scan": ("Sample", "scan_roots"),
+        "transforms": ("build_eval_transform", "build_train_transform"),
+    }.items()
+    for name in names
 }
-
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dfkd.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"dfkd.data.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

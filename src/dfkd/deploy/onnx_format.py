@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dfkd.card import ModelCard, ModelFileError, card_from_dict
+from dfkd.card import ModelCard, ModelFileError, card_from_json
 
 ONNX_METADATA_KEY = "dfkd"
 ONNX_INPUT_NAME = "images"
@@ -46,11 +46,7 @@ def session_card(session: Any, source: str) -> ModelCard:
     raw = session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
     if raw is None:
         raise ModelFileError(f"{source}: an ONNX file without dfkd metadata (export it with `dfkd export`)")
-    try:
-        record = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"{source}: its dfkd metadata is not JSON ({error})") from None
-    return card_from_dict(record, source)
+    return card_from_json(raw, source)
 
 
 def read_onnx_card(path: str | Path) -> ModelCard:

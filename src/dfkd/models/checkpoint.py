@@ -20,6 +20,7 @@ from dfkd.card import (
     ModelCard,
     Preprocessing,
     card_from_dict,
+    card_from_json,
 )
 from dfkd.models.registry import create_model, default_preprocessing, is_known_model, list_models
 from dfkd.models.weights import ModelFileError, mismatch_message
@@ -119,11 +120,7 @@ def read_model_card(path: str | Path) -> ModelCard:
     raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
     if raw is None:
         raise ModelFileError(f"{path}: not a dfkd model file (a safetensors file without '{METADATA_KEY}' metadata)")
-    try:
-        record = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"{path}: not a dfkd model file (its '{METADATA_KEY}' metadata is not JSON)") from error
-    return card_from_dict(record, str(path))
+    return card_from_json(raw, str(path))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:

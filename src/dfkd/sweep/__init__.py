@@ -6,8 +6,7 @@ Exports are lazy so that a spawned worker imports only what it uses.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dfkd.utils import lazy_exports
 
 _EXPORTS = {
     "SweepRow": "dfkd.sweep.outputs",
@@ -26,8 +25,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Import an export's module on first use."""
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'dfkd.sweep' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
