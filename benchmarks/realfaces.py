@@ -418,7 +418,7 @@ def _pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
 def cross_source_study(args: argparse.Namespace, out: Path, manifest: Path) -> dict[str, Any]:
     """Transfer matrices (student recipe; teacher recipe too with ``--cross-source-teacher``)."""
     from dfkd.config import load_config
-    from dfkd.evaluate.cross_source import run_cross_source
+    from dfkd.experiments.cross_source import run_cross_source
 
     plans = recipes(args)
     names = ["student", "teacher"] if args.cross_source_teacher else ["student"]
@@ -433,7 +433,7 @@ def cross_source_study(args: argparse.Namespace, out: Path, manifest: Path) -> d
 
 def robustness_study(args: argparse.Namespace, out: Path, manifests: dict[str, Path], per_source: dict) -> dict:
     """Robustness of the no-KD student, its ``robust``-augmented twin and the best student by validation AUC."""
-    from dfkd.evaluate.robustness import run_robustness
+    from dfkd.experiments.robustness import run_robustness
 
     variant, source = args.variants[0], args.sources[0]
     manifest = source_manifest(manifests[variant], source, out / "manifests")

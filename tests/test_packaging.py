@@ -18,12 +18,12 @@ SOURCE_CONFIGS = ROOT / "src" / "dfkd" / "configs"
 # Run inside the installed copy, from a folder outside the source tree: every demo preset resolves and validates.
 PROBE = """
 import json, sys
-import dfkd, dfkd.demo
+import dfkd, dfkd.experiments.demo
 from dfkd.config import load_config
 from dfkd.configs import list_configs, resolve_config
 
-folder = dfkd.demo.find_configs_dir()
-demo_files = ["demo_teacher.yaml", *sorted({config for _, config in dfkd.demo.STUDENT_RUNS})]
+folder = dfkd.experiments.demo.find_configs_dir()
+demo_files = ["demo_teacher.yaml", *sorted({config for _, config in dfkd.experiments.demo.STUDENT_RUNS})]
 for name in demo_files:
     load_config(folder / name, ["data.manifest=m.csv"])
 print(json.dumps({

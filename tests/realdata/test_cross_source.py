@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dfkd.data.manifest import read_manifest
-from dfkd.evaluate.cross_source import plan_training_sets, write_subset_manifest
+from dfkd.experiments.cross_source import plan_training_sets, write_subset_manifest
 
 
 def test_plan_has_each_source_all_but_one_and_all() -> None:

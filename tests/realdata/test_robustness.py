@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dfkd.evaluate.robustness import PERTURBATIONS, SEVERITIES, perturb, run_robustness
+from dfkd.experiments.robustness import PERTURBATIONS, SEVERITIES, perturb, run_robustness
 from tests.realdata.helpers import astronaut
 
 

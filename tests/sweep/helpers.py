@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dfkd.config import RunConfig
-from dfkd.sweep.trial import OnEpoch, TrialOutcome
+from dfkd.experiments.sweep.trial import OnEpoch, TrialOutcome
 
 
 def fake_score(config: RunConfig) -> float:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dfkd.sweep import parse_sweep_spec, resolve_base
-from dfkd.sweep.run import share_teacher_cache
+from dfkd.experiments.sweep import parse_sweep_spec, resolve_base
+from dfkd.experiments.sweep.run import share_teacher_cache
 from tests.conftest import TINY
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from dfkd.cli import app
 from dfkd.config import load_config
 from dfkd.evaluate.report import build_report
-from dfkd.sweep import train_and_validate
+from dfkd.experiments.sweep import train_and_validate
 from tests.conftest import TINY
 
 

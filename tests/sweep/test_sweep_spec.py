@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dfkd.config import ConfigError
-from dfkd.sweep import grid_points, load_sweep_spec, parse_sweep_spec, resolve_base, run_sweep, validate_all
-from dfkd.sweep.spec import point_key
+from dfkd.experiments.sweep import grid_points, load_sweep_spec, parse_sweep_spec, resolve_base, run_sweep, validate_all
+from dfkd.experiments.sweep.spec import point_key
 from tests.sweep.helpers import FakeRunner, read_log
 
 CONFIGS = Path(__file__).resolve().parents[2] / "src" / "dfkd" / "configs"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from dfkd.sweep import SweepSpec, parse_sweep_spec, run_sweep
-from dfkd.sweep.run import default_storage
-from dfkd.sweep.spec import grid_points, point_key
-from dfkd.sweep.study import all_trials, claim_waiting, create_or_load_study, open_storage, top_up_grid
+from dfkd.experiments.sweep import SweepSpec, parse_sweep_spec, run_sweep
+from dfkd.experiments.sweep.run import default_storage
+from dfkd.experiments.sweep.spec import grid_points, point_key
+from dfkd.experiments.sweep.study import all_trials, claim_waiting, create_or_load_study, open_storage, top_up_grid
 from tests.sweep.helpers import FakeRunner, read_log
 
 

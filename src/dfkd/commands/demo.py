@@ -24,7 +24,7 @@ def demo(
 ) -> None:
     """Make data, train a teacher, cache its logits, train students (no KD, KD-KL, KD-MSE), evaluate, report."""
     from dfkd.commands.common import fail, out_console, reported_errors
-    from dfkd.demo import run_demo
+    from dfkd.experiments.demo import run_demo
 
     if faces not in ("crop", "none"):
         raise fail(f"--faces must be 'crop' or 'none', got {faces!r}")

@@ -76,7 +76,7 @@ def cross_source(
 ) -> None:
     """Train on each source (and on all but one), test on every source: the transfer matrix (AUC, accuracy)."""
     from dfkd.config import load_config
-    from dfkd.evaluate.cross_source import run_cross_source
+    from dfkd.experiments.cross_source import run_cross_source
 
     try:
         run_config = load_config(config, overrides or [])
@@ -114,7 +114,7 @@ def robustness(
     seed: Annotated[int, typer.Option(help="Seed of the noise perturbation.")] = 0,
 ) -> None:
     """AUC and accuracy under JPEG, blur, downscaling, noise and brightness/contrast, at severities 0 (clean) to 5."""
-    from dfkd.evaluate.robustness import run_robustness
+    from dfkd.experiments.robustness import run_robustness
 
     target = out if out is not None else models[0].parent / "robustness"
     with reported_errors():

@@ -30,7 +30,7 @@ def sweep(
     workers: Annotated[int, typer.Option(help="Worker processes here, all on the same study.")] = 1,
 ) -> None:
     """Run, resume or join a sweep; rank trials on the validation split and write the best config as best.yaml."""
-    from dfkd.sweep import run_sweep
+    from dfkd.experiments.sweep import run_sweep
 
     try:
         summary = run_sweep(config, out, overrides=overrides or [], storage=storage, n_trials=n_trials, workers=workers)

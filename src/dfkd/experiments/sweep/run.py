@@ -14,8 +14,8 @@ import yaml
 from optuna.storages import RDBStorage
 
 from dfkd.config import ConfigError, validate_config
-from dfkd.sweep.outputs import SweepSummary, write_outputs
-from dfkd.sweep.spec import (
+from dfkd.experiments.sweep.outputs import SweepSummary, write_outputs
+from dfkd.experiments.sweep.spec import (
     CACHE_KEYS,
     SweepSpec,
     grid_points,
@@ -24,9 +24,9 @@ from dfkd.sweep.spec import (
     set_dotted,
     validate_all,
 )
-from dfkd.sweep.study import all_trials, create_or_load_study, open_storage, quiet_optuna, top_up_grid
-from dfkd.sweep.trial import train_and_validate
-from dfkd.sweep.worker import Runner, WorkerJob, run_worker
+from dfkd.experiments.sweep.study import all_trials, create_or_load_study, open_storage, quiet_optuna, top_up_grid
+from dfkd.experiments.sweep.trial import train_and_validate
+from dfkd.experiments.sweep.worker import Runner, WorkerJob, run_worker
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def share_teacher_cache(spec: SweepSpec, base: dict[str, Any], out: Path) -> dic
 
     from dfkd.data.manifest import read_manifest
     from dfkd.distill.distillers import CachedLogits, build_distiller, teacher_gate, teacher_source
-    from dfkd.sweep.trial import device_for
+    from dfkd.experiments.sweep.trial import device_for
     from dfkd.train.setup import student_view
 
     config = validate_config(base)

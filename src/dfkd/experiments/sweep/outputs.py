@@ -18,9 +18,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dfkd.config import RunConfig, dump_config
 from dfkd.evaluate.report import markdown_table
-from dfkd.sweep.spec import SweepSpec, get_dotted
-from dfkd.sweep.study import ATTR_ERROR, is_duplicate, quiet_optuna, trial_params
-from dfkd.sweep.trial import objective_value
+from dfkd.experiments.sweep.spec import SweepSpec, get_dotted
+from dfkd.experiments.sweep.study import ATTR_ERROR, is_duplicate, quiet_optuna, trial_params
+from dfkd.experiments.sweep.trial import objective_value
 from dfkd.utils import atomic_write, write_json
 
 logger = logging.getLogger(__name__)

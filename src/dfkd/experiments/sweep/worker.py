@@ -1,8 +1,8 @@
 """A sweep worker: claim a trial from the shared study, train it, report it; until the study has enough trials.
 
 Several workers (processes of one ``dfkd sweep --workers N``, or ``dfkd sweep`` runs on other machines pointing at
-the same ``--storage``) run this loop on one study; the claims in :mod:`dfkd.sweep.study` keep them from running a
-grid point twice.
+the same ``--storage``) run this loop on one study; the claims in :mod:`dfkd.experiments.sweep.study` keep them
+from running a grid point twice.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from dfkd.sweep.spec import SweepSpec, grid_points, point_key, trial_config
-from dfkd.sweep.study import (
+from dfkd.experiments.sweep.spec import SweepSpec, grid_points, point_key, trial_config
+from dfkd.experiments.sweep.study import (
     ATTR_ERROR,
     ATTR_INTERRUPTED,
     Heartbeat,
@@ -39,7 +39,7 @@ from dfkd.sweep.study import (
     trial_params,
     worker_name,
 )
-from dfkd.sweep.trial import TrialOutcome, history_value, objective_value, train_and_validate
+from dfkd.experiments.sweep.trial import TrialOutcome, history_value, objective_value, train_and_validate
 
 logger = logging.getLogger(__name__)
 

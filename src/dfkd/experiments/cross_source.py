@@ -27,7 +27,7 @@ import numpy as np
 
 from dfkd.config import RunConfig
 from dfkd.data.manifest import read_manifest, write_manifest
-from dfkd.evaluate.robustness import auc_accuracy
+from dfkd.experiments.robustness import auc_accuracy
 from dfkd.utils import atomic_write, write_json
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from dfkd.config import ConfigError
-from dfkd.sweep.spec import SweepSpec, point_key
+from dfkd.experiments.sweep.spec import SweepSpec, point_key
 
 logger = logging.getLogger(__name__)
 
