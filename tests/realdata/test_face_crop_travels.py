@@ -136,7 +136,9 @@ def test_framing_that_differs_between_classes_is_reported_with_a_margin_that_fit
     assert geometry_warnings(class_geometry(_rows("real", 0.0, 0.62, 0.6) + _rows("fake", 0.0, 0.63, 0.5)), 0.3) == []
 
 
-def test_crop_faces_reports_per_class_framing(tmp_path: Path, detector_name: str) -> None:
+def test_crop_faces_reports_per_class_framing(
+    tmp_path: Path, detector_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     # Real photos framed tightly around the face, fakes loosely: at margin 0.3 only the reals get their margin shrunk.
     from dfkd.data.faces import crop_dataset
     from dfkd.faces.detect import build_face_detector, detect_faces
@@ -160,3 +162,13 @@ def test_crop_faces_reports_per_class_framing(tmp_path: Path, detector_name: str
     build_manifest([tmp_path / "crops"], manifest, ratios=(0.34, 0.33, 0.33))
     _, warnings = manifest_face_crop(manifest)
     assert any("shrink" in line for line in warnings)
+
+    from dfkd.config import load_config
+    from dfkd.models import read_model_card
+    from dfkd.train import train
+
+    with caplog.at_level("WARNING"):
+        result = train(load_config(None, [*TINY, f"data.manifest={manifest}", "train.epochs=1"]), tmp_path / "run")
+    assert "training images' face crops" in caplog.text and "shrink" in caplog.text
+    card = read_model_card(result.model_path)
+    assert card.training is not None and card.training.face_crop_warnings == warnings

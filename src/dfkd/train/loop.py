@@ -25,7 +25,7 @@ from dfkd.distill.distillers import Distiller, build_distiller, teacher_gate
 from dfkd.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from dfkd.train.data import RunData, build_datasets, build_loaders, memory_format, mix_batch
 from dfkd.train.setup import Student, build_fabric, setup_student, student_view, tensorboard_logger
-from dfkd.train.summary import _model_metadata, write_history
+from dfkd.train.summary import _model_metadata, warn_about_face_crops, write_history
 from dfkd.utils import set_seed, track
 
 logger = logging.getLogger(__name__)
@@ -231,6 +231,8 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
     manifest = read_manifest(config.data.manifest)
+    if fabric.is_global_zero:
+        warn_about_face_crops(config.data.manifest)
     view = student_view(config)
     data = build_datasets(config, manifest, view)
     distiller = build_distiller(config, manifest, view, run_dir, fabric.device)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 from dfkd.config import RunConfig
 from dfkd.data.manifest import manifest_face_crop
 
+logger = logging.getLogger(__name__)
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_auc", "val_accuracy", "lr", "seconds")
 
 
@@ -17,6 +19,12 @@ def write_history(path: Path, history: list[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
+
+
+def warn_about_face_crops(manifest_path: str) -> None:
+    """Repeat the crop-faces warnings recorded with the manifest (framing that differs between real and fake)."""
+    for line in manifest_face_crop(manifest_path)[1]:
+        logger.warning("training images' face crops: %s", line)
 
 
 def _model_metadata(config: RunConfig, view: dict, row: dict, teacher_auc: float | None) -> dict:
