@@ -127,9 +127,16 @@ class CachedLogits(_SoftTargets):
     ) -> None:
         super().__init__(settings, teacher)
         self.cache, self.cache_dir = cache, cache_dir
+        self._on_device: dict[tuple[str, torch.device], torch.Tensor] = {}
 
     def _cached(self, split: str, indices: torch.Tensor, device: torch.device) -> torch.Tensor:
-        return self.cache[split][indices.cpu()].to(device)
+        # The split's logits are copied to the batch's device once, then gathered there by the batch's row indices:
+        # no host round trip (on a GPU a blocking copy per batch) and no per-batch allocation of a CPU tensor.
+        key = (split, device)
+        logits = self._on_device.get(key)
+        if logits is None:
+            logits = self._on_device[key] = self.cache[split].to(device, torch.float32).contiguous()
+        return logits.index_select(0, indices.to(device, non_blocking=True))
 
     def loss(self, student_logits, labels, *, images, indices) -> torch.Tensor:
         return self._kd_loss(student_logits, self._cached("train", indices, student_logits.device), labels)
