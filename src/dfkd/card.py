@@ -106,6 +106,9 @@ class Architecture(_Frozen):
 
     name: str = Field(min_length=1, max_length=200)
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    # SHA-256 of the module structure (dfkd.models.checkpoint.architecture_digest): same-shaped networks differ here.
+    # None in files written before dfkd recorded it; those load unchecked.
+    digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
 
 class TrainingSummary(BaseModel):

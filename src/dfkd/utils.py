@@ -68,6 +68,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -
     target.parent.mkdir(parents=True, exist_ok=True)
     handle_fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(handle_fd, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs get what open() would give
         with os.fdopen(handle_fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
@@ -77,6 +78,32 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
+
+
+def save_tensors(tensors: dict[str, Any], path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
+    """Write ``{name: tensor}`` (and string ``metadata``) as one ``.safetensors`` file, atomically."""
+    import safetensors.torch
+
+    data = safetensors.torch.save({name: tensor.contiguous() for name, tensor in tensors.items()}, metadata=metadata)
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (read from /proc where it can be, so no other thread sees it change)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 text atomically."""
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

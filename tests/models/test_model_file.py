@@ -66,7 +66,10 @@ def test_saved_file_never_reloads_pretrained_weights(tmp_path: Path) -> None:
     model = create_model("resnet8", pretrained=weights)
     save_model(model, tmp_path / "m.safetensors")
     weights.unlink()
-    assert read_model_card(tmp_path / "m.safetensors").architecture.model_dump() == {"name": "resnet8", "kwargs": {}}
+    assert read_model_card(tmp_path / "m.safetensors").architecture.model_dump(exclude={"digest"}) == {
+        "name": "resnet8",
+        "kwargs": {},
+    }
     load_model(tmp_path / "m.safetensors")
 
 
@@ -249,3 +252,30 @@ def test_face_crop_round_trips_and_update_card_keeps_the_weights(tmp_path: Path,
     with torch.no_grad():
         assert torch.equal(loaded(images_64), model(images_64))
     assert isinstance(updated, ModelCard)
+
+
+def test_same_shaped_weights_under_another_architecture_name_are_refused(tmp_path: Path) -> None:
+    fast = create_model("resnet8_fast")
+    path = tmp_path / "fast.safetensors"
+    save_model(fast, path)
+    card = read_model_card(path)
+    assert card.architecture.digest is not None and len(card.architecture.digest) == 64
+    record = {**card.to_json_dict(), "architecture": {**card.to_json_dict()["architecture"], "name": "resnet8"}}
+    relabelled = tmp_path / "relabelled.safetensors"
+    _write_with_record(relabelled, record, {k: v.contiguous() for k, v in fast.state_dict().items()})
+    with pytest.raises(ModelFileError, match=r"another network than 'resnet8'.*digest"):
+        load_model(relabelled)
+    # A card without a digest (files written before it was recorded) loads as before; saving stamps it.
+    undigested = {**record, "architecture": {"name": "resnet8_fast", "kwargs": {}}}
+    older = tmp_path / "older.safetensors"
+    _write_with_record(older, undigested, {k: v.contiguous() for k, v in fast.state_dict().items()})
+    model, old_card = load_model(older)
+    assert old_card.architecture.digest is None
+    save_model(model, older, old_card)
+    assert read_model_card(older).architecture.digest == card.architecture.digest
+    assert card.architecture.digest != _saved_digest(create_model("resnet8"), tmp_path)
+
+
+def _saved_digest(model: torch.nn.Module, folder: Path) -> str | None:
+    save_model(model, folder / "other.safetensors")
+    return read_model_card(folder / "other.safetensors").architecture.digest

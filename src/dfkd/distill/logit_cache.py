@@ -17,14 +17,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from dfkd.data.dataset import ManifestDataset, build_loader
 from dfkd.data.manifest import Manifest, read_manifest
 from dfkd.data.scan import SPLITS
 from dfkd.data.transforms import build_eval_transform
 from dfkd.models.weights import weights_digest
-from dfkd.utils import track, write_json
+from dfkd.utils import save_tensors, track, write_json
 
 logger = logging.getLogger(__name__)
 # 1: stamped with the teacher file's SHA-256; 2: with the digest of its weights (a rewritten card keeps the cache).
@@ -153,7 +153,7 @@ def compute_logit_cache(
             continue
         dataset = ManifestDataset(manifest, split, transform)
         if len(dataset) == 0:
-            save_file({"logits": torch.zeros(0)}, str(final))
+            save_tensors({"logits": torch.zeros(0)}, final)
             continue
         partial = out / f"{split}.partial.safetensors"
         logits = torch.full((len(dataset),), float("nan"))
@@ -173,8 +173,8 @@ def compute_logit_cache(
             logits[positions + done] = batch_logits
             if step % save_every == 0:
                 high = int(positions.max().item()) + done + 1
-                save_file({"logits": logits.clone(), "done": torch.tensor(high)}, str(partial))
-        save_file({"logits": logits}, str(final))
+                save_tensors({"logits": logits.clone(), "done": torch.tensor(high)}, partial)
+        save_tensors({"logits": logits}, final)
         partial.unlink(missing_ok=True)
     return out
 

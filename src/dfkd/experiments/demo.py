@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dfkd.config import load_config
 from dfkd.configs import configs_dir
+from dfkd.utils import write_text
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def _step(out: Path, name: str, timings: dict[str, float], action: Callable[[], 
     action()
     timings[name] = time.perf_counter() - started
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"{timings[name]:.1f}\n")
+    write_text(marker, f"{timings[name]:.1f}\n")
     logger.info("✓ %s in %.1f s", name, timings[name])
 
 

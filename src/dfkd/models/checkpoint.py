@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -24,11 +25,41 @@ from dfkd.card import (
 )
 from dfkd.models.registry import create_model, default_preprocessing, is_known_model, list_models
 from dfkd.models.weights import ModelFileError, mismatch_message
+from dfkd.utils import current_umask
 
 logger = logging.getLogger(__name__)
 
 METADATA_KEY = "dfkd"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
+
+
+_STRUCTURE_TYPES = (bool, int, float, str, type(None))
+
+
+def _hyper_parameters(module: nn.Module) -> str:
+    """A module's public scalar attributes (channels, kernel, stride, eps, inplace, ...), sorted: what its forward
+    depends on besides its tensors and its children."""
+    items = []
+    for key, value in sorted(vars(module).items()):
+        if key.startswith("_") or key == "training":
+            continue
+        if isinstance(value, _STRUCTURE_TYPES) or (
+            isinstance(value, tuple) and all(isinstance(item, _STRUCTURE_TYPES) for item in value)
+        ):
+            items.append(f"{key}={value!r}")
+    return ", ".join(items)
+
+
+def architecture_digest(model: nn.Module) -> str:
+    """SHA-256 of the network's structure: every submodule's path, class name and hyper-parameters (no weights).
+
+    Two architectures with the same tensor shapes (``resnet8`` and ``resnet8_fast``) get different digests, so a card
+    naming the wrong one is caught on load.
+    """
+    digest = hashlib.sha256()
+    for name, module in model.named_modules():
+        digest.update(f"{name}:{type(module).__name__}({_hyper_parameters(module)})\n".encode())
+    return digest.hexdigest()
 
 
 def card_for(model: nn.Module, **fields: Any) -> ModelCard:
@@ -38,7 +69,11 @@ def card_for(model: nn.Module, **fields: Any) -> ModelCard:
         raise ValueError("only models built by dfkd.models.create_model can be saved (no `dfkd_arch` attribute)")
     preprocessing = getattr(model, "dfkd_preprocessing", None) or default_preprocessing(architecture["name"])
     return ModelCard(
-        architecture=Architecture(name=architecture["name"], kwargs=copy.deepcopy(architecture.get("kwargs") or {})),
+        architecture=Architecture(
+            name=architecture["name"],
+            kwargs=copy.deepcopy(architecture.get("kwargs") or {}),
+            digest=architecture_digest(model),
+        ),
         role=getattr(model, "dfkd_role", None),
         preprocessing=Preprocessing.model_validate(preprocessing),
         **fields,
@@ -60,6 +95,11 @@ def save_model(model: nn.Module, path: str | Path, card: ModelCard | Mapping[str
     architecture = getattr(model, "dfkd_arch", None) or {}
     if architecture.get("name") not in (None, card.architecture.name):
         raise ValueError(f"the card names {card.architecture.name!r} but the model is {architecture.get('name')!r}")
+    digest = architecture_digest(model)
+    if card.architecture.digest is None:  # a card made without the model (an older file's): stamp it now
+        card = card.model_copy(update={"architecture": card.architecture.model_copy(update={"digest": digest})})
+    elif card.architecture.digest != digest:
+        raise ValueError(f"the card's architecture digest {card.architecture.digest} is not the model's {digest}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -67,6 +107,7 @@ def save_model(model: nn.Module, path: str | Path, card: ModelCard | Mapping[str
         model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # channels-last training weights
     try:
         safetensors.torch.save_model(model, str(temporary), metadata={METADATA_KEY: json.dumps(card.to_json_dict())})
+        os.chmod(temporary, 0o666 & ~current_umask())  # safetensors creates 0600
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -79,7 +120,7 @@ def update_card(path: str | Path, card: ModelCard) -> None:
     save_model(model, path, card)
 
 
-def _read_header(path: Path) -> dict[str, Any]:
+def read_safetensors_header(path: Path) -> dict[str, Any]:
     """Validate the safetensors framing (8-byte length, JSON header, data size) with messages a user can act on."""
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
@@ -116,7 +157,7 @@ def _read_header(path: Path) -> dict[str, Any]:
 def read_model_card(path: str | Path) -> ModelCard:
     """Read and validate a dfkd model file's card without loading any tensor."""
     path = Path(path)
-    header = _read_header(path)
+    header = read_safetensors_header(path)
     raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
     if raw is None:
         raise ModelFileError(f"{path}: not a dfkd model file (a safetensors file without '{METADATA_KEY}' metadata)")
@@ -144,6 +185,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         raise ModelFileError(f"{path}: unreadable safetensors data ({type(error).__name__}: {error})") from error
     if missing or unexpected:
         raise ModelFileError(mismatch_message(str(path), missing, unexpected))
+    expected = card.architecture.digest
+    if expected is not None and expected != (actual := architecture_digest(model)):
+        raise ModelFileError(
+            f"{path}: the weights were saved from another network than {name!r} with {kwargs} builds "
+            f"(architecture digest {expected[:12]}… in the card, {actual[:12]}… for {name!r}); the card's "
+            "architecture name or arguments were changed"
+        )
     model.dfkd_preprocessing = card.preprocessing.as_dict()
     model.dfkd_card = card
     model.to(device).eval()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dfkd.config import RunConfig
 from dfkd.data.manifest import manifest_face_crop
+from dfkd.utils import atomic_write
 
 logger = logging.getLogger(__name__)
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_auc", "val_accuracy", "lr", "seconds")
@@ -15,7 +16,7 @@ HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_auc", "val_accuracy", 
 
 def write_history(path: Path, history: list[dict]) -> None:
     """The history rows as CSV, one line per epoch."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    with atomic_write(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)

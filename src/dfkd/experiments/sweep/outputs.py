@@ -21,7 +21,7 @@ from dfkd.evaluate.report import markdown_table
 from dfkd.experiments.sweep.spec import SweepSpec, get_dotted
 from dfkd.experiments.sweep.study import ATTR_ERROR, is_duplicate, quiet_optuna, trial_params
 from dfkd.experiments.sweep.trial import objective_value
-from dfkd.utils import atomic_write, write_json
+from dfkd.utils import atomic_write, write_json, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ def write_outputs(
         summary.best_number, summary.best_value = best.number, best.value
         summary.best_yaml = out / "best.yaml"
         write_best_yaml(summary.best_yaml, best, spec, study_name)
-        (out / "config.yaml").write_text(summary.best_yaml.read_text())  # so `dfkd report` labels this folder
+        write_text(out / "config.yaml", summary.best_yaml.read_text())  # so `dfkd report` labels this folder
         if evaluate_test and spec.test_best:
             summary.test_metrics = evaluate_best_on_test(best, out)
     summary.plots, summary.skipped_plots = write_plots(study, out, spec)

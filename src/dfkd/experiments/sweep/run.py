@@ -27,6 +27,7 @@ from dfkd.experiments.sweep.spec import (
 from dfkd.experiments.sweep.study import all_trials, create_or_load_study, open_storage, quiet_optuna, top_up_grid
 from dfkd.experiments.sweep.trial import train_and_validate
 from dfkd.experiments.sweep.worker import Runner, WorkerJob, run_worker
+from dfkd.utils import write_text
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def run_sweep(
         "sweep %r: %s mode, %d trial config(s) valid, target %d finished trial(s)", name, spec.mode, checked, target
     )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep_spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    write_text(out / "sweep_spec.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     base = share_teacher_cache(spec, base, out)
     url = storage or default_storage(out)
     db = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
