@@ -29,6 +29,11 @@ class DataConfig(_Section):
     mixup: float = Field(0.0, ge=0.0)  # Beta(a, a) mixing of image pairs in a batch (0: off); KD then runs online
     on_error: Literal["raise", "skip"] = "raise"
     unlabeled: list[str] = Field(default_factory=list)
+    # Self-blended fakes (SBI): each real training image becomes a pseudo-fake made from itself with probability
+    # synthetic_share (validation: a fixed such set), so the data may hold real faces only. Landmarks come from
+    # crop-faces' faces.csv. The teacher then runs online, on the same blended views.
+    synthetic_fakes: Literal["none", "sbi"] = "none"
+    synthetic_share: float = Field(0.5, gt=0.0, le=1.0)
 
     @field_validator("mean", "std")
     @classmethod

@@ -172,3 +172,16 @@ def test_crop_faces_reports_per_class_framing(
     assert "training images' face crops" in caplog.text and "shrink" in caplog.text
     card = read_model_card(result.model_path)
     assert card.training is not None and card.training.face_crop_warnings == warnings
+
+
+def test_crop_faces_records_landmarks_that_self_blending_finds(cropped_manifest: Path) -> None:
+    from dfkd.data import read_manifest
+    from dfkd.data.blend import manifest_landmarks
+
+    table = manifest_landmarks(str(cropped_manifest))
+    samples = read_manifest(cropped_manifest).samples
+    assert len(table.points) == len(samples)
+    for sample in samples:
+        points = table.points[str(Path(sample.path).resolve())]
+        assert points.shape == (5, 2) and (points >= 0).all() and (points <= 64).all()
+        assert points[0, 0] < points[1, 0] and points[2, 1] < points[3, 1]  # eyes left to right, nose above mouth

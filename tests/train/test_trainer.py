@@ -21,6 +21,7 @@ from dfkd.distill.logit_cache import compute_logit_cache
 from dfkd.evaluate.evaluator import predict_split
 from dfkd.models import load_model, save_model
 from dfkd.train import TeacherGateError, train
+from dfkd.train.checkpoint import checkpoint_weights, read_checkpoint
 from tests.conftest import TINY
 from tests.train.helpers import SimulatedInterruption
 
@@ -44,8 +45,9 @@ def test_resume_after_interruption_ends_with_identical_weights(
         train(_config(easy_manifest, *extra), tmp_path / "cut", step_callback=kill_after(7))
     resumed = train(_config(easy_manifest, *extra), tmp_path / "cut", resume=True)
     assert [round(r["val_loss"], 6) for r in resumed.history] == [round(r["val_loss"], 6) for r in whole.history]
-    final_whole = torch.load(tmp_path / "whole" / "last.ckpt", weights_only=False)["model"]
-    final_cut = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=False)["model"]
+    final_whole = checkpoint_weights(tmp_path / "whole" / "last.ckpt")
+    final_cut = checkpoint_weights(tmp_path / "cut" / "last.ckpt")
+    assert final_whole.keys() == final_cut.keys() and final_whole
     for key, value in final_whole.items():
         assert torch.equal(value, final_cut[key]), key
     best_whole = load_file(str(whole.model_path))
@@ -234,7 +236,7 @@ def test_unlabelled_images_are_distilled_through_the_online_teacher(
 def test_keep_last_saves_the_final_epochs_weights(easy_manifest: Path, tmp_path: Path) -> None:
     extra = ("train.epochs=3", "model.name=resnet8_fast", "train.keep=last")
     result = train(_config(easy_manifest, *extra), tmp_path / "last")
-    final = torch.load(tmp_path / "last" / "last.ckpt", weights_only=False)["model"]
+    final = checkpoint_weights(tmp_path / "last" / "last.ckpt")
     kept = load_file(str(result.model_path))
     assert all(torch.equal(kept[key], final[key]) for key in kept)
     assert result.best_epoch == 3 and result.best_value == pytest.approx(result.history[-1]["val_auc"])
@@ -257,10 +259,13 @@ def test_channels_last_training_matches_the_default_layout(easy_manifest: Path, 
 def test_ema_weights_are_validated_and_saved_not_the_last_steps(easy_manifest: Path, tmp_path: Path) -> None:
     extra = ("train.epochs=3", "model.name=resnet8_fast", "train.keep=last", "train.ema_decay=0.9")
     result = train(_config(easy_manifest, *extra), tmp_path / "ema")
-    checkpoint = torch.load(tmp_path / "ema" / "last.ckpt", weights_only=False)
+    _, record = read_checkpoint(tmp_path / "ema" / "last.ckpt")
     kept = load_file(str(result.model_path))
-    raw, average = checkpoint["model"], checkpoint["ema"]
-    assert int(average["n_averaged"]) == checkpoint["loop"]["global_step"] > 0
+    raw, average = (
+        checkpoint_weights(tmp_path / "ema" / "last.ckpt"),
+        checkpoint_weights(tmp_path / "ema" / "last.ckpt", "ema"),
+    )
+    assert int(average["n_averaged"]) == record["loop"]["global_step"] > 0
     assert all(torch.equal(kept[key], average[f"module.{key}"]) for key in kept)
     assert any(not torch.equal(kept[key], raw[key]) for key in kept if key.endswith("weight"))
     # The average is what validation scored: the saved weights reproduce the logged validation loss.
@@ -271,3 +276,17 @@ def test_ema_weights_are_validated_and_saved_not_the_last_steps(easy_manifest: P
     assert loss == pytest.approx(result.history[-1]["val_loss"], rel=1e-3)
     with pytest.raises(ConfigError, match="ema_decay"):
         _config(easy_manifest, "train.ema_decay=1.5")
+
+
+def test_self_blended_fakes_are_distilled_with_the_teacher_online(
+    easy_manifest: Path, easy_teacher: Path, tmp_path: Path
+) -> None:
+    config = _config(
+        easy_manifest, "train.epochs=1", "distill.loss=kl", f"teacher.model={easy_teacher}", "data.synthetic_fakes=sbi"
+    )
+    result = train(config, tmp_path / "sbi")
+    assert result.teacher_forward_calls >= 4  # the teacher scores the blended views the student sees
+    cache = compute_logit_cache(easy_teacher, easy_manifest, tmp_path / "cache", resize_size=40, input_size=32)
+    with pytest.raises(ConfigError, match="data.synthetic_fakes"):
+        args = ("distill.loss=kl", f"teacher.cache={cache}", "data.synthetic_fakes=sbi", "teacher.skip_gate=true")
+        train(_config(easy_manifest, *args), tmp_path / "x")

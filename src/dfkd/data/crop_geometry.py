@@ -103,7 +103,7 @@ def geometry_warnings(stats: Mapping[str, Mapping[str, float]], margin: float) -
     return lines
 
 
-def _crop_sidecar(root: Path) -> Path | None:
+def crop_sidecar(root: Path) -> Path | None:
     """The crop-faces sidecar of ``root`` or of the crop-faces output folder it lies in."""
     for folder in (root, *root.parents):
         if (folder / CROP_SIDECAR).is_file():
@@ -120,7 +120,7 @@ def face_crop_of_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[dict[st
     settings: list[dict[str, Any] | None] = []
     warnings: list[str] = []
     for root in roots:
-        sidecar = _crop_sidecar(Path(root).resolve())
+        sidecar = crop_sidecar(Path(root).resolve())
         if sidecar is None:
             settings.append(None)
             continue

@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from dfkd.data.blend import LANDMARKS_COLUMN, format_landmarks, landmarks_in_box
 from dfkd.data.crop_geometry import CROP_SIDECAR, class_geometry, fit_margin, geometry_warnings, suggested_margin
 from dfkd.data.images import ImageLoadError, is_image_path, open_image
 from dfkd.data.scan import path_label
@@ -70,6 +73,7 @@ CSV_FIELDS: tuple[str, ...] = (
     "face_share",
     "shrunk",
     "fit_margin",
+    LANDMARKS_COLUMN,
 )
 NO_FACE_REASON = "no face found"
 JPEG_QUALITY = 95
@@ -190,7 +194,15 @@ def _crop_row(source: Path, target: Path, detector, *, margin: float, size: int 
         "face_share": round(face_side / (sx1 - sx0), 4),
         "shrunk": int(sx1 - sx0 < wanted_side),
         "fit_margin": round(fit_margin(face_side, image.width, image.height), 4),
+        LANDMARKS_COLUMN: format_landmarks(_crop_landmarks(box, (sx0, sy0, sx1, sy1), size)),
     }
+
+
+def _crop_landmarks(box: FaceBox, square: tuple[int, int, int, int], size: int | None) -> np.ndarray:
+    """The face's five landmarks in the saved crop's pixels (the mean face in its box when the detector finds none)."""
+    x0, y0, x1, _ = square
+    points = np.array(box.landmarks) if box.landmarks else landmarks_in_box(*box.as_list())
+    return (points - np.array([x0, y0])) * ((size or (x1 - x0)) / (x1 - x0))
 
 
 # Worker-process state: each worker builds its detector once.

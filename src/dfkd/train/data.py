@@ -42,6 +42,13 @@ def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData
     val_set = ManifestDataset(manifest, "val", build_eval_transform(**view), on_error=on_error)
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(f"{manifest.path}: the train and val splits must both hold images")
+    if config.data.synthetic_fakes == "sbi":
+        from dfkd.data.blend import SelfBlendedDataset, manifest_landmarks
+
+        landmarks = manifest_landmarks(manifest.path)
+        common = {"share": config.data.synthetic_share, "blend_size": view["resize_size"]}
+        train_set = SelfBlendedDataset(train_set, landmarks, **common)
+        val_set = SelfBlendedDataset(val_set, landmarks, fixed_seed=config.train.seed, jpeg_p=0.0, **common)
     return RunData(train_set, val_set)
 
 

@@ -1,0 +1,298 @@
+"""Self-blended fakes (SBI; Shiohara & Yamasaki, CVPR 2022): pseudo-fakes made from a real face and itself.
+
+A real face is copied twice; one copy is altered in colour and in frequency content and the source copy is shifted
+and scaled a little; the source is blended back into the target through the face region's convex hull, elastically
+deformed, blurred twice and scaled by a random blend ratio. A detector trained on such images learns blending
+boundaries and statistical mismatches inside a face, not one generator's fingerprint, which is what carries over to
+face swaps and splices nobody trained on.
+
+The face region comes from five landmarks (eyes, nose tip, mouth corners) found once per image by ``dfkd crop-faces``
+and stored in its ``faces.csv``: a mean-face outline (jaw and brows, as the convex hull of the 68-point layout) is
+mapped onto them by a similarity transform.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+logger = logging.getLogger(__name__)
+
+# ArcFace's five-point template in its 112 x 112 aligned-face frame (eye, eye, nose tip, mouth corner, mouth corner).
+MEAN_FACE_5 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
+)
+# The outline of the 68-point layout's convex hull in the same frame: jaw from temple to temple, then the brows.
+_JAW = [(56 + 42 * np.cos(angle), 56 + 60 * np.sin(angle)) for angle in np.linspace(0.0, np.pi, 17)]
+_BROWS = [(16 + 80 * t, 40 - 14 * np.sin(np.pi * t)) for t in np.linspace(1.0, 0.0, 9)]
+FACE_OUTLINE = np.array(_JAW + _BROWS)
+BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # the paper's; full-strength blends are drawn half the time
+LANDMARKS_COLUMN = "landmarks"
+
+
+def landmarks_in_box(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """The mean face's five points placed in a face box (for detectors that find no landmarks) [5, 2]."""
+    # The template's face spans about x 14..98 and y 26..116 of its 112-px frame.
+    scale = np.array([(x1 - x0) / 84.0, (y1 - y0) / 90.0])
+    return (MEAN_FACE_5 - np.array([14.0, 26.0])) * scale + np.array([x0, y0])
+
+
+def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The 2 x 3 least-squares similarity (rotation, uniform scale, shift) taking ``source`` points onto ``target``."""
+    matrix, _ = cv2.estimateAffinePartial2D(source.astype(np.float32), target.astype(np.float32), method=cv2.LMEDS)
+    if matrix is None:  # degenerate points: fall back to the plain least-squares solution
+        matrix, _ = cv2.estimateAffinePartial2D(source.astype(np.float32), target.astype(np.float32))
+    return matrix
+
+
+def face_hull(landmarks: np.ndarray) -> np.ndarray:
+    """The face region's convex hull [K, 2] (image pixels) from five landmarks [5, 2]."""
+    matrix = similarity_transform(MEAN_FACE_5, np.asarray(landmarks, dtype=np.float64))
+    outline = FACE_OUTLINE @ matrix[:, :2].T + matrix[:, 2]
+    return cv2.convexHull(outline.astype(np.float32)).reshape(-1, 2)
+
+
+def hull_mask(shape: tuple[int, int], hull: np.ndarray) -> np.ndarray:
+    """A float32 [H, W] mask, 1 inside the hull polygon."""
+    mask = np.zeros(shape, dtype=np.float32)
+    cv2.fillConvexPoly(mask, np.round(hull).astype(np.int32), 1.0)
+    return mask
+
+
+def _odd(value: float) -> int:
+    return max(3, int(value) // 2 * 2 + 1)
+
+
+def blend_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The blending mask [H, W] in [0, 1]: hull, elastically deformed, blurred twice, times a blend ratio.
+
+    Every deformation is bounded by the face's size (its inter-ocular distance), so the mask stays within a fixed
+    dilation of the hull: elastic shift ≤ 0.15 × eye distance, each blur kernel ≤ 0.3 × eye distance.
+    """
+    height, width = shape
+    mask = hull_mask(shape, face_hull(landmarks))
+    eyes = float(np.linalg.norm(np.asarray(landmarks[1]) - np.asarray(landmarks[0]))) or max(shape) / 4
+    amplitude = 0.15 * eyes * rng.uniform(0.3, 1.0)
+    smooth = _odd(eyes * 0.5)
+    flow = [cv2.GaussianBlur(rng.uniform(-1, 1, shape).astype(np.float32), (smooth, smooth), 0) for _ in range(2)]
+    for component in flow:
+        component *= amplitude / max(float(np.abs(component).max()), 1e-6)
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    mask = cv2.remap(mask, grid_x + flow[0], grid_y + flow[1], cv2.INTER_LINEAR, borderValue=0)
+    for _ in range(2):
+        kernel = _odd(rng.uniform(0.05, 0.3) * eyes)
+        mask = cv2.GaussianBlur(mask, (kernel, kernel), 0)
+    peak = float(mask.max())
+    if peak > 0:
+        mask /= peak
+    return (mask * rng.choice(BLEND_RATIOS)).astype(np.float32)
+
+
+def _alter_colour(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """RGB shift, hue / saturation / value shift and brightness / contrast, each with probability 0.5."""
+    image = pixels.astype(np.float32)
+    if rng.random() < 0.5:
+        image += rng.uniform(-20, 20, size=3).astype(np.float32)
+    if rng.random() < 0.5:
+        hsv = cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-10, 10)) % 180
+        hsv[..., 1:] += rng.uniform(-20, 20, size=2).astype(np.float32)
+        image = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    if rng.random() < 0.5:
+        image = (image - 128) * rng.uniform(0.9, 1.1) + 128 + 255 * rng.uniform(-0.1, 0.1)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _alter_frequency(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Down-then-up sampling (detail lost) or sharpening (detail added)."""
+    height, width = pixels.shape[:2]
+    if rng.random() < 0.5:
+        factor = rng.uniform(0.3, 0.7)
+        small = cv2.resize(pixels, (max(1, round(width * factor)), max(1, round(height * factor))), cv2.INTER_AREA)
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    amount = rng.uniform(0.3, 1.0)
+    blurred = cv2.GaussianBlur(pixels, (0, 0), 1.0)
+    return cv2.addWeighted(pixels, 1 + amount, blurred, -amount, 0)
+
+
+def _shift_and_scale(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The source moved by up to 3 % of the image and scaled by 0.95-1.05 about the centre (edges replicated)."""
+    height, width = pixels.shape[:2]
+    scale = rng.uniform(0.95, 1.05)
+    shift = rng.uniform(-0.03, 0.03, size=2) * np.array([width, height])
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, scale)
+    matrix[:, 2] += shift
+    return cv2.warpAffine(pixels, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
+
+
+def self_blend(pixels: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A self-blended fake of one real face: (blended uint8 [H, W, 3], mask float32 [H, W]).
+
+    The source copy is altered (colour, then frequency), shifted and scaled, and blended into the untouched image
+    through the mask, so the result differs from the image only where the mask is non-zero. (The paper also alters
+    the target instead, half the time; keeping the frame original means the only cue is inside the face region.)
+    Deterministic for a given ``rng`` state.
+    """
+    source = _shift_and_scale(_alter_frequency(_alter_colour(pixels, rng), rng), rng)
+    mask = blend_mask(pixels.shape[:2], landmarks, rng)
+    weight = mask[..., None]
+    blended = source.astype(np.float32) * weight + pixels.astype(np.float32) * (1.0 - weight)
+    blended = np.where(weight > 0, np.clip(np.round(blended), 0, 255), pixels.astype(np.float32))
+    return blended.astype(np.uint8), mask
+
+
+def recompress(image: Image.Image, rng: np.random.Generator, low: int = 60, high: int = 100) -> Image.Image:
+    """JPEG re-compression at a random quality in [low, high]."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=int(rng.integers(low, high + 1)))
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+@dataclass(frozen=True)
+class LandmarkTable:
+    """Five landmarks [5, 2] per image path (in that image's pixels), read from crop-faces' ``faces.csv`` files."""
+
+    points: Mapping[str, np.ndarray]
+
+    def get(self, path: str, size: tuple[int, int]) -> np.ndarray:
+        """The image's landmarks, or the mean face placed over the central 80 % when none were recorded."""
+        found = self.points.get(str(Path(path).resolve()))
+        if found is not None:
+            return found
+        width, height = size
+        return landmarks_in_box(0.1 * width, 0.1 * height, 0.9 * width, 0.9 * height)
+
+
+def format_landmarks(points: np.ndarray) -> str:
+    """``"x y x y …"`` with one decimal (the ``landmarks`` column of faces.csv)."""
+    return " ".join(f"{value:.1f}" for value in np.asarray(points, dtype=np.float64).reshape(-1))
+
+
+def parse_landmarks(text: str) -> np.ndarray | None:
+    """The inverse of :func:`format_landmarks`; None for an empty or malformed cell."""
+    try:
+        values = np.array([float(value) for value in text.split()], dtype=np.float64)
+    except ValueError:
+        return None
+    return values.reshape(5, 2) if values.size == 10 and np.isfinite(values).all() else None
+
+
+def manifest_landmarks(manifest_path: str) -> LandmarkTable:
+    """The landmarks recorded by crop-faces for the images of a manifest (found through its scanned roots)."""
+    from dfkd.data.crop_geometry import crop_sidecar
+    from dfkd.data.manifest import read_sidecar
+
+    folders = []
+    for root in read_sidecar(manifest_path).get("roots") or []:
+        sidecar = crop_sidecar(Path(root))
+        if sidecar is not None and sidecar.parent not in folders:
+            folders.append(sidecar.parent)
+    table = load_landmarks(folders)
+    if not table.points:
+        logger.warning(
+            "%s: no face landmarks recorded (the images are not dfkd crop-faces output): self-blending assumes a "
+            "centred face filling the central 80 %% of each image",
+            manifest_path,
+        )
+    return table
+
+
+def load_landmarks(crop_folders: list[Path]) -> LandmarkTable:
+    """Landmarks of every crop listed in the ``faces.csv`` of each crop-faces output folder, by absolute path."""
+    points: dict[str, np.ndarray] = {}
+    for folder in crop_folders:
+        table = folder / "faces.csv"
+        if not table.is_file():
+            continue
+        with open(table, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+            for row in csv.DictReader(handle):
+                found = parse_landmarks(row.get(LANDMARKS_COLUMN) or "")
+                if row.get("status") == "ok" and found is not None:
+                    points[str((folder / row["path"]).resolve())] = found
+    return LandmarkTable(points)
+
+
+class SelfBlendedDataset(Dataset):
+    """A manifest split whose real images become self-blended fakes (label 1) with probability ``share``.
+
+    Wraps a :class:`dfkd.data.dataset.ManifestDataset` (same ``(image, label, index)`` items and transform). The
+    blend is made at ``blend_size`` (the shorter side the model's resize gives), where it costs about 2 ms per image.
+    Training draws afresh every time (from torch's RNG, so a resumed run draws the same); ``fixed_seed`` makes the
+    choice and the blend a function of the index (validation: the same pseudo-fakes every epoch). JPEG
+    re-compression is applied to reals and fakes alike with probability ``jpeg_p``, so compression tells no class.
+    """
+
+    def __init__(
+        self,
+        base,
+        landmarks: LandmarkTable,
+        *,
+        share: float,
+        blend_size: int,
+        fixed_seed: int | None = None,
+        jpeg_p: float = 0.5,
+    ) -> None:
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"the share of reals turned into self-blended fakes must be in (0, 1], got {share}")
+        self.base, self.landmarks, self.share, self.blend_size = base, landmarks, share, blend_size
+        self.fixed_seed, self.jpeg_p = fixed_seed, jpeg_p
+        self.samples, self.split, self.on_error = base.samples, base.split, base.on_error
+        labels = base.labels.clone()
+        if fixed_seed is not None:  # known in advance: the teacher gate and validation AUC read them
+            for index, sample in enumerate(self.samples):
+                if sample.label == "real" and self._rng(index).random() < share:
+                    labels[index] = 1.0
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.fixed_seed is not None:
+            return np.random.default_rng([self.fixed_seed, index])
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+
+    def __getitem__(self, index: int):
+        from dfkd.data.images import ImageLoadError, open_image
+
+        sample = self.samples[index]
+        try:
+            image = open_image(sample.path)
+        except ImageLoadError as error:
+            if self.on_error == "raise":
+                raise
+            logger.warning("skipping unreadable image %s", error)
+            return None
+        rng = self._rng(index)
+        label = self.base.labels[index]
+        if sample.label == "real" and rng.random() < self.share:
+            image, label = self.blend(image, sample.path, rng), torch.tensor(1.0)
+        if rng.random() < self.jpeg_p:
+            image = recompress(image, rng)
+        if self.base.transform is not None:
+            image = self.base.transform(image)
+        return image, label, index
+
+    def blend(self, image: Image.Image, path: str, rng: np.random.Generator) -> Image.Image:
+        """The self-blended fake of one real image, made at ``blend_size``."""
+        points = self.landmarks.get(path, image.size)
+        scale = self.blend_size / min(image.size)
+        if scale < 1.0:
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image, points = (
+                image.resize(size, Image.BILINEAR),
+                points * np.array([size[0] / image.width, size[1] / image.height]),
+            )
+        blended, _ = self_blend(np.asarray(image.convert("RGB")), points, rng)
+        return Image.fromarray(blended)

@@ -1,0 +1,119 @@
+"""Self-blended fakes: deterministic, confined to the face, only the face changes, and a real-only dataset trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from dfkd.data.blend import (
+    LandmarkTable,
+    face_hull,
+    format_landmarks,
+    hull_mask,
+    landmarks_in_box,
+    parse_landmarks,
+    self_blend,
+)
+from tests.realdata.helpers import ASTRONAUT_BOX, astronaut
+
+# The astronaut's five landmarks as YuNet and CenterFace find them (within a few pixels).
+ASTRONAUT_LANDMARKS = np.array([[201.0, 102.0], [247.0, 104.0], [221.0, 125.0], [201.0, 143.0], [240.0, 144.0]])
+
+
+@pytest.fixture(scope="module")
+def pixels() -> np.ndarray:
+    return np.asarray(astronaut())
+
+
+def test_the_blend_is_deterministic_for_a_seed(pixels: np.ndarray) -> None:
+    first = self_blend(pixels, ASTRONAUT_LANDMARKS, np.random.default_rng(7))
+    second = self_blend(pixels, ASTRONAUT_LANDMARKS, np.random.default_rng(7))
+    other = self_blend(pixels, ASTRONAUT_LANDMARKS, np.random.default_rng(8))
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    assert not np.array_equal(first[1], other[1])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_mask_lies_within_the_face_hulls_dilation(pixels: np.ndarray, seed: int) -> None:
+    _, mask = self_blend(pixels, ASTRONAUT_LANDMARKS, np.random.default_rng(seed))
+    eyes = float(np.linalg.norm(ASTRONAUT_LANDMARKS[1] - ASTRONAUT_LANDMARKS[0]))
+    radius = int(np.ceil(0.5 * eyes))  # elastic shift ≤ 0.15 · eyes, two blurs ≤ 0.15 · eyes each side
+    hull = hull_mask(mask.shape, face_hull(ASTRONAUT_LANDMARKS))
+    dilated = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    assert mask.max() > 0.2  # there is a blend
+    assert not (mask[dilated == 0] > 0).any()
+    # And the hull itself is the face: it covers the detector's face box centre and stays near the box.
+    x0, y0, x1, y1 = ASTRONAUT_BOX
+    assert hull[(y0 + y1) // 2, (x0 + x1) // 2] == 1
+    ys, xs = np.nonzero(hull)
+    assert xs.min() > x0 - 0.3 * (x1 - x0) and xs.max() < x1 + 0.3 * (x1 - x0) and ys.max() < y1 + 0.3 * (y1 - y0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_blended_image_differs_from_its_source_only_where_the_mask_is_non_zero(pixels: np.ndarray, seed: int) -> None:
+    blended, mask = self_blend(pixels, ASTRONAUT_LANDMARKS, np.random.default_rng(seed))
+    changed = (blended != pixels).any(axis=2)
+    assert changed.any()
+    assert not changed[mask == 0].any()
+
+
+def test_landmarks_round_trip_and_fallback() -> None:
+    assert np.allclose(parse_landmarks(format_landmarks(ASTRONAUT_LANDMARKS)), ASTRONAUT_LANDMARKS)
+    assert parse_landmarks("") is None and parse_landmarks("1 2 3") is None and parse_landmarks("nan " * 10) is None
+    table = LandmarkTable({})
+    fallback = table.get("/nowhere.jpg", (100, 100))
+    assert fallback.shape == (5, 2) and (fallback > 10).all() and (fallback < 90).all()
+    # The box fallback puts the eyes above the mouth, left to right.
+    points = landmarks_in_box(0, 0, 84, 90)
+    assert points[0, 0] < points[1, 0] and points[0, 1] < points[3, 1]
+
+
+def _real_faces(root: Path, count: int) -> None:
+    rng = np.random.default_rng(0)
+    base = astronaut().crop(ASTRONAUT_BOX).resize((64, 64))
+    for split, n in (("train", count), ("val", count // 2)):
+        folder = root / split / "real"
+        folder.mkdir(parents=True)
+        for index in range(n):
+            noisy = np.clip(np.asarray(base).astype(int) + rng.integers(-10, 11, (64, 64, 3)), 0, 255)
+            Image.fromarray(noisy.astype(np.uint8)).save(folder / f"{index}.png")
+
+
+def test_a_real_only_dataset_trains_on_self_blended_fakes(tmp_path: Path) -> None:
+    from dfkd.config import load_config
+    from dfkd.data import build_manifest
+    from dfkd.train import train
+    from tests.conftest import TINY
+
+    _real_faces(tmp_path / "data", 12)
+    build_manifest([tmp_path / "data"], tmp_path / "m.csv")
+    config = load_config(
+        None,
+        [*TINY, f"data.manifest={tmp_path / 'm.csv'}", "train.epochs=1", "data.synthetic_fakes=sbi"],
+    )
+    result = train(config, tmp_path / "run")
+    assert np.isfinite(result.history[0]["val_loss"]) and np.isfinite(result.history[0]["val_auc"])
+
+
+def test_self_blended_validation_fakes_are_fixed_and_labelled(tmp_path: Path) -> None:
+    from dfkd.data import build_manifest, read_manifest
+    from dfkd.data.blend import SelfBlendedDataset
+    from dfkd.data.dataset import ManifestDataset
+
+    _real_faces(tmp_path / "data", 12)
+    build_manifest([tmp_path / "data"], tmp_path / "m.csv")
+    base = ManifestDataset(read_manifest(tmp_path / "m.csv"), "val")
+    first = SelfBlendedDataset(base, LandmarkTable({}), share=0.5, blend_size=64, fixed_seed=3, jpeg_p=0.0)
+    second = SelfBlendedDataset(base, LandmarkTable({}), share=0.5, blend_size=64, fixed_seed=3, jpeg_p=0.0)
+    assert 0 < first.labels.sum() < len(first)
+    for index in range(len(first)):
+        image, label, _ = first[index]
+        again, _, _ = second[index]
+        assert label == first.labels[index]
+        assert np.array_equal(np.asarray(image), np.asarray(again))
+        if label == 0:
+            assert np.array_equal(np.asarray(image), np.asarray(Image.open(base.samples[index].path).convert("RGB")))
