@@ -117,3 +117,20 @@ def test_self_blended_validation_fakes_are_fixed_and_labelled(tmp_path: Path) ->
         assert np.array_equal(np.asarray(image), np.asarray(again))
         if label == 0:
             assert np.array_equal(np.asarray(image), np.asarray(Image.open(base.samples[index].path).convert("RGB")))
+
+
+def test_blend_preview_writes_real_mask_fake_rows(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dfkd.cli import app
+
+    _real_faces(tmp_path / "data", 4)
+    (tmp_path / "data" / "train" / "real" / "broken.png").write_bytes(b"not an image")
+    result = CliRunner().invoke(
+        app, ["blend-preview", str(tmp_path / "data"), "--out", str(tmp_path / "grid.png"), "-n", "3", "--size", "48"]
+    )
+    assert result.exit_code == 0, result.output
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.width == 3 * 48 and grid.height % 48 == 0 and 1 <= grid.height // 48 <= 3
+    middle = np.asarray(grid)[:48, 48:96]
+    assert middle.max() > 0 and middle[0, 0].max() == 0  # the mask column: face white, corner black

@@ -62,6 +62,46 @@ def crop_faces(
     out_console.print(f"crops in [bold]{report.out}[/], boxes in [bold]{report.faces_csv}[/]")
 
 
+def blend_preview(
+    data: Annotated[Path, typer.Argument(help="A manifest CSV, or a folder of face images (crop-faces output).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("blend_preview.png"),
+    count: Annotated[int, typer.Option("--count", "-n", help="Real images to show.")] = 6,
+    size: Annotated[int, typer.Option(help="Side of each tile in pixels.")] = 192,
+    seed: Annotated[int, typer.Option(help="Which images and blends (the same seed, the same grid).")] = 0,
+) -> None:
+    """Show what self-blended training teaches: rows of real face | blending mask | self-blended fake."""
+    import random
+
+    from dfkd.data.blend import load_landmarks, manifest_landmarks, preview_grid
+    from dfkd.data.crop_geometry import crop_sidecar
+    from dfkd.data.images import list_image_files
+    from dfkd.data.scan import path_label
+    from dfkd.utils import atomic_write
+
+    with reported_errors():
+        if data.is_dir():
+            paths = [path for path in list_image_files(data) if path_label(str(Path(path).relative_to(data))) != "fake"]
+            sidecar = crop_sidecar(data.resolve())
+            landmarks = load_landmarks([sidecar.parent] if sidecar is not None else [])
+        else:
+            from dfkd.data import read_manifest
+
+            paths = [sample.path for sample in read_manifest(data).samples if sample.label == "real"]
+            landmarks = manifest_landmarks(str(data))
+        if not paths:
+            raise ValueError(f"{data}: no real images found")
+        chosen = sorted(random.Random(seed).sample(paths, min(count, len(paths))))
+        grid, unreadable = preview_grid(chosen, landmarks, size=size, seed=seed)
+        with atomic_write(out, "wb") as handle:
+            grid.save(handle, format="PNG")
+    for path in unreadable:
+        out_console.print(f"[yellow]unreadable, skipped:[/] {path}")
+    missing = sum(str(Path(path).resolve()) not in landmarks.points for path in chosen)
+    if missing:
+        out_console.print(f"{missing} of {len(chosen)} images have no recorded landmarks (a centred face is assumed)")
+    out_console.print(f"real | mask | self-blended fake for {len(chosen) - len(unreadable)} images: [bold]{out}[/]")
+
+
 def cross_source(
     manifest: Annotated[Path, typer.Option(help="Manifest with two or more sources (dfkd scan ROOT_A ROOT_B …).")],
     config: Annotated[Path, typer.Option("--config", "-c", help="Training recipe (YAML) used for every cell.")],
@@ -139,4 +179,9 @@ def robustness(
     out_console.print(f"written to [bold]{target}[/] (robustness.md, robustness.json, robustness.png)")
 
 
-COMMANDS = {"crop-faces": crop_faces, "cross-source": cross_source, "robustness": robustness}
+COMMANDS = {
+    "blend-preview": blend_preview,
+    "crop-faces": crop_faces,
+    "cross-source": cross_source,
+    "robustness": robustness,
+}

@@ -296,3 +296,31 @@ class SelfBlendedDataset(Dataset):
             )
         blended, _ = self_blend(np.asarray(image.convert("RGB")), points, rng)
         return Image.fromarray(blended)
+
+
+def preview_grid(
+    paths: list[str], landmarks: LandmarkTable, *, size: int = 192, seed: int = 0
+) -> tuple[Image.Image, list[str]]:
+    """Rows of (real | mask | self-blended fake) for ``paths``, ``size`` px each; returns (grid, unreadable paths).
+
+    What a model trained with ``data.synthetic_fakes=sbi`` is taught: the mask's deformed, blurred edge is the
+    blending boundary it learns to find.
+    """
+    from dfkd.data.images import ImageLoadError, open_image
+
+    rows, unreadable = [], []
+    rng = np.random.default_rng(seed)
+    for path in paths:
+        try:
+            image = open_image(path)
+        except ImageLoadError:
+            unreadable.append(path)
+            continue
+        points = landmarks.get(path, image.size) * np.array([size / image.width, size / image.height])
+        pixels = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
+        blended, mask = self_blend(pixels, points, rng)
+        mask_rgb = np.repeat((mask * 255).astype(np.uint8)[..., None], 3, axis=2)
+        rows.append(np.concatenate([pixels, mask_rgb, blended], axis=1))
+    if not rows:
+        raise ValueError("none of the images could be read")
+    return Image.fromarray(np.concatenate(rows, axis=0)), unreadable
