@@ -25,7 +25,7 @@ class DataConfig(_Section):
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
     num_workers: int = Field(2, ge=0)
-    augment: Literal["none", "basic", "robust", "crop"] = "none"
+    augment: Literal["none", "basic", "robust", "crop", "quality"] = "none"
     mixup: float = Field(0.0, ge=0.0)  # Beta(a, a) mixing of image pairs in a batch (0: off); KD then runs online
     on_error: Literal["raise", "skip"] = "raise"
     unlabeled: list[str] = Field(default_factory=list)

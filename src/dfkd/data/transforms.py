@@ -12,8 +12,8 @@ from torchvision import transforms
 
 from dfkd.card import IMAGENET_MEAN, IMAGENET_STD
 
-AUGMENTS: tuple[str, ...] = ("none", "basic", "robust", "crop")
-Augment = Literal["none", "basic", "robust", "crop"]
+AUGMENTS: tuple[str, ...] = ("none", "basic", "robust", "crop", "quality")
+Augment = Literal["none", "basic", "robust", "crop", "quality"]
 
 
 class RandomJPEG:
@@ -50,6 +50,44 @@ class RandomGaussianBlur:
         return f"RandomGaussianBlur(max_radius={self.max_radius}, p={self.p})"
 
 
+class RandomDownUp:
+    """Downscale a PIL image by a random factor in ``[low, 1)`` and back up (lost detail), with probability ``p``."""
+
+    def __init__(self, low: float = 0.4, p: float = 0.3) -> None:
+        self.low, self.p = low, p
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return image
+        factor = random.uniform(self.low, 1.0)
+        small = image.resize(
+            (max(1, round(image.width * factor)), max(1, round(image.height * factor))), Image.BILINEAR
+        )
+        return small.resize(image.size, Image.BILINEAR)
+
+    def __repr__(self) -> str:
+        return f"RandomDownUp(low={self.low}, p={self.p})"
+
+
+class RandomNoise:
+    """Add Gaussian pixel noise of a random sigma in ``[1, max_sigma]`` (0-255 scale) with probability ``p``."""
+
+    def __init__(self, max_sigma: float = 8.0, p: float = 0.3) -> None:
+        self.max_sigma, self.p = max_sigma, p
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return image
+        import numpy as np
+
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+        noise = np.random.default_rng(random.getrandbits(32)).normal(0, random.uniform(1, self.max_sigma), pixels.shape)
+        return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
+
+    def __repr__(self) -> str:
+        return f"RandomNoise(max_sigma={self.max_sigma}, p={self.p})"
+
+
 def _tail(mean: Sequence[float], std: Sequence[float]) -> list:
     return [transforms.ToTensor(), transforms.Normalize(mean=list(mean), std=list(std))]
 
@@ -75,15 +113,18 @@ def build_train_transform(
 
     ``none`` is the reference's (identical to eval); ``basic`` adds a horizontal flip; ``robust`` adds JPEG
     re-compression (quality 40–100), Gaussian blur and mild colour jitter; ``crop`` adds random crops (scale
-    0.5–1 of the resized image) and a flip, the view that online distillation benefits from.
+    0.5–1 of the resized image) and a flip, the view that online distillation benefits from; ``quality`` adds to
+    milder random crops (0.7–1) what cameras, messengers and uploads do to photos — colour jitter, blur, noise,
+    down-and-up scaling, JPEG — applied to reals and fakes alike, so that image quality tells no class.
     """
     if augment not in AUGMENTS:
         raise ValueError(f"unknown augment {augment!r}: expected one of {', '.join(AUGMENTS)}")
     if augment == "none":
         return build_eval_transform(resize_size, input_size, mean, std)
     steps: list = [transforms.Resize(resize_size)]
-    if augment == "crop":
-        steps.append(transforms.RandomResizedCrop(input_size, scale=(0.5, 1.0), ratio=(0.9, 1.1)))
+    if augment in ("crop", "quality"):
+        scale = (0.5, 1.0) if augment == "crop" else (0.7, 1.0)
+        steps.append(transforms.RandomResizedCrop(input_size, scale=scale, ratio=(0.9, 1.1)))
     else:
         steps.append(transforms.CenterCrop(input_size))
     steps.append(transforms.RandomHorizontalFlip())
@@ -92,6 +133,14 @@ def build_train_transform(
             transforms.RandomApply([transforms.ColorJitter(0.1, 0.1, 0.1, 0.02)], p=0.5),
             RandomGaussianBlur(max_radius=1.5, p=0.3),
             RandomJPEG(quality=(40, 100), p=0.5),
+        ]
+    if augment == "quality":
+        steps += [
+            transforms.RandomApply([transforms.ColorJitter(0.2, 0.2, 0.2, 0.02)], p=0.5),
+            RandomGaussianBlur(max_radius=1.2, p=0.2),
+            RandomDownUp(low=0.4, p=0.3),
+            RandomNoise(max_sigma=6.0, p=0.2),
+            RandomJPEG(quality=(50, 100), p=0.5),
         ]
     return transforms.Compose([*steps, *_tail(mean, std)])
 
