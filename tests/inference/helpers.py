@@ -101,3 +101,23 @@ def train_tiny_on_manifest(manifest_path: Path, out: Path, steps: int = 15, seed
     model.eval()
     save_model(model, out)
     return out
+
+
+def phone_photo(seed: int = 0, size: tuple[int, int] = (4032, 3024), face_side: int = 900) -> Image.Image:
+    """A phone-size photo: a smooth, lightly noisy background with the astronaut's head pasted at a random spot."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    ramp_x = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
+    ramp_y = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+    colour_a, colour_b = rng.uniform(40, 215, (2, 1, 1, 3)).astype(np.float32)
+    pixels = colour_a * ramp_x + colour_b * ramp_y * 0.5 + 30.0
+    pixels = np.clip(pixels + rng.normal(0, 4, (height, width, 1)).astype(np.float32), 0, 255).astype(np.uint8)
+    photo = Image.fromarray(pixels)
+    x0, y0, x1, y1 = ASTRONAUT_BOX
+    pad = (x1 - x0) // 2
+    head = astronaut().crop((x0 - pad, max(0, y0 - pad), x1 + pad, y1 + pad))
+    head = head.resize((face_side, round(face_side * head.height / head.width)), Image.BILINEAR)
+    left = int(rng.integers(0, width - head.width))
+    top = int(rng.integers(0, height - head.height))
+    photo.paste(head, (left, top))
+    return photo

@@ -170,7 +170,19 @@ def detect(
     explain: Annotated[Path | None, typer.Option(help="Write Grad-CAM overlays of images into this folder.")] = None,
     fps: Annotated[float, typer.Option(help="Video frames scored per second of video.")] = 2.0,
     max_frames: Annotated[int | None, typer.Option(help="At most this many frames per video / live source.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per model batch.")] = 32,
+    batch_size: Annotated[
+        int, typer.Option(help="Images per model batch (at most; memory does not grow with it).")
+    ] = 32,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Threads decoding and finding faces while the model scores (0: none; default: cores, ≤ 4)."),
+    ] = None,
+    full_decode: Annotated[
+        bool,
+        typer.Option(
+            "--full-decode", help="Decode every photo at full size (the reference path; slower, same scores ± 0.05)."
+        ),
+    ] = False,
     camera: Annotated[int | None, typer.Option(help="Live: camera index (e.g. 0).")] = None,
     stream: Annotated[str | None, typer.Option(help="Live: stream URL (or a video file played in real time).")] = None,
     window: Annotated[
@@ -196,6 +208,8 @@ def detect(
             face_model=face_model_path(face_model),
             batch_size=batch_size,
             margin=margin,
+            workers=workers,
+            decode="full" if full_decode else "scaled",
         )
     if live_source is not None:
         _run_live(detector, live_source, faces, window, max_frames)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +61,47 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_image(source: str | os.PathLike[str] | bytes, *, name: str | None = None) -> Image.Image:
-    """Decode a file path or encoded bytes into an RGB PIL image, honouring EXIF orientation.
+@dataclass(frozen=True)
+class DecodedImage:
+    """An RGB image decoded at a reduced size, and the size of the full-resolution image (both EXIF-oriented)."""
+
+    image: Image.Image
+    full_size: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        """Decoded width over full width (1.0 for a full decode; 1/2, 1/4, 1/8 for a DCT-scaled JPEG)."""
+        return self.image.width / max(1, self.full_size[0])
+
+
+def _reduction(size: tuple[int, int], min_short_side: int, min_long_side: int) -> float:
+    """The smallest scale (≤ 1) keeping ``size``'s short side ≥ ``min_short_side`` and long side ≥ ``min_long_side``."""
+    if min_short_side <= 0 and min_long_side <= 0:
+        return 1.0
+    short, long = sorted(size)
+    return min(1.0, max(min_short_side / max(short, 1), min_long_side / max(long, 1)))
+
+
+def _swaps_sides(image: Image.Image) -> bool:
+    """True when the EXIF orientation turns the stored image by 90 degrees (tags 5 to 8)."""
+    try:
+        return image.getexif().get(0x0112) in (5, 6, 7, 8)
+    except Exception:  # a broken EXIF block: exif_transpose ignores it too
+        return False
+
+
+def decode_image(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    name: str | None = None,
+    min_short_side: int = 0,
+    min_long_side: int = 0,
+) -> DecodedImage:
+    """Decode a file path or encoded bytes into RGB at the smallest size that keeps the sides asked for.
+
+    A JPEG is decoded DCT-scaled (libjpeg's 1/2, 1/4, 1/8 through Pillow's ``draft``), never below the sides asked
+    for; other formats are decoded fully and resized down when half the size or less serves. With no sides asked
+    for (the default) the image is decoded at full size, as ``open_image`` does. EXIF orientation is honoured.
 
     Raises:
         ImageLoadError: naming the file and the reason (missing, empty, truncated, not an image, too large).
@@ -86,9 +127,17 @@ def open_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise ImageLoadError(label, f"image too large ({width}x{height} pixels)")
+            full_size = (height, width) if _swaps_sides(image) else (width, height)
+            reduction = _reduction((width, height), min_short_side, min_long_side)
+            is_jpeg = image.format == "JPEG"
+            if reduction <= 0.5 and is_jpeg:
+                image.draft("RGB", (math.ceil(width * reduction), math.ceil(height * reduction)))
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            image = _to_rgb(ImageOps.exif_transpose(image))
+            if reduction <= 0.5 and not is_jpeg:  # no DCT scaling: full decode, then resize
+                target = (max(1, round(full_size[0] * reduction)), max(1, round(full_size[1] * reduction)))
+                image = image.resize(target, Image.BILINEAR)
+            return DecodedImage(image, full_size)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as error:
@@ -102,6 +151,15 @@ def open_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
         raise ImageLoadError(label, f"{reason} ({message})") from None
     except (ValueError, SyntaxError, Image.DecompressionBombWarning) as error:
         raise ImageLoadError(label, f"undecodable ({error})") from None
+
+
+def open_image(source: str | os.PathLike[str] | bytes, *, name: str | None = None) -> Image.Image:
+    """Decode a file path or encoded bytes into a full-size RGB PIL image, honouring EXIF orientation.
+
+    Raises:
+        ImageLoadError: naming the file and the reason (missing, empty, truncated, not an image, too large).
+    """
+    return decode_image(source, name=name).image
 
 
 def to_pil(image: Image.Image | np.ndarray) -> Image.Image:

@@ -9,6 +9,11 @@ Scoring rules:
 - ``faces="none"`` scores the whole image: for inputs that are already face crops, like the training data.
 - An input that cannot be read gets status ``"error"`` and a reason; the other inputs still come back.
 
+Speed: inputs go through ``dfkd.inference.pipeline``: photos are decoded at the size needed (a JPEG DCT-scaled),
+and decoding and face detection run on ``workers`` threads while the model scores, results streaming in input order
+(``stream``). ``decode="full"`` keeps the reference's full-decode path; the two agree within
+``SCALED_DECODE_TOLERANCE`` in fake probability (tests/inference/test_pipeline.py).
+
 Thread safety: ``predict`` may be called from several threads at once (a web service). ONNX sessions and the face
 detectors are thread-safe; the PyTorch model is guarded by a lock that also serialises ``explain`` (Grad-CAM hooks).
 """
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,6 @@ import numpy as np
 from PIL import Image
 
 from dfkd.card import MAX_MARGIN, FaceCrop, ModelCard, Preprocessing
-from dfkd.data.images import ImageLoadError, open_image, to_pil
 from dfkd.data.preprocess import preprocess_batch
 from dfkd.faces.detect import (
     DEFAULT_MARGIN,
@@ -36,36 +40,16 @@ from dfkd.faces.detect import (
     detect_in_padded,
 )
 from dfkd.inference.backends import OnnxBackend, TorchBackend, load_backend
+from dfkd.inference.pipeline import DECODE_MODES, default_workers, input_name, load_input, stream_predictions
 from dfkd.utils import sigmoid
 
 logger = logging.getLogger(__name__)
 
 FACE_MODES = ("auto", "none", "yunet", "centerface", "mtcnn")
 STATUSES = ("ok", "no_face", "error")
-
-
-def input_name(item: Any, index: int) -> str:
-    """A readable name for one input: its path, a PIL image's file name, or ``image[i]`` / ``array[i]``."""
-    if isinstance(item, (str, os.PathLike)):
-        return str(item)
-    if isinstance(item, Image.Image):
-        return getattr(item, "filename", "") or f"image[{index}]"
-    if isinstance(item, np.ndarray):
-        return f"array[{index}]"
-    return f"input[{index}]"
-
-
-def load_input(item: Any) -> Image.Image:
-    """A path, encoded bytes, PIL image or HxW(xC) array as an RGB PIL image.
-
-    Raises:
-        ImageLoadError: naming the input and the reason.
-    """
-    if isinstance(item, (str, os.PathLike, bytes)):
-        return open_image(item)
-    if isinstance(item, (Image.Image, np.ndarray)):
-        return to_pil(item)
-    raise ImageLoadError(None, f"unsupported input type {type(item).__name__} (expected a path, PIL image or array)")
+# Largest |Δ fake_prob| allowed between decode="scaled" and decode="full" on the same photo (a resampling difference).
+SCALED_DECODE_TOLERANCE = 0.05
+__all__ = ["FACE_MODES", "SCALED_DECODE_TOLERANCE", "STATUSES", "Detector", "input_name", "load_input"]
 
 
 def _chosen_margin(trained: FaceCrop | None, requested: float | None) -> float:
@@ -119,7 +103,13 @@ class Detector:
         face_model: str | Path | None = None,
         batch_size: int = 32,
         margin: float | None = None,
+        workers: int | None = None,
+        decode: str = "scaled",
     ) -> None:
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}; got {decode!r}")
+        if workers is not None and workers < 0:
+            raise ValueError(f"workers must be 0 (no threads) or more, got {workers}")
         if faces not in FACE_MODES:
             raise ValueError(f"faces must be one of {', '.join(FACE_MODES)}; got {faces!r}")
         if batch_size < 1:
@@ -130,6 +120,8 @@ class Detector:
         self.card: ModelCard = backend.card
         self.face_model = face_model
         self.batch_size = batch_size
+        self.workers = default_workers() if workers is None else workers
+        self.decode = decode
         trained = self.card.face_crop
         self.margin = _chosen_margin(trained, margin)
         self.crop_size = trained.size if trained is not None else None
@@ -138,7 +130,7 @@ class Detector:
         if faces != "auto":
             _chosen_face_detector(trained, faces, face_model)  # warns when it differs from the training crops
         if faces != "none":
-            build_face_detector(self._face_mode(faces), face_model)  # fail early, saying how to fix it
+            build_face_detector(self.face_mode(faces), face_model)  # fail early, saying how to fix it
 
     @classmethod
     def load(
@@ -150,10 +142,18 @@ class Detector:
         face_model: str | Path | None = None,
         batch_size: int = 32,
         margin: float | None = None,
+        workers: int | None = None,
+        decode: str = "scaled",
     ) -> Detector:
         """Open a dfkd model file (``.safetensors``, PyTorch) or an exported ``.onnx`` file (onnxruntime)."""
         return cls(
-            load_backend(path, device=device), faces=faces, face_model=face_model, batch_size=batch_size, margin=margin
+            load_backend(path, device=device),
+            faces=faces,
+            face_model=face_model,
+            batch_size=batch_size,
+            margin=margin,
+            workers=workers,
+            decode=decode,
         )
 
     @property
@@ -183,14 +183,16 @@ class Detector:
             probs.append(sigmoid(self.backend.logits(batch)))
         return np.concatenate(probs).astype(np.float64)
 
-    def _face_mode(self, faces: str) -> str:
+    def face_mode(self, faces: str | None = None) -> str:
+        """The face detector that ``faces`` (default: the detector's mode) means here, or ``"none"``."""
+        faces = faces or self.faces
         if faces not in FACE_MODES:
             raise ValueError(f"faces must be one of {', '.join(FACE_MODES)}; got {faces!r}")
         return self.auto_faces if faces == "auto" else faces
 
     def find_faces(self, image: Image.Image, faces: str | None = None) -> list[FaceBox] | None:
         """Faces found by the face detector, or None when face detection is off (``faces="none"``)."""
-        mode = self._face_mode(faces or self.faces)
+        mode = self.face_mode(faces)
         if mode == "none":
             return None
         detector = build_face_detector(mode, self.face_model)
@@ -199,58 +201,21 @@ class Detector:
             boxes = detect_in_padded(detector, image)
         return boxes
 
-    def predict(self, inputs: Sequence[Any], *, faces: str | None = None) -> list[dict[str, Any]]:
+    def predict(self, inputs: Sequence[Any] | Any, *, faces: str | None = None) -> list[dict[str, Any]]:
         """One result per input, in order (see the module docstring for the rules).
 
         Each result has ``input``, ``kind`` ("image"), ``status`` (ok / no_face / error), ``error``, ``fake_prob``,
-        ``label``, ``threshold``, ``faces`` (``[{box: [x0, y0, x1, y1], score, fake_prob}]``), ``width`` and ``height``.
+        ``label``, ``threshold``, ``faces`` (``[{box: [x0, y0, x1, y1], score, fake_prob}]``), ``width`` and ``height``
+        (boxes, width and height in the full image's pixels, EXIF-oriented).
         """
+        return list(self.stream(inputs, faces=faces))
+
+    def stream(self, inputs: Iterable[Any] | Any, *, faces: str | None = None) -> Iterator[dict[str, Any]]:
+        """``predict``'s results one by one, in input order, as they are scored; memory stays bounded for any
+        number of inputs (paths, encoded bytes, PIL images or arrays)."""
         if isinstance(inputs, (str, os.PathLike, Image.Image, np.ndarray, bytes)):
             inputs = [inputs]
-        inputs = list(inputs)
-        results: list[dict[str, Any]] = []
-        for start in range(0, len(inputs), self.batch_size):  # bounded memory for long input lists
-            chunk = list(enumerate(inputs[start : start + self.batch_size], start=start))
-            results.extend(self._predict_chunk(chunk, faces))
-        return results
-
-    def _predict_chunk(self, chunk: list[tuple[int, Any]], faces: str | None) -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = []
-        crops: list[Image.Image] = []
-        owners: list[tuple[int, int | None]] = []  # (position in chunk, face index or None for the whole image)
-        for position, (index, item) in enumerate(chunk):
-            result = self.result_template(input_name(item, index))
-            results.append(result)
-            try:
-                image = load_input(item)
-                boxes = self.find_faces(image, faces)
-            except ImageLoadError as error:
-                result.update(status="error", error=error.reason)
-                continue
-            except Exception as error:  # a face detector failing on one odd image must not sink the batch
-                logger.warning("%s: %s", result["input"], error)
-                result.update(status="error", error=f"{type(error).__name__}: {error}")
-                continue
-            result.update(width=image.width, height=image.height)
-            if boxes:
-                for face_index, box in enumerate(boxes):
-                    result["faces"].append({"box": box.as_list(), "score": round(box.score, 4), "fake_prob": None})
-                    crops.append(crop_face(image, box, margin=self.margin, size=self.crop_size))
-                    owners.append((position, face_index))
-            else:
-                result["status"] = "no_face" if boxes is not None else "ok"
-                crops.append(image)
-                owners.append((position, None))
-        for (position, face_index), fake_prob in zip(owners, self.fake_probs(crops), strict=True):
-            result = results[position]
-            if face_index is None:
-                result["fake_prob"] = float(fake_prob)
-            else:
-                result["faces"][face_index]["fake_prob"] = float(fake_prob)
-                result["fake_prob"] = max(float(fake_prob), result["fake_prob"] or 0.0)
-        for result in results:
-            result["label"] = self.label_of(result["fake_prob"])
-        return results
+        return stream_predictions(self, inputs, faces=faces)
 
     def result_template(self, name: str, kind: str = "image") -> dict[str, Any]:
         """A result with every key present and nothing scored yet (status ``"ok"``)."""

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from dfkd import utils
 from dfkd.data.images import is_image_path
 from dfkd.inference.video import DEFAULT_SAMPLE_FPS, is_video_path, predict_video
-from dfkd.utils import track
 
 if TYPE_CHECKING:
     from dfkd.inference.detector import Detector
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -36,16 +39,29 @@ class CollectedInputs:
     ignored: int = 0
 
 
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Files under ``root`` (recursive, sorted); a subfolder that cannot be listed is skipped with a warning."""
+
+    def skipped(error: OSError) -> None:
+        logger.warning("skipped unreadable folder %s (%s)", error.filename, error.strerror or error)
+
+    for folder, subfolders, files in os.walk(root, onerror=skipped, followlinks=False):
+        subfolders.sort()
+        for name in sorted(files):
+            yield Path(folder) / name
+
+
 def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> CollectedInputs:
     """Expand paths: folders recursively (images and videos by extension, sorted), files as given.
 
-    A named file that is not a video is treated as an image, so a wrong or broken file is reported, not skipped.
+    A named file that is not a video is treated as an image, so a wrong or broken file is reported, not skipped; a
+    subfolder that cannot be listed is skipped with a warning naming it.
     """
     collected = CollectedInputs()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            for child in sorted(_walk_files(path)):
                 if is_video_path(child):
                     collected.items.append(InputItem(str(child), "video"))
                 elif is_image_path(child):
@@ -54,9 +70,29 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> CollectedInputs:
                     collected.ignored += 1
         elif path.is_file():
             collected.items.append(InputItem(str(path), "video" if is_video_path(path) else "image"))
+        elif path.exists():
+            collected.items.append(InputItem(str(path), "error", "not a regular file"))
         else:
             collected.items.append(InputItem(str(path), "error", "not found"))
     return collected
+
+
+def track_rate(iterable: Iterable[T], *, total: int, description: str, unit: str) -> Iterator[T]:
+    """Iterate with a rich progress bar that shows the rate (``unit``/s) when progress is enabled."""
+    if not utils._PROGRESS_ENABLED:  # the CLI's switch for rich progress bars (dfkd.utils.enable_progress)
+        yield from iterable
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    rate = TextColumn("{task.fields[rate]}")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn())
+    with Progress(*columns, rate, TimeElapsedColumn(), transient=False) as progress:
+        task = progress.add_task(description, total=total, rate="")
+        started = time.perf_counter()
+        for done, item in enumerate(iterable, start=1):
+            yield item
+            speed = done / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, advance=1, rate=f"{speed:.1f} {unit}/s")
 
 
 def detect_paths(
@@ -67,21 +103,24 @@ def detect_paths(
     sample_fps: float = DEFAULT_SAMPLE_FPS,
     max_frames: int | None = None,
 ) -> tuple[list[dict[str, Any]], CollectedInputs]:
-    """Score every image and video under ``paths``; one result per item, in the collected order."""
+    """Score every image and video under ``paths``; one result per item, in the collected order.
+
+    Images stream through the detector's pipeline (decoding and face detection overlapped with the model), so the
+    memory in use does not grow with the number of images; the progress bar shows images per second.
+    """
     collected = collect_inputs(paths)
     results: list[dict[str, Any] | None] = [None] * len(collected.items)
     image_positions = [i for i, item in enumerate(collected.items) if item.kind == "image"]
-    chunks = [image_positions[i : i + detector.batch_size] for i in range(0, len(image_positions), detector.batch_size)]
+    image_paths = (collected.items[i].path for i in image_positions)
+    scored = detector.stream(image_paths, faces=faces)
+    for position, result in zip(
+        image_positions, track_rate(scored, total=len(image_positions), description="images", unit="img"), strict=True
+    ):
+        results[position] = result
     videos = [i for i, item in enumerate(collected.items) if item.kind == "video"]
-    progress = [("images", chunk) for chunk in chunks] + [("video", [i]) for i in videos]
-    for kind, positions in track(progress, total=len(progress), description="detecting"):
-        if kind == "images":
-            chunk_results = detector.predict([collected.items[i].path for i in positions], faces=faces)
-        else:
-            path = collected.items[positions[0]].path
-            chunk_results = [predict_video(detector, path, sample_fps=sample_fps, max_frames=max_frames, faces=faces)]
-        for position, result in zip(positions, chunk_results, strict=True):
-            results[position] = result
+    for position in track_rate(videos, total=len(videos), description="videos", unit="video"):
+        path = collected.items[position].path
+        results[position] = predict_video(detector, path, sample_fps=sample_fps, max_frames=max_frames, faces=faces)
     for position, item in enumerate(collected.items):
         if item.kind == "error":
             result = detector.result_template(item.path)
