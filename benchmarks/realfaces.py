@@ -261,7 +261,7 @@ def train_and_evaluate(
         return row
     config = load_config(None, [*overrides, f"data.manifest={manifest}"])
     started = time.perf_counter()
-    result = train(config, run, resume=(run / "last.ckpt").exists())
+    result = train(config, run, resume=(run / "last.ckpt").exists(), overwrite=True)
     seconds = time.perf_counter() - started
     metrics = evaluate_model(result.model_path, manifest, run / "eval", threshold=threshold, num_workers=0)
     row = {
@@ -333,18 +333,18 @@ def final_weights(run: Path, manifest: Path, threshold: str | float) -> dict[str
     left empty (NaN) rather than borrowed from the average."""
     import csv
 
-    import torch
     import yaml
 
     from dfkd.evaluate.evaluator import evaluate_model
     from dfkd.models import load_model, save_model
+    from dfkd.train.checkpoint import checkpoint_weights
 
     target = run / "last_epoch"
     done = target / "summary.json"
     if done.exists():
         return json.loads(done.read_text())
     model, card = load_model(run / "model.safetensors")
-    model.load_state_dict(torch.load(run / "last.ckpt", weights_only=False)["model"])
+    model.load_state_dict(checkpoint_weights(run / "last.ckpt"))
     with open(run / "metrics.csv", newline="") as handle:
         last = list(csv.DictReader(handle))[-1]
     if yaml.safe_load((run / "config.yaml").read_text())["train"].get("ema_decay"):

@@ -20,6 +20,9 @@ def train_command(
         "runs/train"
     ),
     resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/last.ckpt exactly where it stopped.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a run already in RUN_DIR (refused without it, to keep finished runs safe).")
+    ] = False,
 ) -> None:
     """Train a teacher or a student (with KL / MSE distillation) as the config says."""
     from dfkd.config import load_config
@@ -27,7 +30,7 @@ def train_command(
 
     with reported_errors():
         run_config = load_config(config, overrides or [])
-        result = train(run_config, out, resume=resume)
+        result = train(run_config, out, resume=resume, overwrite=overwrite)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
     out_console.print(

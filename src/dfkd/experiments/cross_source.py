@@ -167,7 +167,7 @@ def run_cross_source(
             cell_config.data.manifest = str(subset.resolve())
             started = time.perf_counter()
             resume = not retrain and (run_dir / "last.ckpt").exists()  # an interrupted cell continues
-            trained = train(cell_config, run_dir, resume=resume)
+            trained = train(cell_config, run_dir, resume=resume, overwrite=not resume)  # an unfinished cell is redone
             write_json(
                 done,
                 {

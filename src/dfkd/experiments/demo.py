@@ -117,7 +117,7 @@ def run_demo(
 
     teacher_run = runs / "teacher"
     teacher_config = load_config(configs / "demo_teacher.yaml", [f"data.manifest={manifest}", *extra])
-    _step(out, "train-teacher", timings, lambda: train(teacher_config, teacher_run))
+    _step(out, "train-teacher", timings, lambda: train(teacher_config, teacher_run, overwrite=True))
     teacher_model = teacher_run / "model.safetensors"
     _step(
         out,
@@ -148,7 +148,9 @@ def run_demo(
             settings += [f"teacher.model={teacher_model}", f"teacher.cache={cache}", f"distill.loss={loss}"]
         config = load_config(configs / config_file, settings)
         run_dir = runs / name
-        _step(out, f"train-{name}", timings, lambda config=config, run_dir=run_dir: train(config, run_dir))
+        _step(
+            out, f"train-{name}", timings, lambda config=config, run_dir=run_dir: train(config, run_dir, overwrite=True)
+        )
         _step(
             out,
             f"evaluate-{name}",

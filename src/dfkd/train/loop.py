@@ -22,7 +22,7 @@ from torch import nn
 from dfkd.config import RunConfig, save_config
 from dfkd.data.manifest import read_manifest
 from dfkd.distill.distillers import Distiller, build_distiller, teacher_gate
-from dfkd.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
+from dfkd.train.checkpoint import CheckpointError, LoopState, load_checkpoint, save_checkpoint
 from dfkd.train.data import RunData, build_datasets, build_loaders, memory_format, mix_batch
 from dfkd.train.setup import Student, build_fabric, setup_student, student_view, tensorboard_logger
 from dfkd.train.summary import _model_metadata, warn_about_face_crops, write_history
@@ -139,12 +139,41 @@ def evaluate(fabric: Fabric, config: RunConfig, model: nn.Module, loader, distil
 
 
 def _save(fabric: Fabric, path: Path, student: Student, state: LoopState) -> None:
-    save_checkpoint(fabric, path, student.model, student.optimizer, student.scheduler, state, student.ema)
+    save_checkpoint(
+        fabric, path, student.raw, student.optimizer, student.scheduler, state, student.ema, student.architecture
+    )
 
 
-def _resume(fabric: Fabric, path: Path, student: Student, resume: bool) -> LoopState:
+RUN_OUTPUTS = ("model.safetensors", "last.ckpt", "metrics.csv")
+
+
+class RunFolderError(ValueError):
+    """The run folder already holds a run that this call would silently replace or continue wrongly."""
+
+
+def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to train over a finished or started run unless told to continue it or to replace it."""
+    if resume or overwrite:
+        return
+    found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    if found:
+        raise RunFolderError(
+            f"{run_dir} already holds a run ({', '.join(found)}); continue it with --resume, replace it with "
+            "--overwrite, or choose another --out"
+        )
+
+
+def _resume(path: Path, student: Student, resume: bool, overwrite: bool) -> LoopState:
     if resume and path.exists():
-        state = load_checkpoint(fabric, path, student.model, student.optimizer, student.scheduler, student.ema)
+        try:
+            state = load_checkpoint(
+                path, student.raw, student.optimizer, student.scheduler, student.ema, student.architecture
+            )
+        except CheckpointError:
+            if not overwrite:
+                raise
+            logger.warning("--overwrite: %s does not fit this config; starting the run afresh", path)
+            return LoopState()
         logger.info("resumed from %s at epoch %d, batch %d", path, state.epoch, state.batches_done)
         return state
     if resume:
@@ -207,22 +236,29 @@ def train(
     run_dir: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     epoch_callback: EpochCallback | None = None,
     step_callback: StepCallback | None = None,
 ) -> TrainResult:
     """Train the configured model; the best one by ``train.monitor`` becomes ``run_dir/model.safetensors``.
 
     With ``resume`` the loop continues from ``run_dir/last.ckpt`` (weights, optimiser, scheduler, RNG, position in the
-    epoch); on CPU with ``num_workers=0`` the result equals an uninterrupted run's. ``epoch_callback(epoch, row)``
-    is called after each epoch's validation with its history row (an exception it raises, such as Optuna's
-    ``TrialPruned``, stops the run after that epoch's checkpoint is saved). ``step_callback(global_step)`` is called
-    after each optimiser step (and its periodic checkpoint); an exception it raises stops the run there.
+    epoch); on CPU with ``num_workers=0`` the result equals an uninterrupted run's. A checkpoint of another
+    architecture than the config's is refused (:class:`~dfkd.train.checkpoint.CheckpointError`), and so is a
+    ``run_dir`` that already holds a run when neither ``resume`` nor ``overwrite`` is set (:class:`RunFolderError`);
+    ``overwrite`` replaces that run (with ``resume``: only when its checkpoint does not fit).
+
+    ``epoch_callback(epoch, row)`` is called after each epoch's validation with its history row (an exception it
+    raises, such as Optuna's ``TrialPruned``, stops the run after that epoch's checkpoint is saved).
+    ``step_callback(global_step)`` is called after each optimiser step (and its periodic checkpoint); an exception it
+    raises stops the run there.
     """
     from dfkd.models import save_model
 
     run_dir = Path(run_dir)
     if config.data.manifest is None:
         raise ValueError("data.manifest is required")
+    _check_run_dir(run_dir, resume, overwrite)
     tensorboard = tensorboard_logger(config, run_dir)
     fabric = build_fabric(config, [tensorboard] if tensorboard is not None else None)
     fabric.launch()
@@ -240,7 +276,7 @@ def train(
     build_loaders(fabric, config, data, view)
     student = setup_student(fabric, config, distiller)
     last_path = run_dir / "last.ckpt"
-    state = _resume(fabric, last_path, student, resume)
+    state = _resume(last_path, student, resume, overwrite)
     while state.epoch < config.train.epochs:
         started = time.perf_counter()
         train_one_epoch(fabric, config, student, distiller, data, state, last_path, step_callback)

@@ -15,6 +15,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from dfkd.config import RunConfig
 from dfkd.distill.distillers import Distiller
 from dfkd.models.fast import to_channels_last
+from dfkd.train.checkpoint import describe_architecture
 
 
 def tensorboard_logger(config: RunConfig, run_dir: Path) -> Any | None:
@@ -110,6 +111,7 @@ class Student:
     optimizer: Any
     scheduler: Any = None
     ema: AveragedModel | None = None
+    architecture: dict[str, Any] | None = None  # what the checkpoint records: name, kwargs, structure digest
 
     @property
     def scored(self) -> nn.Module:
@@ -127,5 +129,6 @@ def setup_student(fabric: Fabric, config: RunConfig, distiller: Distiller) -> St
     raw = build_student(config)
     model, optimizer = fabric.setup(raw, build_optimizer(config, raw.parameters()))
     ema = build_weight_average(config, raw)  # before the distiller's hooks: the average is a copy without them
+    architecture = describe_architecture(raw, config.model.name, dict(config.model.kwargs))
     distiller.attach(raw)
-    return Student(model, raw, optimizer, build_scheduler(config, optimizer), ema)
+    return Student(model, raw, optimizer, build_scheduler(config, optimizer), ema, architecture)

@@ -102,7 +102,7 @@ def train_and_validate(config: RunConfig, run_dir: Path, on_epoch: OnEpoch) -> T
             raise PruneTrial(f"pruned after epoch {epoch}")
 
     try:
-        result = train(config, run_dir, epoch_callback=callback)
+        result = train(config, run_dir, overwrite=True, epoch_callback=callback)  # a re-run trial starts over
         history, best_epoch, teacher_auc, pruned = result.history, result.best_epoch, result.teacher_auc, False
     except PruneTrial:
         history, best_epoch, teacher_auc, pruned = _read_history(run_dir), _best_epoch_of(run_dir), None, True

@@ -1,0 +1,104 @@
+"""Resuming executes nothing from the checkpoint, refuses damaged or mismatched checkpoints, and finished runs are
+not silently overwritten."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dfkd.cli import app
+from dfkd.config import load_config
+from dfkd.train import train
+from dfkd.train.checkpoint import CheckpointError, read_checkpoint
+from dfkd.train.loop import RunFolderError
+from tests.conftest import TINY
+
+
+def _config(manifest: Path, *extra: str):
+    return load_config(None, [*TINY, f"data.manifest={manifest}", "train.epochs=1", *extra])
+
+
+class _Payload:
+    """Pickles to a call of ``Path.touch``: what a crafted checkpoint runs when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture(scope="module")
+def finished_run(easy_manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("finished") / "run"
+    train(_config(easy_manifest, "model.name=resnet8_fast"), run)
+    return run
+
+
+def test_a_crafted_pickle_checkpoint_is_refused_without_running_it(easy_manifest: Path, tmp_path: Path) -> None:
+    run, marker = tmp_path / "run", tmp_path / "pwned"
+    run.mkdir()
+    torch.save({"model": _Payload(marker)}, run / "last.ckpt")
+    with pytest.raises(CheckpointError, match=r"last\.ckpt: not a safetensors file"):
+        train(_config(easy_manifest), run, resume=True)
+    assert not marker.exists()
+
+
+def test_the_checkpoint_is_safetensors_and_json(finished_run: Path) -> None:
+    tensors, record = read_checkpoint(finished_run / "last.ckpt")
+    assert all(isinstance(value, torch.Tensor) for value in tensors.values())
+    assert {"model.fc.weight", "rng.torch", "rng.numpy"} <= set(tensors)
+    assert record["architecture"]["name"] == "resnet8_fast" and len(record["architecture"]["digest"]) == 64
+    assert record["loop"]["epoch"] == 1 and record["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.003)
+    json.dumps(record)  # plain JSON all through
+    assert not list(finished_run.glob(".*.tmp"))  # written through a temporary file renamed into place
+
+
+@pytest.mark.parametrize("keep", [0, 7, 0.5, 0.999])
+def test_a_truncated_checkpoint_is_refused_naming_the_file(
+    finished_run: Path, easy_manifest: Path, tmp_path: Path, keep: float
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    data = (run / "last.ckpt").read_bytes()
+    (run / "last.ckpt").write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
+    with pytest.raises(CheckpointError, match=rf"{run / 'last.ckpt'}.*(truncated|not a safetensors)"):
+        train(_config(easy_manifest, "model.name=resnet8_fast", "train.epochs=2"), run, resume=True)
+
+
+def test_resuming_as_another_architecture_is_refused_unless_overwriting(
+    finished_run: Path, easy_manifest: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    # resnet8 has the very same tensor shapes as resnet8_fast: only the recorded architecture tells them apart.
+    other = _config(easy_manifest, "model.name=resnet8", "train.epochs=2")
+    with pytest.raises(CheckpointError, match=r"holds 'resnet8_fast' but the config builds 'resnet8'"):
+        train(other, run, resume=True)
+    result = train(other, run, resume=True, overwrite=True)
+    assert [row["epoch"] for row in result.history] == [1, 2]  # started afresh
+    assert read_checkpoint(run / "last.ckpt")[1]["architecture"]["name"] == "resnet8"
+
+
+def test_training_into_a_finished_run_is_refused_unless_asked(
+    finished_run: Path, easy_manifest: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(RunFolderError, match=r"already holds a run \(model\.safetensors, last\.ckpt.*--overwrite"):
+        train(_config(easy_manifest, "model.name=resnet8_fast"), run)
+    assert (run / "model.safetensors").read_bytes() == before
+    args = ["train", "--out", str(run)]
+    for item in [*TINY, f"data.manifest={easy_manifest}", "train.epochs=1"]:
+        args += ["--set", item]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "--overwrite" in refused.output, refused.output
+    replaced = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert read_checkpoint(run / "last.ckpt")[1]["architecture"]["name"] == "resnet8"
