@@ -76,10 +76,25 @@ def is_onnx_file(path: str | Path) -> bool:
     return len(head) == 9 and head[8:9] != b"{"
 
 
-def load_backend(path: str | Path, *, device: str = "cpu") -> TorchBackend | OnnxBackend:
-    """Open a dfkd model file (PyTorch) or an exported ONNX file (onnxruntime, CPU only)."""
+def load_backend(
+    path: str | Path | None = None, *, device: str = "cpu", threads: int | None = None
+) -> TorchBackend | OnnxBackend:
+    """Open a dfkd model file (PyTorch) or an exported ONNX file (onnxruntime, CPU only); ``None``: the bundled
+    general detector (:mod:`dfkd.pretrained`).
+
+    ``threads`` caps the runtime's intra-op threads (``torch.set_num_threads`` for PyTorch, process-wide); torch is
+    imported only for a PyTorch model.
+    """
+    if path is None:
+        from dfkd.pretrained import default_model_path
+
+        path = default_model_path()
     if is_onnx_file(path):
         if device != "cpu":
             logger.warning("ONNX models run on onnxruntime's CPU provider; ignoring device=%s", device)
-        return OnnxBackend(path)
+        return OnnxBackend(path, threads=threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     return TorchBackend(path, device=device)

@@ -9,7 +9,8 @@
    goes to the model as soon as the next input is not ready yet, so the first result never waits for a full batch.
 
 Results come back in input order. At most ``2 * workers + 64`` inputs are in flight and a model batch holds at most
-64 inputs' crops, so memory stays the same whatever the number of inputs or the batch size. ``workers=0`` runs every stage in the calling thread, one input after another.
+64 inputs' crops, so memory stays the same whatever the number of inputs or the batch size. ``workers=0`` runs
+every stage in the calling thread, one input after another.
 """
 
 from __future__ import annotations

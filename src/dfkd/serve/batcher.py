@@ -1,12 +1,15 @@
 """Micro-batching: one worker thread gathers images from concurrent requests and scores them in one ``predict``.
 
-A request puts one job per image on a queue and awaits their futures. The worker takes the first job and everything
-already queued (up to ``max_batch``), groups them by options (faces mode, explain) and calls ``detector.predict`` once
-per group. While it predicts, new jobs queue up and form the next batch, so under load batches fill without waiting.
+A request puts one job per image (encoded bytes, decoded only when the worker scores them) on a queue and awaits
+their futures. The worker takes the first job and everything already queued (up to ``max_batch``), groups them by
+options (faces mode, explain) and calls ``detector.predict`` once per group (its pipeline decodes the bytes on its
+threads, at the size the model needs). While it predicts, new jobs queue up and form the next batch, so under load
+batches fill without waiting.
 
 The window is adaptive: the worker waits (up to ``window_s``) for more jobs only while other requests are on their
-way, that is inside ``arriving()`` (reading their upload, decoding). A lone request is never held back, and a burst of
-concurrent requests is gathered into one call. Jobs whose request has gone (timeout, client left) are skipped.
+way, that is inside ``arriving()`` (reading their upload, checking headers). A lone request is never held back, and a
+burst of concurrent requests is gathered into one call. Jobs whose request has gone (timeout, client left) are
+skipped.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class _Job:
     name: str
-    image: Image.Image
+    source: Image.Image | bytes  # encoded bytes are decoded by the detector's pipeline, at the size it needs
     faces: str
     explain: bool
     future: asyncio.Future[dict[str, Any]]
@@ -129,9 +132,10 @@ class MicroBatcher:
                 self._arriving -= 1
 
     def submit(
-        self, images: Sequence[tuple[str, Image.Image]], *, faces: str, explain: bool = False
+        self, images: Sequence[tuple[str, Image.Image | bytes]], *, faces: str, explain: bool = False
     ) -> list[asyncio.Future[dict[str, Any]]]:
-        """Queue ``(name, image)`` pairs; the futures resolve to their results (call from the event loop)."""
+        """Queue ``(name, image or encoded bytes)`` pairs; the futures resolve to their results (call from the event
+        loop). Bytes are decoded when the worker takes them, by the detector's pipeline at the size it needs."""
         if not self.running:
             raise RuntimeError("the batch worker is not running")
         loop = asyncio.get_running_loop()
@@ -152,7 +156,7 @@ class MicroBatcher:
                 future.cancel()
 
     async def predict(
-        self, images: Sequence[tuple[str, Image.Image]], *, faces: str, explain: bool = False
+        self, images: Sequence[tuple[str, Image.Image | bytes]], *, faces: str, explain: bool = False
     ) -> list[dict[str, Any]]:
         """Detector results for ``(name, image)`` pairs, in order; ``input`` is each name.
 
@@ -209,7 +213,7 @@ class MicroBatcher:
                 continue
             started = time.perf_counter()
             try:
-                results = self.detector.predict([job.image for job in live], faces=faces)
+                results = self.detector.predict([job.source for job in live], faces=faces)
             except Exception as error:
                 logger.exception("predict failed on a batch of %d", len(live))
                 for job in live:
@@ -232,7 +236,7 @@ class MicroBatcher:
         if result.get("status") == "error" or job.future.done():
             return
         try:
-            overlay = self.detector.explain(job.image, faces=job.faces)
+            overlay = self.detector.explain(job.source, faces=job.faces)
         except NotImplementedError as error:
             result["explain_note"] = str(error)
         except Exception as error:  # an explanation failing must not lose the verdict

@@ -19,14 +19,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 from fastapi.security import APIKeyHeader
-from PIL.Image import Image
 
 from dfkd import __version__
 from dfkd.serve.batcher import MicroBatcher
 from dfkd.serve.errors import ApiError
 from dfkd.serve.schemas import DetectResponse, ErrorResponse, Health, ModelInfo
 from dfkd.serve.settings import ServeLimits
-from dfkd.serve.uploads import decode_uploads, error_result, read_uploads
+from dfkd.serve.uploads import check_uploads, decode_failure, error_result, read_uploads
 
 logger = logging.getLogger(__name__)
 
@@ -114,34 +113,48 @@ async def require_key(key: str | None = Depends(key_header), service: ServiceSta
 router = APIRouter()
 
 
+def _raise_when_all_failed(failures: list[ApiError | None]) -> None:
+    """When no file of a request can be scored, the request fails with the first file's error (listing all)."""
+    if not failures or any(failure is None for failure in failures):
+        return
+    first = failures[0]
+    assert first is not None
+    details = [failure.payload()["error"] for failure in failures if failure is not None] if len(failures) > 1 else None
+    raise ApiError(first.code, first.message, file=first.file, details=details, reason=first.reason)
+
+
 async def detect_uploads(service: ServiceState, request: Request, faces: str, explain: bool) -> dict[str, Any]:
-    """Read, decode and score a request's files: one result per file, in order (failed files in their place)."""
+    """Read, check and score a request's files: one result per file, in order (failed files in their place).
+
+    Only headers are read here; the batch worker's detection pipeline decodes each file at the size it needs.
+    """
     started = time.perf_counter()
     batcher, threshold = service.batcher, service.threshold
-    with batcher.arriving():  # the batch worker waits for requests still reading or decoding
+    with batcher.arriving():  # the batch worker waits for requests still reading or checking
         uploads = await read_uploads(request, service.limits.max_files)
-        decode = functools.partial(decode_uploads, uploads, max_pixels=service.limits.max_pixels)
-        decoded = await asyncio.get_running_loop().run_in_executor(service.decoders, decode)
-        failures = [item for item in decoded if isinstance(item, ApiError)]
-        if len(failures) == len(decoded):
-            first = failures[0]
-            details = [failure.payload()["error"] for failure in failures] if len(failures) > 1 else None
-            raise ApiError(first.code, first.message, file=first.file, details=details, reason=first.reason)
-        pairs = zip(uploads, decoded, strict=True)
+        check = functools.partial(check_uploads, uploads, max_pixels=service.limits.max_pixels)
+        failures = await asyncio.get_running_loop().run_in_executor(service.decoders, check)
+        _raise_when_all_failed(failures)
+        pairs = zip(uploads, failures, strict=True)
         futures = batcher.submit(
-            [(upload.name, item) for upload, item in pairs if isinstance(item, Image)], faces=faces, explain=explain
+            [(upload.name, upload.data) for upload, failure in pairs if failure is None], faces=faces, explain=explain
         )
     scored = iter(await batcher.collect(futures))
     results = []
-    for upload, item in zip(uploads, decoded, strict=True):
-        if isinstance(item, ApiError):
-            result = error_result(upload.name, item, threshold)
+    for position, upload in enumerate(uploads):
+        result = None
+        if failures[position] is None:
+            result = next(scored)
+            if result.get("status") == "error":
+                failures[position] = decode_failure(upload.name, result.get("error") or "")
+            result.setdefault("error_code", "prediction_failed" if result.get("status") == "error" else None)
+        failure = failures[position]
+        if failure is not None:
+            result = error_result(upload.name, failure, threshold)
             if explain:
                 result["explain_png"] = None
-        else:
-            result = next(scored)
-            result.setdefault("error_code", "prediction_failed" if result.get("status") == "error" else None)
         results.append(result)
+    _raise_when_all_failed(failures)
     return {
         "results": results,
         "faces": faces,

@@ -21,21 +21,17 @@ CONFIG_ENV = "DFKD_SERVE_CONFIG"
 
 
 def build_app(settings: ServeSettings) -> FastAPI:
-    """Load the model (``Detector.load``) and build the app with the settings' limits."""
+    """Load the model and build the app with the settings' limits; an ONNX model never imports torch."""
     from dfkd.inference import Detector
+    from dfkd.inference.backends import load_backend
     from dfkd.serve.app import create_app
 
-    if settings.threads:
-        import torch
-
-        torch.set_num_threads(settings.threads)
-
-    detector = Detector.load(
-        Path(settings.model),
-        device=settings.device,
+    detector = Detector(
+        load_backend(Path(settings.model), device=settings.device, threads=settings.threads),
         faces=settings.faces,
         face_model=settings.face_model,
         margin=settings.margin,
+        workers=settings.threads,  # the pipeline's decoding threads share the same cores
     )
     return create_app(detector, settings.limits, api_key=settings.api_key)
 

@@ -1,4 +1,7 @@
-"""Uploaded files: tell images from other content by their bytes, refuse decompression bombs, decode to RGB.
+"""Uploaded files: tell images from other content by their bytes and refuse decompression bombs, from the header.
+
+The request only checks headers (``check_uploads``); the bytes are decoded by the detection pipeline when a worker
+takes them, at the size the model needs (``dfkd.inference.pipeline``), and a failure there is ``decode_failure``.
 
 The decision for one file:
 
@@ -22,7 +25,7 @@ from fastapi import Request
 from PIL import Image, UnidentifiedImageError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dfkd.data.images import IMAGE_EXTENSIONS, ImageLoadError, open_image
+from dfkd.data.images import IMAGE_EXTENSIONS
 from dfkd.serve.errors import ApiError
 from dfkd.serve.limits import BodyTooLarge
 
@@ -46,6 +49,8 @@ IMAGE_CONTENT_TYPES = frozenset(
 )
 DECLARED_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".gif", ".tif", ".tiff"}
 ACCEPTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+# How ``ImageLoadError`` reasons of undecodable bytes begin (see dfkd.data.images.decode_image).
+DECODE_FAILURES = ("empty file", "not an image", "truncated", "undecodable", "cannot read")
 
 
 def file_error(code: str, name: str, reason: str) -> ApiError:
@@ -107,8 +112,8 @@ def check_pixels(upload: Upload, image_format: str, max_pixels: int) -> None:
         raise file_error("image_too_large", upload.name, reason)
 
 
-def decode_upload(upload: Upload, *, max_pixels: int) -> Image.Image:
-    """Decode one uploaded file into an RGB image (EXIF orientation applied).
+def check_upload(upload: Upload, *, max_pixels: int) -> None:
+    """Everything about one file that its header tells (content, format, pixel count), without decoding it.
 
     Raises:
         ApiError: ``unsupported_media_type``, ``image_too_large`` or ``undecodable_image``, naming the file.
@@ -125,23 +130,30 @@ def decode_upload(upload: Upload, *, max_pixels: int) -> Image.Image:
             "unsupported_media_type", upload.name, f"unsupported type ({declared}); send {ACCEPTED_TEXT} images"
         )
     check_pixels(upload, image_format, max_pixels)
-    try:
-        return open_image(upload.data, name=upload.name)
-    except ImageLoadError as error:
-        code = "image_too_large" if error.reason.startswith("image too large") else "undecodable_image"
-        raise file_error(code, upload.name, error.reason) from None
 
 
-def decode_uploads(uploads: list[Upload], *, max_pixels: int) -> list[Image.Image | ApiError]:
-    """Decode every upload; a failure comes back in its place as the ``ApiError`` that says why."""
-    decoded: list[Image.Image | ApiError] = []
+def check_uploads(uploads: list[Upload], *, max_pixels: int) -> list[ApiError | None]:
+    """``check_upload`` on every file: ``None`` where it may be decoded, else the ``ApiError`` that says why not."""
+    checked: list[ApiError | None] = []
     for upload in uploads:
         try:
-            decoded.append(decode_upload(upload, max_pixels=max_pixels))
+            check_upload(upload, max_pixels=max_pixels)
         except ApiError as error:
             logger.info("rejected upload %s", error.message)
-            decoded.append(error)
-    return decoded
+            checked.append(error)
+        else:
+            checked.append(None)
+    return checked
+
+
+def decode_failure(name: str, reason: str) -> ApiError | None:
+    """The ``ApiError`` of a file whose decoding failed with ``reason`` (``ImageLoadError``'s), or None when the
+    reason is not a decoding failure (a face detector or the model failed)."""
+    if reason.startswith("image too large"):
+        return file_error("image_too_large", name, reason)
+    if reason.startswith(DECODE_FAILURES):
+        return file_error("undecodable_image", name, reason)
+    return None
 
 
 def error_result(name: str, error: ApiError, threshold: float) -> dict[str, Any]:
