@@ -111,6 +111,10 @@ def cross_source(
     ] = None,
     all_but: Annotated[bool, typer.Option(help="Also train on all sources but one (three or more sources).")] = True,
     include_all: Annotated[bool, typer.Option("--all/--no-all", help="Also train on all sources together.")] = True,
+    reals_sbi: Annotated[
+        bool,
+        typer.Option(help="Also train on the reals of all sources with self-blended fakes only (no labelled fake)."),
+    ] = False,
     device: Annotated[str, typer.Option(help="Device for scoring the test splits (cpu, cuda …).")] = "cpu",
     retrain: Annotated[bool, typer.Option(help="Train every cell again, even those already finished.")] = False,
 ) -> None:
@@ -121,7 +125,14 @@ def cross_source(
     try:
         run_config = load_config(config, overrides or [])
         result = run_cross_source(
-            manifest, run_config, out, all_but=all_but, include_all=include_all, eval_device=device, retrain=retrain
+            manifest,
+            run_config,
+            out,
+            all_but=all_but,
+            include_all=include_all,
+            reals_sbi=reals_sbi,
+            eval_device=device,
+            retrain=retrain,
         )
     except (*training_errors(), ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None

@@ -3,11 +3,14 @@
 For a manifest with several ``source`` values (one per dataset root: a generator, a site, a collection) this
 answers the reference's future-work question, "does a detector trained on one source work on another?":
 
-- training sets: each source alone; each "all but S" (leave one source out; skipped where it equals a single
-  source, as with two sources); and all sources together;
+- training sets: each source alone; each "all but S" (leave one source out — trained without S's reals and fakes:
+  "how well is S detected by a model that never saw it"; skipped where it equals a single source, as with two
+  sources); all sources together; and with ``reals_sbi``, the reals of every source with self-blended fakes only
+  (no labelled fake at all: which manipulations blending alone teaches);
 - each training set gets its own manifest (the train and val rows of its sources only: the model is selected on
   validation images of the sources it was trained on, never on the held-out one) and its own run folder;
-- every trained model is scored on the test split of every source, at its decision threshold (0.5 unless set).
+- every trained model is scored on the test split of every source, at its decision threshold (0.5 unless set):
+  AUC, accuracy and the false-positive rate on the source's reals (what a detector costs on photos it never saw).
 
 Outputs in ``out``: ``cross_source.json``, ``cross_source.md`` and ``cross_source.png`` (heat maps), plus
 ``manifests/`` and ``runs/<training set>/`` (a finished cell is not trained again when the command is rerun).
@@ -40,11 +43,14 @@ class TrainingSet:
 
     name: str
     sources: tuple[str, ...]
-    kind: str  # "only", "all_but" or "all"
+    kind: str  # "only", "all_but", "all" or "reals_sbi"
 
 
-def plan_training_sets(sources: list[str], *, all_but: bool = True, include_all: bool = True) -> list[TrainingSet]:
-    """Each source alone, then each leave-one-out set (when it differs from a single source), then all sources.
+def plan_training_sets(
+    sources: list[str], *, all_but: bool = True, include_all: bool = True, reals_sbi: bool = False
+) -> list[TrainingSet]:
+    """Each source alone, then each leave-one-out set (when it differs from a single source), then all sources, then
+    (``reals_sbi``) the reals of all sources with self-blended fakes only.
 
     Raises:
         ValueError: fewer than two sources.
@@ -63,17 +69,33 @@ def plan_training_sets(sources: list[str], *, all_but: bool = True, include_all:
         ]
     if include_all:
         plan.append(TrainingSet("all", tuple(sources), "all"))
+    if reals_sbi:
+        plan.append(TrainingSet("reals_sbi", tuple(sources), "reals_sbi"))
     return plan
 
 
-def write_subset_manifest(manifest_path: str | os.PathLike[str], sources: tuple[str, ...], out: Path) -> Path:
-    """A manifest holding the train and val rows of ``sources`` only (paths absolute)."""
+def write_subset_manifest(
+    manifest_path: str | os.PathLike[str], sources: tuple[str, ...], out: Path, *, reals_only: bool = False
+) -> Path:
+    """A manifest holding the train and val rows of ``sources`` only (paths absolute; ``reals_only``: no fakes).
+
+    The parent's scanned roots and face-crop record travel with it, so landmarks and the crop settings are found.
+    """
+    from dfkd.data.manifest import read_sidecar
+
     manifest = read_manifest(manifest_path)
-    samples = [s for s in manifest.samples if s.source in sources and s.split in ("train", "val")]
+    samples = [
+        s
+        for s in manifest.samples
+        if s.source in sources and s.split in ("train", "val") and not (reals_only and s.label == "fake")
+    ]
     for split in ("train", "val"):
         if not any(s.split == split for s in samples):
             raise ValueError(f"{manifest_path}: sources {', '.join(sources)} have no {split} images")
-    write_manifest(out, samples, {"parent_manifest": str(Path(manifest_path).resolve()), "sources": list(sources)})
+    parent = read_sidecar(manifest_path)
+    info = {key: parent[key] for key in ("roots", "face_crop", "face_crop_warnings") if key in parent}
+    info.update(parent_manifest=str(Path(manifest_path).resolve()), sources=list(sources), reals_only=reals_only)
+    write_manifest(out, samples, info)
     return out
 
 
@@ -107,10 +129,12 @@ def score_by_source(
     for source in manifest.sources:
         keep = sources == source
         if not keep.any():
-            cells[source] = {"auc": None, "accuracy": None, "n": 0}
+            cells[source] = {"auc": None, "accuracy": None, "fpr": None, "n": 0}
             continue
-        scores = auc_accuracy(predictions.labels[keep], predictions.fake_probs[keep], threshold=threshold)
-        cells[source] = {**scores, "n": int(keep.sum())}
+        labels, fake_probs = predictions.labels[keep], predictions.fake_probs[keep]
+        scores = auc_accuracy(labels, fake_probs, threshold=threshold)
+        fpr = float((fake_probs[labels == 0] >= threshold).mean()) if (labels == 0).any() else None
+        cells[source] = {**scores, "fpr": fpr, "n": int(keep.sum())}
     return cells
 
 
@@ -121,6 +145,7 @@ def run_cross_source(
     *,
     all_but: bool = True,
     include_all: bool = True,
+    reals_sbi: bool = False,
     eval_device: str = "cpu",
     retrain: bool = False,
 ) -> dict[str, Any]:
@@ -134,7 +159,7 @@ def run_cross_source(
 
     out = Path(out)
     manifest = read_manifest(manifest_path)
-    plan = plan_training_sets(manifest.sources, all_but=all_but, include_all=include_all)
+    plan = plan_training_sets(manifest.sources, all_but=all_but, include_all=include_all, reals_sbi=reals_sbi)
     test_sources = manifest.sources
     missing = [source for source in test_sources if not any(s.source == source for s in manifest.split("test"))]
     if missing:
@@ -160,11 +185,17 @@ def run_cross_source(
         done = run_dir / DONE_FILE
         logger.info("cross-source %d/%d: training on %s", index, len(plan), ", ".join(training_set.sources))
         if retrain or not (done.exists() and model_path.exists()):
+            reals_only = training_set.kind == "reals_sbi"
             subset = write_subset_manifest(
-                manifest_path, training_set.sources, out / "manifests" / f"{training_set.name}.csv"
+                manifest_path,
+                training_set.sources,
+                out / "manifests" / f"{training_set.name}.csv",
+                reals_only=reals_only,
             )
             cell_config = config.model_copy(deep=True)
             cell_config.data.manifest = str(subset.resolve())
+            if reals_only:
+                cell_config.data.synthetic_fakes = "sbi"
             started = time.perf_counter()
             resume = not retrain and (run_dir / "last.ckpt").exists()  # an interrupted cell continues
             trained = train(cell_config, run_dir, resume=resume, overwrite=not resume)  # an unfinished cell is redone
@@ -205,15 +236,20 @@ def cross_source_markdown(result: dict[str, Any]) -> str:
         f"for selection) and scored on each column's test split, manifest `{result['manifest']}`. "
         "`*` marks a test source the model was trained on (in-source); the others measure transfer.",
     ]
-    for metric, label, scale, digits in (("auc", "AUC", 1.0, 3), ("accuracy", "accuracy %", 100.0, 1)):
+    metrics = (
+        ("auc", "AUC", 1.0, 3),
+        ("accuracy", "accuracy %", 100.0, 1),
+        ("fpr", "false positives on reals %", 100.0, 1),
+    )
+    for metric, label, scale, digits in metrics:
         rows = []
         for training_set in result["train_sets"]:
             name, sets = training_set["name"], training_set["sources"]
             cells = result["matrix"][name]
             row = [name]
             for source in sources:
-                mark = "*" if source in sets else ""
-                row.append(_fmt(cells[source][metric], scale, digits) + mark)
+                mark = "*" if source in sets and training_set["kind"] != "reals_sbi" else ""
+                row.append(_fmt(cells[source].get(metric), scale, digits) + mark)
             rows.append(row)
         test_n = {s: next(iter(result["matrix"].values()))[s]["n"] for s in sources}
         headers = ["trained on ↓ / tested on →", *(f"{s} (n={test_n[s]})" for s in sources)]
