@@ -16,7 +16,7 @@ PACKAGE = Path(dfkd.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("labels", "utils", "card", "config", "__init__"),
     ("data", "faces", "configs"),
-    ("models",),
+    ("models", "pretrained"),
     ("distill",),
     ("train",),
     ("evaluate",),

@@ -135,7 +135,7 @@ class Detector:
     @classmethod
     def load(
         cls,
-        path: str | Path,
+        path: str | Path | None = None,
         *,
         device: str = "cpu",
         faces: str = "auto",
@@ -145,7 +145,9 @@ class Detector:
         workers: int | None = None,
         decode: str = "scaled",
     ) -> Detector:
-        """Open a dfkd model file (``.safetensors``, PyTorch) or an exported ``.onnx`` file (onnxruntime)."""
+        """Open a dfkd model file (``.safetensors``, PyTorch) or an exported ``.onnx`` file (onnxruntime); without a
+        path, the bundled general detector (``dfkd.pretrained``: trained on real faces, labelled and self-blended
+        fakes; ``dfkd info`` shows its card)."""
         return cls(
             load_backend(path, device=device),
             faces=faces,
