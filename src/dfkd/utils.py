@@ -14,6 +14,12 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# File names that are not valid UTF-8 (``caf\xe9.jpg``) are decoded as Python decodes them (``os.fsdecode``: each
+# undecodable byte becomes a lone surrogate) and written to CSV files as UTF-8 with this error handler, which writes
+# the original bytes back: the CSV holds the file system's exact bytes and reads back (same handler) to the same path.
+# JSON (``write_json``, ASCII-escaped) keeps them as ``\udcXX`` escapes, which ``json.load`` returns unchanged.
+PATH_ERRORS = "surrogateescape"
+
 _PROGRESS_ENABLED = False
 
 

@@ -180,3 +180,51 @@ def test_two_roots_with_the_same_name_get_distinct_sources(tmp_path: Path) -> No
     make_tree(tmp_path / "b" / "data", {"fake": 1}, seed=2)
     found = scan_roots([tmp_path / "a" / "data", tmp_path / "b" / "data"])
     assert sorted(s.source for s in found.samples) == ["data", "data-2"]
+
+
+def test_symbolic_link_loops_are_skipped_and_reported(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for label in ("real", "fake"):
+        write_image(root / "train" / label / "a.jpg", seed=1)
+    (root / "train" / "real" / "self").symlink_to("self")  # ELOOP when followed
+    (root / "train" / "fake" / "up").symlink_to("..")  # back to train/: would be walked again and again
+    report = build_manifest([root], tmp_path / "m.csv")
+    assert sorted(Path(s.path).relative_to(root.resolve()).as_posix() for s in report.samples) == [
+        "train/fake/a.jpg",
+        "train/real/a.jpg",
+    ]
+    reasons = {Path(path).name: reason for path, reason in report.skipped}
+    assert set(reasons) == {"self", "up"} and "symbolic link" in reasons["self"] and "loop" in reasons["up"]
+    rejected = (tmp_path / "m.rejected.csv").read_text()
+    assert "train/fake/up,symbolic link loop" in rejected
+    result = CliRunner().invoke(app, ["scan", str(root), "--out", str(tmp_path / "cli.csv")])
+    assert result.exit_code == 0 and "folders skipped 2" in result.output, result.output
+
+
+def test_file_names_that_are_not_utf8_are_scanned_and_round_trip(tmp_path: Path) -> None:
+    import os
+
+    root = tmp_path / "data"
+    write_image(root / "train" / "real" / "a.jpg", seed=1)
+    write_image(root / "train" / "fake" / "a.jpg", seed=2)
+    odd = os.fsencode(root / "train" / "fake") + b"/caf\xe9.jpg"
+    os.rename(os.fsencode(root / "train" / "fake" / "a.jpg"), odd)
+    os.makedirs(os.fsencode(root) + b"/loose\xff")
+    write_image(
+        Path(os.fsdecode(os.fsencode(root) + b"/loose\xff/x.jpg")), seed=3
+    )  # unlabelled: listed in rejected.csv
+    result = CliRunner().invoke(app, ["scan", str(root), "--out", str(tmp_path / "m.csv")])
+    assert result.exit_code == 0, result.output
+    # Rule: the CSV holds the file system's bytes (UTF-8 where the name is UTF-8), read back with surrogateescape.
+    assert odd in (tmp_path / "m.csv").read_bytes()
+    assert b"/loose\xff/x.jpg" in (tmp_path / "m.rejected.csv").read_bytes()
+    manifest = read_manifest(tmp_path / "m.csv")
+    fake = next(s for s in manifest.samples if s.label == "fake")
+    assert os.fsencode(fake.path) == odd and Path(fake.path).is_file()
+    from dfkd.data.dataset import ManifestDataset
+    from dfkd.data.transforms import build_eval_transform
+
+    dataset = ManifestDataset(manifest, "train", build_eval_transform(40, 32, [0.5] * 3, [0.5] * 3), on_error="raise")
+    assert all(dataset[i] is not None for i in range(len(dataset)))  # the odd file opens and decodes
+    sidecar = json.loads((tmp_path / "m.json").read_text())
+    assert sidecar["n"] == 2

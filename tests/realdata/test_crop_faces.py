@@ -144,3 +144,21 @@ def test_a_face_filling_the_frame_gives_up_margin_instead_of_black_fill(tmp_path
     assert int(tight_row["side"]) < 120
     crop = Image.open(tmp_path / "m03" / "real" / "tight.png").convert("L")
     assert min(crop.getpixel((x, y)) for x in (0, 63) for y in (0, 63)) > 0
+
+
+def test_file_names_that_are_not_utf8_are_cropped_listed_and_resumed(
+    face_tree: Path, tmp_path: Path, face_model: str | None
+) -> None:
+    import os
+
+    real = os.fsencode(face_tree / "train" / "real")
+    os.rename(real + b"/astronaut.png", real + b"/caf\xe9.png")
+    os.rename(real + b"/blank.png", real + b"/vide\xff.png")
+    out = tmp_path / "faces"
+    report = crop_dataset(face_tree, out, size=64, face_model=face_model, workers=1)
+    assert (report.n_ok, report.n_no_face, report.n_error) == (2, 1, 1)
+    assert os.path.isfile(os.fsencode(out) + b"/train/real/caf\xe9.png")
+    # The CSVs hold the file system's bytes (surrogateescape), and read back to the same names.
+    assert b"train/real/caf\xe9.png,ok" in (out / "faces.csv").read_bytes()
+    assert b"train/real/vide\xff.png,no_face" in (out / "no_face.csv").read_bytes()
+    assert crop_dataset(face_tree, out, size=64, face_model=face_model, workers=1).n_resumed == 3

@@ -19,6 +19,13 @@ console = Console(stderr=True)  # messages and logging
 out_console = Console()  # results
 
 
+def shown(path: str | os.PathLike[str]) -> str:
+    """A file name as the console can print it: bytes that are not UTF-8 as ``\\xe9`` escapes, markup escaped."""
+    from rich.markup import escape
+
+    return escape(os.fsencode(path).decode("utf-8", "backslashreplace"))
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print an error in red and return the exit to raise."""
     console.print(f"[bold red]error:[/] {message}")

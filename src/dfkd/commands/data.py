@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from dfkd.commands.common import fail, out_console, reported_errors
+from dfkd.commands.common import fail, out_console, reported_errors, shown
 
 if TYPE_CHECKING:
     from dfkd.data.build import ScanReport
@@ -47,17 +47,20 @@ def _print_counts(report: ScanReport) -> None:
     out_console.print(
         f"{len(report.samples)} images · rejected {len(report.rejected)} · unlabelled {len(report.unlabelled)}"
         f" · other files skipped {report.other_files}"
+        + (f" · folders skipped {len(report.skipped)}" if report.skipped else "")
     )
+    for path, reason in report.skipped[:20]:
+        out_console.print(f"  [yellow]skipped[/] {shown(path)}: {reason}")
     for path, reason in report.rejected[:20]:
-        out_console.print(f"  [red]rejected[/] {path}: {reason}")
+        out_console.print(f"  [red]rejected[/] {shown(path)}: {shown(reason)}")
     if len(report.rejected) > 20:
         out_console.print(f"  … and {len(report.rejected) - 20} more (see the .rejected.csv file)")
     for path in report.unlabelled[:10]:
-        out_console.print(f"  [yellow]unlabelled[/] {path}")
+        out_console.print(f"  [yellow]unlabelled[/] {shown(path)}")
     if report.leakage:
         out_console.print(f"[bold yellow]leakage:[/] {len(report.leakage)} identical file groups span splits")
         for digest, members in report.leakage[:10]:
-            out_console.print(f"  {digest[:12]}: {', '.join(members)}")
+            out_console.print(f"  {digest[:12]}: {', '.join(shown(member) for member in members)}")
 
 
 def scan(

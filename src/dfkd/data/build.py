@@ -14,7 +14,7 @@ from dfkd.data.crop_geometry import face_crop_of_roots
 from dfkd.data.images import ImageLoadError, open_image
 from dfkd.data.manifest import DEFAULT_RATIOS, assign_splits, count_table, write_manifest
 from dfkd.data.scan import Sample, scan_roots
-from dfkd.utils import atomic_write, track
+from dfkd.utils import PATH_ERRORS, atomic_write, track
 
 logger = logging.getLogger(__name__)
 UNLABELLED_REASON = "unlabelled: no folder named 'real' or 'fake' above it"
@@ -29,6 +29,7 @@ class ScanReport:
     samples: list[Sample]
     rejected: list[tuple[str, str]] = field(default_factory=list)
     unlabelled: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # symbolic link loops, unreadable folders
     leakage: list[tuple[str, list[str]]] = field(default_factory=list)
     other_files: int = 0
 
@@ -129,17 +130,19 @@ def build_manifest(
         "verified": verify,
         "n_rejected": len(rejected),
         "n_unlabelled": len(found.unlabelled),
+        "n_skipped": len(found.skipped),
         "n_leaked_groups": len(leakage) if verify else None,
     }
     content_hash = write_manifest(out, samples, info)
     stem = out.with_suffix("")
-    with atomic_write(f"{stem}.rejected.csv", "w", encoding="utf-8", newline="") as handle:
+    with atomic_write(f"{stem}.rejected.csv", "w", encoding="utf-8", errors=PATH_ERRORS, newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "reason"])
         writer.writerows(rejected)
         writer.writerows((path, UNLABELLED_REASON) for path in found.unlabelled)
+        writer.writerows(found.skipped)
     if verify:
-        with atomic_write(f"{stem}.leakage.csv", "w", encoding="utf-8", newline="") as handle:
+        with atomic_write(f"{stem}.leakage.csv", "w", encoding="utf-8", errors=PATH_ERRORS, newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["sha1", "split:path"])
             for digest, members in leakage:
@@ -152,6 +155,7 @@ def build_manifest(
         samples=samples,
         rejected=rejected,
         unlabelled=found.unlabelled,
+        skipped=found.skipped,
         leakage=leakage,
         other_files=found.other_files,
     )

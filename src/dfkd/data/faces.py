@@ -48,7 +48,7 @@ from dfkd.faces.detect import (
     detect_faces,
     face_square,
 )
-from dfkd.utils import atomic_write, track, write_json
+from dfkd.utils import PATH_ERRORS, atomic_write, track, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def _read_rows(path: Path) -> dict[str, dict[str, str]]:
     if not path.exists():
         return {}
     rows = {}
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8", errors=PATH_ERRORS) as handle:
         for row in csv.DictReader(handle):
             if row.get("path") and row.get("status") in ("ok", "no_face", "error") and None not in row.values():
                 rows[row["path"]] = row
@@ -343,7 +343,7 @@ def crop_dataset(
 
     # Rows are appended as they come, so an interrupted run keeps its progress; the file is rewritten sorted at the end.
     csv_path = out_path / FACES_CSV
-    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+    with open(csv_path, "w", newline="", encoding="utf-8", errors=PATH_ERRORS) as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows[relative] for relative in sorted(rows))
@@ -356,12 +356,12 @@ def crop_dataset(
             handle.flush()
 
     ordered = [rows[relative] for relative in images]
-    with atomic_write(csv_path, "w", encoding="utf-8", newline="") as handle:
+    with atomic_write(csv_path, "w", encoding="utf-8", errors=PATH_ERRORS, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(ordered)
     report.skipped = [(row["path"], row["reason"]) for row in ordered if row["status"] != "ok"]
-    with atomic_write(out_path / NO_FACE_CSV, "w", encoding="utf-8", newline="") as handle:
+    with atomic_write(out_path / NO_FACE_CSV, "w", encoding="utf-8", errors=PATH_ERRORS, newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "status", "reason"])
         writer.writerows((row["path"], row["status"], row["reason"]) for row in ordered if row["status"] != "ok")

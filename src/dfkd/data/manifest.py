@@ -16,7 +16,7 @@ import numpy as np
 from dfkd import __version__
 from dfkd.data.scan import SPLITS, Sample
 from dfkd.labels import label_id
-from dfkd.utils import atomic_write, write_json
+from dfkd.utils import PATH_ERRORS, atomic_write, write_json
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("path", "label", "split", "source", "size")
 DEFAULT_RATIOS: tuple[float, float, float] = (0.7, 0.2, 0.1)
@@ -101,7 +101,7 @@ def manifest_bytes(samples: list[Sample]) -> bytes:
     writer.writerow(MANIFEST_COLUMNS)
     for sample in samples:
         writer.writerow([sample.path, sample.label, sample.split, sample.source, sample.size])
-    return buffer.getvalue().encode("utf-8")
+    return buffer.getvalue().encode("utf-8", PATH_ERRORS)
 
 
 def sidecar_path(manifest_path: str | os.PathLike[str]) -> Path:
@@ -142,7 +142,7 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
         data = path.read_bytes()
     except OSError as error:
         raise FileNotFoundError(f"cannot read manifest {path}: {error.strerror or error}") from None
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8")))
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8", PATH_ERRORS)))
     missing = [c for c in ("path", "label", "split", "source") if c not in (reader.fieldnames or [])]
     if missing:
         raise ValueError(f"{path}: not a dfkd manifest, missing column(s) {', '.join(missing)}")

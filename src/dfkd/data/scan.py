@@ -43,11 +43,19 @@ class Sample:
 
 @dataclass
 class ScanResult:
-    """Everything a scan found: labelled samples, unlabelled images and other skipped files."""
+    """Everything a scan found: labelled samples, unlabelled images, other files, and paths skipped with a reason."""
 
     samples: list[Sample] = field(default_factory=list)
     unlabelled: list[str] = field(default_factory=list)
     other_files: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    # (st_dev, st_ino) of every folder walked: a symlink back to one of them is a loop, walked once only
+    visited: set[tuple[int, int]] = field(default_factory=set, repr=False)
+
+    def skip(self, path: str, reason: str) -> None:
+        """Record ``path`` as skipped and say so in the log."""
+        logger.warning("skipped %s: %s", path, reason)
+        self.skipped.append((path, reason))
 
 
 def source_names(roots: list[Path]) -> list[str]:
@@ -77,24 +85,50 @@ def path_label(relative: str) -> str:
 
 
 def scan_root(root: Path, source: str, result: ScanResult) -> None:
-    """Walk one root (sorted, so results are deterministic) and append what it holds to ``result``."""
+    """Walk one root (sorted, so results are deterministic) and append what it holds to ``result``.
+
+    File names are kept as Python decodes them (``os.fsdecode``: bytes that are not UTF-8 become lone surrogates), so
+    every file is found and its path round-trips through the manifest (see :mod:`dfkd.data.manifest`). A folder
+    reached again through a symbolic link (a loop) and a link that cannot be followed are skipped and reported.
+    """
     root = root.resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} is not a folder")
     _scan_folder(str(root), (root.name,), source, result)
 
 
+def _is_folder(entry: os.DirEntry, result: ScanResult) -> bool | None:
+    """Whether ``entry`` is a folder not walked yet; None when it is to be skipped (a loop or a broken link)."""
+    try:
+        if not entry.is_dir():
+            return False
+        info = entry.stat()
+    except OSError as error:  # ELOOP: a link to itself; EACCES, ...
+        result.skip(entry.path, f"cannot follow: {error.strerror or error}")
+        return None
+    key = (info.st_dev, info.st_ino)
+    if key in result.visited:
+        result.skip(entry.path, "symbolic link loop (a folder already scanned)")
+        return None
+    return True
+
+
 def _scan_folder(folder: str, parts: tuple[str, ...], source: str, result: ScanResult) -> None:
     try:
+        info = os.stat(folder)
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError as error:
-        logger.warning("cannot list %s: %s", folder, error.strerror or error)
+        result.skip(folder, f"cannot list: {error.strerror or error}")
         return
+    result.visited.add((info.st_dev, info.st_ino))
     label = _folder_role(parts, LABEL_FOLDERS)
     split = _folder_role(parts, SPLIT_FOLDERS)
     subfolders = []
     for entry in entries:
-        if entry.is_dir():
+        is_folder = _is_folder(entry, result)
+        if is_folder is None:
+            continue
+        if is_folder:
             subfolders.append(entry)
             continue
         name = entry.name

@@ -16,7 +16,7 @@ from typing import Any
 
 from dfkd import __version__
 from dfkd.card import ModelCard
-from dfkd.utils import atomic_write, write_json
+from dfkd.utils import PATH_ERRORS, atomic_write, write_json
 
 JSON_SCHEMA_VERSION = 1
 CSV_COLUMNS: tuple[str, ...] = (
@@ -88,8 +88,8 @@ def write_report_json(path: str | os.PathLike[str], report: dict[str, Any]) -> N
 
 
 def write_report_csv(path: str | os.PathLike[str], results: Sequence[dict[str, Any]]) -> None:
-    """Write the CSV table atomically."""
-    with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
+    """Write the CSV table atomically; input names that are not UTF-8 keep their bytes (utils.PATH_ERRORS)."""
+    with atomic_write(path, "w", encoding="utf-8", errors=PATH_ERRORS, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for result in results:
