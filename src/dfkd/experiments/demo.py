@@ -23,6 +23,14 @@ STUDENT_RUNS: tuple[tuple[str, str], ...] = (
     ("student_kd_kl", "demo_student_kd.yaml"),
     ("student_kd_mse", "demo_student_kd.yaml"),
 )
+# On real faces (--data) the reference's cached-logit KD barely helps; function matching does (docs/results/
+# real-faces.md): the teacher runs online on the student's random crops and mixed images. These presets keep the
+# whole demo within about 20 minutes on 2 CPU cores for 600 face crops (docs/results/demo.md).
+REAL_FACE_TEACHER = "realfaces_teacher.yaml"
+REAL_FACE_STUDENT_RUNS: tuple[tuple[str, str], ...] = (
+    ("student_nokd", "realfaces_student.yaml"),
+    ("student_fm", "realfaces_student_fm.yaml"),
+)
 
 
 def find_configs_dir() -> Path:
@@ -68,8 +76,9 @@ def run_demo(
 ) -> DemoResult:
     """Run (or resume) the demo pipeline into ``out`` and return the report's location.
 
-    Without ``data_roots`` it makes the synthetic demo set; with them it runs on the user's folders, face-cropped
-    first when ``faces="crop"``.
+    Without ``data_roots`` it makes the synthetic demo set and runs the reference's recipes (students without KD and
+    with cached-logit KD-KL / KD-MSE); with them it runs on the user's folders, face-cropped first when
+    ``faces="crop"``, with the real-face recipes: a student without KD and one distilled by function matching.
     """
     from dfkd.data.build import build_manifest
     from dfkd.data.demo import DEMO_DEFAULT_PER_CLASS, make_demo_dataset
@@ -115,8 +124,10 @@ def run_demo(
         )
         _step(out, "scan", timings, lambda: build_manifest([data], manifest))
 
+    real_faces = bool(data_roots)
     teacher_run = runs / "teacher"
-    teacher_config = load_config(configs / "demo_teacher.yaml", [f"data.manifest={manifest}", *extra])
+    teacher_file = REAL_FACE_TEACHER if real_faces else "demo_teacher.yaml"
+    teacher_config = load_config(configs / teacher_file, [f"data.manifest={manifest}", *extra])
     _step(out, "train-teacher", timings, lambda: train(teacher_config, teacher_run, overwrite=True))
     teacher_model = teacher_run / "model.safetensors"
     _step(
@@ -126,24 +137,27 @@ def run_demo(
         lambda: evaluate_model(teacher_model, manifest, teacher_run / "eval", threshold="auto"),
     )
     cache = out / "teacher_logits"
-    student_base = load_config(configs / "demo_student.yaml", [f"data.manifest={manifest}", *extra])
-    _step(
-        out,
-        "cache-logits",
-        timings,
-        lambda: compute_logit_cache(
-            teacher_model,
-            manifest,
-            cache,
-            resize_size=student_base.data.resize_size,
-            input_size=student_base.data.input_size,
-            splits=("train", "val"),
-        ),
-    )
+    if not real_faces:
+        student_base = load_config(configs / "demo_student.yaml", [f"data.manifest={manifest}", *extra])
+        _step(
+            out,
+            "cache-logits",
+            timings,
+            lambda: compute_logit_cache(
+                teacher_model,
+                manifest,
+                cache,
+                resize_size=student_base.data.resize_size,
+                input_size=student_base.data.input_size,
+                splits=("train", "val"),
+            ),
+        )
     run_dirs = [teacher_run]
-    for name, config_file in STUDENT_RUNS:
+    for name, config_file in REAL_FACE_STUDENT_RUNS if real_faces else STUDENT_RUNS:
         settings = [f"data.manifest={manifest}", *extra]
-        if name != "student_nokd":
+        if name == "student_fm":
+            settings += [f"teacher.model={teacher_model}"]
+        elif name != "student_nokd":
             loss = name.rsplit("_", 1)[-1]
             settings += [f"teacher.model={teacher_model}", f"teacher.cache={cache}", f"distill.loss={loss}"]
         config = load_config(configs / config_file, settings)
@@ -177,7 +191,7 @@ def run_demo(
                 ),
             ),
         )
-    _export_step(out, runs, manifest, timings)
+    _export_step(out, runs / ("student_fm" if real_faces else "student_kd_mse"), manifest, timings)
     report_dir = out / "report"
     build_report(run_dirs, report_dir)
     write_json(out / "timings.json", timings)
@@ -196,19 +210,19 @@ def _test_image_folder(out: Path, manifest: Path) -> Path:
     return folder
 
 
-def _export_step(out: Path, runs: Path, manifest: Path, timings: dict[str, float]) -> None:
-    """Export the KD-MSE student to ONNX and INT8 when the deploy module is present."""
+def _export_step(out: Path, run: Path, manifest: Path, timings: dict[str, float]) -> None:
+    """Export the distilled student of ``run`` to ONNX and INT8 when the deploy module is present."""
     try:
         from dfkd.deploy.onnx import export_onnx, quantize_int8
     except ImportError:
         logger.info("ONNX export not available in this build; skipping")
         return
-    student = runs / "student_kd_mse" / "model.safetensors"
-    onnx_path = out / "export" / "student_kd_mse.onnx"
+    student = run / "model.safetensors"
+    onnx_path = out / "export" / f"{run.name}.onnx"
     _step(out, "export-onnx", timings, lambda: export_onnx(student, onnx_path))
     _step(
         out,
         "export-int8",
         timings,
-        lambda: quantize_int8(onnx_path, out / "export" / "student_kd_mse.int8.onnx", manifest),
+        lambda: quantize_int8(onnx_path, out / "export" / f"{run.name}.int8.onnx", manifest),
     )
