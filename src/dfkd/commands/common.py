@@ -65,3 +65,15 @@ def face_model_path(face_model: Path | None) -> str | None:
     """The YuNet file given on the command line, else ``$DFKD_FACE_MODEL``, else None."""
     value = str(face_model) if face_model else os.environ.get(FACE_MODEL_ENV)
     return value or None
+
+
+def model_or_bundled(model: Path | None) -> Path:
+    """The model file given on the command line, else the bundled general detector (``dfkd.pretrained``)."""
+    if model is not None:
+        return model
+    from dfkd.pretrained import default_model_path
+
+    with reported_errors(FileNotFoundError):
+        path = default_model_path()
+    console.print(f"no --model given: using the bundled general detector ({path.name}; `dfkd info` shows its card)")
+    return path

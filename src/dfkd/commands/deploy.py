@@ -10,7 +10,15 @@ from typing import Annotated, Any
 
 import typer
 
-from dfkd.commands.common import FACE_MODEL_ENV, console, face_model_path, fail, out_console, reported_errors
+from dfkd.commands.common import (
+    FACE_MODEL_ENV,
+    console,
+    face_model_path,
+    fail,
+    model_or_bundled,
+    out_console,
+    reported_errors,
+)
 
 MAX_TABLE_ROWS = 200
 
@@ -157,7 +165,12 @@ def _run_live(detector: Any, source: int | str, faces: str, window: bool | None,
 
 
 def detect(
-    model: Annotated[Path, typer.Option("--model", "-m", help="dfkd model file (.safetensors) or exported .onnx.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", "-m", help="dfkd model file (.safetensors) or exported .onnx (default: the bundled one)."
+        ),
+    ] = None,
     paths: Annotated[list[Path] | None, typer.Argument(help="Images, folders (recursive) and videos.")] = None,
     faces: Annotated[
         str, typer.Option(help="auto (find faces first), none (inputs are face crops), or yunet / centerface / mtcnn.")
@@ -201,6 +214,7 @@ def detect(
     if not paths and live_source is None:
         raise fail("give PATH(s) to score, or --camera / --stream for live detection")
     with reported_errors():
+        model = model_or_bundled(model)
         detector = Detector.load(
             model,
             device=device,

@@ -9,16 +9,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dfkd.commands.common import fail, out_console
+from dfkd.commands.common import fail, model_or_bundled, out_console
 
 
 def info(
-    model: Annotated[Path, typer.Argument(help="dfkd model file (.safetensors) or exported .onnx.")],
+    model: Annotated[
+        Path | None, typer.Argument(help="dfkd model file (.safetensors) or exported .onnx (default: the bundled one).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False,
 ) -> None:
     """Print a model's card: architecture, preprocessing, face crop, labels, threshold, metrics, training."""
     from dfkd.card import ModelFileError, describe_card
 
+    model = model_or_bundled(model)
     try:
         card = _read_card(model)
     except ModelFileError as error:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from dfkd.commands.common import FACE_MODEL_ENV, console, face_model_path, fail, reported_errors
+from dfkd.commands.common import FACE_MODEL_ENV, console, face_model_path, fail, model_or_bundled, reported_errors
 from dfkd.serve.settings import API_KEY_ENV, DEFAULT_LIMITS, MIB, ServeLimits, ServeSettings
 
 
@@ -18,7 +18,12 @@ def limit_help(name: str) -> str:
 
 
 def serve(
-    model: Annotated[Path, typer.Option("--model", "-m", help="A dfkd model file (.safetensors) or an ONNX export.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", "-m", help="A dfkd model file (.safetensors) or an ONNX export (default: the bundled one)."
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 to accept other machines).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes, each with its own model copy.")] = 1,
@@ -54,6 +59,7 @@ def serve(
     """Serve the model over HTTP: POST /v1/detect, GET /v1/model, /healthz, the upload page at / and docs at /docs."""
     from dfkd.serve.server import build_app, run_server
 
+    model = model_or_bundled(model)
     try:
         settings = ServeSettings(
             model=str(model),
