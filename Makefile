@@ -26,11 +26,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dfkd demo --out runs/demo
 
-# The web page's browser test drives Debian's chromium (Playwright never downloads a browser here); without root
-# or apt the test skips with its reason.
+# The web page's browser test drives Debian's chromium (Playwright never downloads a browser here), and the sweep
+# tests start a throw-away cluster of Debian's postgresql; without root or apt those tests skip with their reason.
 test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser test will skip"; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
+		echo "postgresql not installed: the PostgreSQL sweep tests will skip"; }
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -71,7 +71,8 @@ def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
             )
         except ImportError as error:
-            raise ConfigError(f"--storage {url}: {error} (install the database driver, e.g. psycopg2)") from None
+            driver = "pip install 'psycopg[binary]' for postgresql://"
+            raise ConfigError(f"--storage {url}: {error} (install the database driver: {driver})") from None
         except Exception as error:
             raise ConfigError(f"--storage {url}: cannot open ({error})") from None
     if storage.engine.name == "sqlite":
