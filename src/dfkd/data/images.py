@@ -133,7 +133,8 @@ def decode_image(
             if reduction <= 0.5 and is_jpeg:
                 image.draft("RGB", (math.ceil(width * reduction), math.ceil(height * reduction)))
             image.load()
-            image = _to_rgb(ImageOps.exif_transpose(image))
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright photo
+            image = _to_rgb(image)
             if reduction <= 0.5 and not is_jpeg:  # no DCT scaling: full decode, then resize
                 target = (max(1, round(full_size[0] * reduction)), max(1, round(full_size[1] * reduction)))
                 image = image.resize(target, Image.BILINEAR)

@@ -1,0 +1,316 @@
+"""`dfkd detect` on phone-size photos and a 1080p video: today's path (full decode, sequential) against the pipeline.
+
+Usage: python benchmarks/detect_speed.py [--photos 24] [--rss-photos 1000] [--face-model YUNET.onnx] [--model M]
+                                         [--workers N] [--work DIR] [--out FILE]
+
+Inputs are built here, nothing is downloaded: ``--photos`` distinct 4032x3024 JPEGs (quality 90, a smooth, lightly
+noisy background) with one face pasted at a random spot — a realfaces-dev face when ../shared/data/realfaces-dev is
+present, else scikit-image's astronaut — and a folder of ``--rss-photos`` such photos (hard links to them, each read
+and decoded anew), and a 1080p 30 fps video of 6 s with the face moving. Without --model a randomly initialised
+resnet8_fast (resize 110, input 96, as the real-face recipes) is exported to ONNX: speed does not depend on weights.
+Faces: YuNet (../shared/models/face_detection_yunet.onnx or --face-model) when present, else ``auto``.
+
+Every measurement runs in its own Python process (peak RSS is that process's ``ru_maxrss``), one after another:
+
+- ``today``: ``Detector(decode="full", workers=0)`` — every photo decoded at full size, one after another (the path
+  ``dfkd detect --full-decode --workers 0`` keeps); ``pipeline``: the defaults (scaled decode, overlapped workers);
+- img/s over the folder; per-image latency p50/p95 scoring one photo at a time; peak RSS on the folder and on
+  ``--rss-photos`` photos at --batch-size 32 and 1000; time to first result = wall time of the whole command
+  ``dfkd detect -m MODEL photo.jpg`` (Python start, imports, model load, one photo) for the ONNX and the PyTorch model;
+- video: frames of video per second (decoded or grabbed) and the real-time factor at the default 2 sampled fps;
+- service: a real ``dfkd serve`` on 127.0.0.1 answering one 12-MP upload (median of 7), against the pipeline's
+  one-photo latency.
+
+Scores: the pipeline's fake probabilities against today's on the same photos (max |Δ|). The machine may be shared:
+take the ratios, which come from one run, not the seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+YUNET = SHARED / "models" / "face_detection_yunet.onnx"
+REALFACES = SHARED / "data" / "realfaces-dev"
+PHOTO_SIZE = (4032, 3024)
+NOISE = 2.0  # sensor-like grey noise (std, 8-bit levels): about 1.2 MB per photo at quality 90 (--noise)
+
+
+def face_source() -> tuple[str, Image.Image]:
+    """A real face crop from realfaces-dev when present, else the astronaut's head."""
+    faces = sorted(REALFACES.rglob("*.jpg"))[:1] if REALFACES.is_dir() else []
+    if faces:
+        return "realfaces-dev", Image.open(faces[0]).convert("RGB")
+    from skimage import data
+
+    return "skimage astronaut", Image.fromarray(data.astronaut()).crop((134, 10, 314, 230))
+
+
+def build_photo(seed: int, face: Image.Image) -> Image.Image:
+    """A 12-MP photo: smooth background, light sensor-like noise, the face pasted at 700-1100 px."""
+    rng = np.random.default_rng(seed)
+    width, height = PHOTO_SIZE
+    ramp_x = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
+    ramp_y = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+    colour_a, colour_b = rng.uniform(40, 215, (2, 1, 1, 3)).astype(np.float32)
+    pixels = colour_a * ramp_x + colour_b * ramp_y * 0.5 + 30.0
+    noise = rng.normal(0, NOISE, (height, width, 1)).astype(np.float32)
+    pixels = np.clip(pixels + noise, 0, 255).astype(np.uint8)
+    photo = Image.fromarray(pixels)
+    side = int(rng.integers(700, 1100))
+    head = face.resize((side, round(side * face.height / face.width)), Image.BILINEAR)
+    photo.paste(head, (int(rng.integers(0, width - head.width)), int(rng.integers(0, height - head.height))))
+    return photo
+
+
+def build_inputs(work: Path, n_photos: int, n_rss: int) -> dict[str, Any]:
+    """Photos, the hard-linked large folder and the video (kept in ``work`` between runs)."""
+    source, face = face_source()
+    photos = work / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed in range(n_photos):
+        path = photos / f"photo_{seed:03d}.jpg"
+        if not path.is_file():
+            build_photo(seed, face).save(path, quality=90)
+        paths.append(path)
+    many = work / f"photos_{n_rss}"
+    many.mkdir(exist_ok=True)
+    for index in range(n_rss):
+        link = many / f"photo_{index:04d}.jpg"
+        if not link.exists():
+            os.link(paths[index % len(paths)], link)
+    video = work / "video_1080p.mp4"
+    if not video.is_file():
+        write_video(video, face)
+    return {"face_source": source, "photos": photos, "many": many, "video": video, "one": paths[0]}
+
+
+def write_video(path: Path, face: Image.Image, seconds: float = 6.0, fps: float = 30.0) -> None:
+    """A 1080p mp4v clip with the face drifting across a gradient."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (1920, 1080))
+    background = np.asarray(build_photo(99, face).resize((1920, 1080)))[:, :, ::-1].copy()
+    head = np.asarray(face.resize((360, round(360 * face.height / face.width))))[:, :, ::-1]
+    for index in range(round(seconds * fps)):
+        frame = background.copy()
+        left, top = 200 + index * 4, 300 + int(40 * np.sin(index / 10))
+        frame[top : top + head.shape[0], left : left + head.shape[1]] = head
+        writer.write(frame)
+    writer.release()
+
+
+def build_model(work: Path) -> Path:
+    """A random resnet8_fast (resize 110, input 96) exported to ONNX, beside its .safetensors file."""
+    onnx_path = work / "resnet8_fast.onnx"
+    if onnx_path.is_file():
+        return onnx_path
+    import torch
+
+    from dfkd.deploy.onnx import export_onnx
+    from dfkd.models import create_model, default_preprocessing, save_model
+
+    torch.manual_seed(0)
+    preprocessing = {**default_preprocessing("resnet8_fast"), "resize_size": 110, "input_size": 96}
+    model_path = work / "resnet8_fast.safetensors"
+    save_model(create_model("resnet8_fast"), model_path, {"preprocessing": preprocessing})
+    export_onnx(model_path, onnx_path)
+    return onnx_path
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile (linear)."""
+    return float(np.quantile(np.asarray(values), fraction)) if values else float("nan")
+
+
+# ---- measurements, each in a child process -------------------------------------------------------------------------
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measurement (in this process): ``folder``, ``latency`` or ``video``."""
+    from dfkd.inference.detector import Detector
+
+    detector = Detector.load(
+        spec["model"],
+        face_model=spec["face_model"],
+        decode=spec["decode"],
+        workers=spec["workers"],
+        batch_size=spec["batch_size"],
+    )
+    report: dict[str, Any] = {}
+    if spec["kind"] == "folder":
+        paths = sorted(str(path) for path in Path(spec["folder"]).glob("*.jpg"))
+        started = time.perf_counter()
+        first = None
+        probs = []
+        for result in detector.stream(paths):
+            first = first if first is not None else time.perf_counter() - started
+            probs.append(result["fake_prob"])
+        wall = time.perf_counter() - started
+        report = {"n": len(paths), "wall_s": wall, "img_per_s": len(paths) / wall, "first_s": first, "probs": probs}
+    elif spec["kind"] == "latency":
+        paths = sorted(str(path) for path in Path(spec["folder"]).glob("*.jpg"))
+        detector.predict(paths[:1])  # warm-up
+        times = []
+        for path in paths:
+            started = time.perf_counter()
+            detector.predict([path])
+            times.append(time.perf_counter() - started)
+        report = {"p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95)}
+    elif spec["kind"] == "video":
+        import cv2
+
+        from dfkd.inference.video import predict_video
+
+        capture = cv2.VideoCapture(spec["video"])
+        total, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS)
+        capture.release()
+        started = time.perf_counter()
+        result = predict_video(detector, spec["video"])
+        wall = time.perf_counter() - started
+        report = {"frames": total, "scored": result["n_frames"], "wall_s": wall, "video_frames_per_s": total / wall}
+        report["realtime_factor"] = total / fps / wall
+    report["peak_rss_mb"] = peak_rss_mb()
+    return report
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the parent across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """``child(spec)`` in a fresh Python process."""
+    command = [sys.executable, __file__, "--child", json.dumps(spec)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"measurement {spec['kind']} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def first_result_s(model: Path, photo: Path, face_model: str | None, extra: list[str]) -> float:
+    """Wall time of the whole command ``dfkd detect -m MODEL PHOTO`` (median of 3)."""
+    command = [sys.executable, "-m", "dfkd", "-q", "detect", "-m", str(model), str(photo), *extra]
+    if face_model:
+        command += ["--face-model", face_model]
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def service_s(model: Path, photo: Path, face_model: str | None) -> float:
+    """Median time for a real ``dfkd serve`` to answer one upload of ``photo`` (7 requests after a warm-up)."""
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from serve_load import free_port, start_server, stop_server
+
+    port = free_port()
+    server = start_server(model, port, ["--face-model", face_model] if face_model else [])
+    try:
+        data = photo.read_bytes()
+        url = f"http://127.0.0.1:{port}/v1/detect"
+        times = []
+        with httpx.Client(timeout=120) as client:
+            for attempt in range(8):
+                started = time.perf_counter()
+                response = client.post(url, files=[("files", (photo.name, data, "image/jpeg"))])
+                response.raise_for_status()
+                if attempt:
+                    times.append(time.perf_counter() - started)
+        return statistics.median(times)
+    finally:
+        stop_server(server)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=24)
+    parser.add_argument("--rss-photos", type=int, default=1000)
+    parser.add_argument("--face-model", default=str(YUNET) if YUNET.is_file() else None)
+    parser.add_argument("--model", type=Path, default=None, help="An .onnx or .safetensors model (default: random).")
+    parser.add_argument("--workers", type=int, default=None, help="Pipeline workers (default: cores, at most 4).")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/dfkd-detect-speed"))
+    parser.add_argument("--out", type=Path, default=None, help="Write the JSON figures here.")
+    parser.add_argument("--noise", type=float, default=NOISE, help="Photo noise std: the JPEG size, so decode cost.")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    globals()["NOISE"] = args.noise
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    args.work = args.work / f"noise{args.noise:g}"
+    args.work.mkdir(parents=True, exist_ok=True)
+    inputs = build_inputs(args.work, args.photos, args.rss_photos)
+    model = args.model or build_model(args.work)
+    torch_model = model.with_suffix(".safetensors")
+    base = {"model": str(model), "face_model": args.face_model, "batch_size": 32}
+    today = {**base, "decode": "full", "workers": 0}
+    pipeline = {**base, "decode": "scaled", "workers": args.workers}
+    figures: dict[str, Any] = {
+        "photos": args.photos,
+        "photo_size": list(PHOTO_SIZE),
+        "face_source": inputs["face_source"],
+        "noise": args.noise,
+        "photo_mb": inputs["one"].stat().st_size / 1e6,
+        "face_model": args.face_model or "auto",
+        "model": str(model),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+    }
+    for name, spec in (("today", today), ("pipeline", pipeline)):
+        folder = run_child({**spec, "kind": "folder", "folder": str(inputs["photos"])})
+        latency = run_child({**spec, "kind": "latency", "folder": str(inputs["photos"])})
+        figures[name] = {**folder, **latency}
+        print(name, {key: value for key, value in figures[name].items() if key != "probs"}, flush=True)
+    deltas = [abs(a - b) for a, b in zip(figures["today"].pop("probs"), figures["pipeline"].pop("probs"), strict=True)]
+    figures["max_abs_prob_diff"] = max(deltas)
+    figures["speedup_img_per_s"] = figures["pipeline"]["img_per_s"] / figures["today"]["img_per_s"]
+    for batch_size in (32, 1000):
+        spec = {**pipeline, "batch_size": batch_size, "kind": "folder", "folder": str(inputs["many"])}
+        many = run_child(spec)
+        many.pop("probs")
+        figures[f"pipeline_{args.rss_photos}_photos_batch_{batch_size}"] = many
+        print(f"{args.rss_photos} photos, batch {batch_size}", many, flush=True)
+    extra_today = ["--full-decode", "--workers", "0"]
+    figures["first_result_s"] = {
+        "onnx_pipeline": first_result_s(model, inputs["one"], args.face_model, []),
+        "onnx_today": first_result_s(model, inputs["one"], args.face_model, extra_today),
+    }
+    if torch_model.is_file():
+        figures["first_result_s"]["torch_pipeline"] = first_result_s(torch_model, inputs["one"], args.face_model, [])
+    print("first result", figures["first_result_s"], flush=True)
+    for name, spec in (("today", today), ("pipeline", pipeline)):
+        figures[f"video_{name}"] = run_child({**spec, "kind": "video", "video": str(inputs["video"])})
+        print(f"video {name}", figures[f"video_{name}"], flush=True)
+    figures["service_one_photo_s"] = service_s(model, inputs["one"], args.face_model)
+    figures["service_over_detect"] = figures["service_one_photo_s"] / figures["pipeline"]["p50_s"]
+    print("service", figures["service_one_photo_s"], "ratio", figures["service_over_detect"], flush=True)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
