@@ -18,6 +18,8 @@ Every measurement runs in its own Python process (peak RSS is that process's ``r
   ``--rss-photos`` photos at --batch-size 32 and 1000; time to first result = wall time of the whole command
   ``dfkd detect -m MODEL photo.jpg`` (Python start, imports, model load, one photo) for the ONNX and the PyTorch model;
 - video: frames of video per second (decoded or grabbed) and the real-time factor at the default 2 sampled fps;
+- loaders: one pass of decode + eval transform over 256-px face JPEGs at resize 110, full decode against the
+  DCT-scaled one that ``ManifestDataset(decode_side=...)`` uses (the epoch's data work, without the model);
 - service: a real ``dfkd serve`` on 127.0.0.1 answering one 12-MP upload (median of 7), against the pipeline's
   one-photo latency.
 
@@ -243,6 +245,36 @@ def service_s(model: Path, photo: Path, face_model: str | None) -> float:
         stop_server(server)
 
 
+def loader_epoch_s(work: Path, resize_size: int = 110, input_size: int = 96) -> dict[str, Any]:
+    """One pass of a training loader's per-image work (decode + the eval transform) over 256-px face JPEGs —
+    realfaces-dev when present, else 800 built here — with the full decode and with ``decode_side`` (DCT-scaled)."""
+    from dfkd.data.images import decode_image
+    from dfkd.data.transforms import build_eval_transform
+
+    paths = sorted(REALFACES.rglob("*.jpg")) if REALFACES.is_dir() else []
+    if not paths:
+        folder = work / "faces_256"
+        folder.mkdir(exist_ok=True)
+        _, face = face_source()
+        for index in range(800):
+            path = folder / f"face_{index:03d}.jpg"
+            if not path.is_file():
+                face.resize((256, 256)).rotate(index % 20 - 10).save(path, quality=90)
+            paths.append(path)
+    transform = build_eval_transform(resize_size, input_size)
+    timings: dict[str, Any] = {"images": len(paths), "resize_size": resize_size}
+    for name, side in (("full_decode_s", 0), ("scaled_decode_s", resize_size)):
+        best = float("inf")
+        for _ in range(2):
+            started = time.perf_counter()
+            for path in paths:
+                transform(decode_image(path, min_short_side=side).image)
+            best = min(best, time.perf_counter() - started)
+        timings[name] = best
+    timings["ratio"] = timings["full_decode_s"] / timings["scaled_decode_s"]
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=24)
@@ -303,6 +335,8 @@ def main() -> None:
     for name, spec in (("today", today), ("pipeline", pipeline)):
         figures[f"video_{name}"] = run_child({**spec, "kind": "video", "video": str(inputs["video"])})
         print(f"video {name}", figures[f"video_{name}"], flush=True)
+    figures["loader_epoch"] = loader_epoch_s(args.work)
+    print("loader", figures["loader_epoch"], flush=True)
     figures["service_one_photo_s"] = service_s(model, inputs["one"], args.face_model)
     figures["service_over_detect"] = figures["service_one_photo_s"] / figures["pipeline"]["p50_s"]
     print("service", figures["service_one_photo_s"], "ratio", figures["service_over_detect"], flush=True)

@@ -199,3 +199,16 @@ def test_an_unreadable_subfolder_is_skipped_with_a_warning_naming_it(
         collected = collect_inputs([tmp_path])
     assert [Path(item.path).parent.name for item in collected.items] == ["open"]
     assert any("locked" in record.getMessage() for record in caplog.records)
+
+
+def test_loaders_decode_dct_scaled_only_when_asked(tmp_path: Path) -> None:
+    from dfkd.data.dataset import ManifestDataset
+    from dfkd.data.manifest import Manifest
+    from dfkd.data.scan import Sample
+
+    path = tmp_path / "face.jpg"
+    path.write_bytes(jpeg_bytes(noise_image(0, (256, 256))))
+    manifest = Manifest((Sample(str(path), "real", "train", "test", path.stat().st_size),), "hash")
+    assert ManifestDataset(manifest, "train")[0][0].size == (256, 256)  # the reference's exact path by default
+    assert ManifestDataset(manifest, "train", decode_side=110)[0][0].size == (128, 128)  # half the stored size
+    assert ManifestDataset(manifest, "train", decode_side=160)[0][0].size == (256, 256)  # half would be too small

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
-from dfkd.data.images import ImageLoadError, open_image
+from dfkd.data.images import ImageLoadError, decode_image, open_image
 from dfkd.data.manifest import Manifest
 from dfkd.labels import label_id
 
@@ -23,6 +23,9 @@ class ManifestDataset(Dataset):
     """Images of one manifest split, yielding ``(image, label, index)`` with label 1 = fake.
 
     ``index`` is the position in the split, so per-sample extras (cached teacher logits) line up with it.
+    ``decode_side`` (the transform's resize side) decodes each JPEG DCT-scaled to the smallest size whose shorter side
+    keeps it (``decode_image``), which only differs from a full decode when the stored image is twice that or more;
+    ``None`` (the default) keeps the reference's exact full decode.
     With ``on_error="skip"`` an unreadable file yields ``None`` (dropped by :func:`collate_skipping`) and is logged;
     with ``"raise"`` it raises :class:`ImageLoadError` naming the file.
     """
@@ -34,6 +37,7 @@ class ManifestDataset(Dataset):
         transform: Callable | None = None,
         *,
         on_error: OnError = "raise",
+        decode_side: int | None = None,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -41,6 +45,7 @@ class ManifestDataset(Dataset):
         self.split = split
         self.transform = transform
         self.on_error = on_error
+        self.decode_side = decode_side
         self.labels = torch.tensor([label_id(s.label) for s in self.samples], dtype=torch.float32)
 
     def __len__(self) -> int:
@@ -49,7 +54,7 @@ class ManifestDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         sample = self.samples[index]
         try:
-            image = open_image(sample.path)
+            image = decode_image(sample.path, min_short_side=self.decode_side or 0).image
         except ImageLoadError as error:
             if self.on_error == "raise":
                 raise
