@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -212,6 +213,38 @@ def test_two_process_ddp_on_cpu_writes_a_model_file(easy_manifest: Path, tmp_pat
     assert completed.returncode == 0, completed.stdout + completed.stderr
     model, _ = load_model(tmp_path / "model.safetensors")
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2,)
+
+
+def test_ddp_ranks_see_disjoint_shards_every_epoch_and_the_model_is_rank_zeros(
+    easy_manifest: Path, tmp_path: Path
+) -> None:
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun not found beside the interpreter")
+    overrides = [*TINY, f"data.manifest={easy_manifest}", "train.epochs=2", "train.devices=2", "train.strategy=ddp"]
+    overrides += ["train.keep=last", "data.augment=basic"]
+    probe = Path(__file__).with_name("ddp_probe.py")
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", str(probe), str(tmp_path), *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    seen = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    train_paths = {sample.path for sample in read_manifest(easy_manifest).split("train")}
+    assert len(train_paths) % 2 == 0  # no padding: the shards must be exactly disjoint
+    for epoch in ("0", "1"):
+        first, second = (set(rank_seen[epoch]) for rank_seen in seen)
+        assert len(seen[0][epoch]) == len(first) == len(train_paths) // 2, "a rank loaded an image twice"
+        assert first.isdisjoint(second), f"epoch {epoch}: both ranks trained on {sorted(first & second)[:3]}"
+        assert first | second == train_paths, f"epoch {epoch}: images no rank trained on"
+    assert seen[0]["0"] != seen[0]["1"], "every epoch draws a new order"
+    saved = load_file(str(tmp_path / "run" / "model.safetensors"))
+    rank_zero, rank_one = (load_file(str(tmp_path / f"rank{rank}.safetensors")) for rank in (0, 1))
+    assert saved.keys() == rank_zero.keys()
+    assert all(torch.equal(saved[key], rank_zero[key]) for key in saved), "the model file is not rank 0's"
+    # Gradients are averaged, so the ranks' weights agree; BatchNorm statistics are each rank's own after its last
+    # batch (DDP broadcasts rank 0's at the next forward), which is why the file holds rank 0's.
+    weights = [key for key in saved if key.endswith("weight") or key.endswith("bias")]
+    assert all(torch.allclose(rank_zero[key], rank_one[key], atol=1e-6) for key in weights)
 
 
 def test_unlabelled_images_are_distilled_through_the_online_teacher(
