@@ -73,8 +73,8 @@ def _chosen_face_detector(trained: FaceCrop | None, requested: str, face_model: 
         available = available_detectors(face_model)
         if trained.detector in available:
             return trained.detector
-        if available:
-            logger.warning(
+        if available:  # an automatic choice, not the user's: said, not warned (box sizes differ by a few pixels)
+            logger.info(
                 "the model was trained on %s face crops; %s is not available here%s, using %s",
                 trained.detector,
                 trained.detector,
