@@ -14,15 +14,19 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve, roc_curve
 
 from dfkd.evaluate.runs import RunRecord
+from dfkd.utils import atomic_write
 
 
 def _scored(runs: list[RunRecord]) -> list[RunRecord]:
     return [r for r in runs if r.labels is not None and len(np.unique(r.labels)) == 2]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Lay out, write (atomically, in the format of the file's suffix) and close ``fig``; the path."""
+    path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format=path.suffix.lstrip(".") or "png", dpi=110)
     plt.close(fig)
     return path
 
@@ -36,7 +40,7 @@ def plot_roc(runs: list[RunRecord], path: Path) -> Path:
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set(xlabel="false positive rate (real called fake)", ylabel="true positive rate (fake caught)", title="ROC")
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pr(runs: list[RunRecord], path: Path) -> Path:
@@ -47,7 +51,7 @@ def plot_pr(runs: list[RunRecord], path: Path) -> Path:
         ax.plot(recall, precision, label=f"{run.name} (AP {run.metrics.get('average_precision', math.nan):.3f})")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (fake = positive)", ylim=(0, 1.02))
     ax.legend(fontsize=7, loc="lower left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(runs: list[RunRecord], path: Path) -> Path:
@@ -63,7 +67,7 @@ def plot_confusion(runs: list[RunRecord], path: Path) -> Path:
         matrix = np.array(run.metrics["confusion_matrix"])
         ConfusionMatrixDisplay(matrix, display_labels=["real", "fake"]).plot(ax=ax, colorbar=False)
         ax.set_title(f"{run.name}\nthreshold {run.metrics.get('threshold', 0.5):.3f}", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(runs: list[RunRecord], path: Path) -> Path:
@@ -81,7 +85,7 @@ def plot_training_curves(runs: list[RunRecord], path: Path) -> Path:
         auc_ax.legend(fontsize=7)
     else:
         auc_ax.text(0.5, 0.5, "no per-epoch history", ha="center", va="center", transform=auc_ax.transAxes)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reliability(runs: list[RunRecord], path: Path, n_bins: int = 10) -> Path:
@@ -93,7 +97,7 @@ def plot_reliability(runs: list[RunRecord], path: Path, n_bins: int = 10) -> Pat
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set(xlabel="predicted fake probability", ylabel="observed fake frequency", title="Reliability")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_cost(runs: list[RunRecord], path: Path) -> Path:
@@ -112,7 +116,7 @@ def plot_cost(runs: list[RunRecord], path: Path) -> Path:
             ax.annotate(run.name, (value, run.metrics["accuracy"] * 100), fontsize=7)
         ax.set(xlabel=label, ylabel="test accuracy %", xscale="log")
     fig.suptitle("Accuracy against cost")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_all_plots(runs: list[RunRecord], out_dir: Path) -> dict[str, Path]:

@@ -265,6 +265,8 @@ def plot_cross_source(result: dict[str, Any], path: str | os.PathLike[str]) -> P
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    from dfkd.evaluate.plots import save_figure
+
     names, sources = [t["name"] for t in result["train_sets"]], result["test_sources"]
     trained_on = {t["name"]: t["sources"] for t in result["train_sets"]}
     fig, axes = plt.subplots(1, 2, figsize=(2.2 + 2.0 * len(sources) * 2, 1.4 + 0.55 * len(names)), squeeze=False)
@@ -284,11 +286,7 @@ def plot_cross_source(result: dict[str, Any], path: str | os.PathLike[str]) -> P
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set(xlabel="tested on", ylabel="trained on", title=f"{title} (outlined: in-source)")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_cross_source(result: dict[str, Any], out: str | os.PathLike[str]) -> dict[str, Path]:

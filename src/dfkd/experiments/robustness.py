@@ -294,6 +294,8 @@ def plot_robustness(results: list[dict[str, Any]], path: str | os.PathLike[str])
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from dfkd.evaluate.plots import save_figure
+
     names = list(results[0]["perturbations"])
     columns = min(3, len(names))
     rows = math.ceil(len(names) / columns)
@@ -314,11 +316,7 @@ def plot_robustness(results: list[dict[str, Any]], path: str | os.PathLike[str])
         ax.grid(alpha=0.3)
     axes.flat[0].set_ylabel("AUC (solid) / accuracy (dashed)")
     axes.flat[0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_robustness(results: list[dict[str, Any]], out: str | os.PathLike[str]) -> dict[str, Path]:

@@ -270,12 +270,11 @@ def write_plots(study: optuna.Study, out: Path, spec: SweepSpec) -> tuple[dict[s
 
 
 def _save(plt, ax, path: Path) -> Path:
+    from dfkd.evaluate.plots import save_figure
+
     figure = ax.figure
     figure.set_size_inches(8, 4.5)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def evaluate_best_on_test(best: FrozenTrial, out: Path) -> dict[str, Any] | None:
