@@ -72,3 +72,31 @@ class FakeRunner:
             "log_loss": 1 - score,
         }
         return TrialOutcome(metrics=metrics, history=history, best_epoch=len(history), pruned=pruned)
+
+
+def check_two_workers_share_a_doubled_queue(spec, tmp_path: Path, storage_url: str, study_name: str) -> None:
+    """Two machines topped the queue up at the same moment (every grid point waits twice); two worker processes
+    then run the sweep on ``storage_url``: each point must run exactly once, and both workers must train."""
+    from optuna.trial import TrialState
+
+    from dfkd.experiments.sweep import run_sweep
+    from dfkd.experiments.sweep.spec import grid_points, point_key
+    from dfkd.experiments.sweep.study import all_trials, create_or_load_study, open_storage
+
+    out, log = tmp_path / "sweep", tmp_path / "log.jsonl"
+    out.mkdir(exist_ok=True)
+    study = create_or_load_study(open_storage(storage_url), spec, study_name)
+    for params in grid_points(spec) * 2:
+        study.enqueue_trial(params)
+    runner = FakeRunner(str(log), sleep=0.05, barrier=str(tmp_path / "barrier"))
+    summary = run_sweep(
+        spec, out, storage=storage_url, study_name=study_name, runner=runner, workers=2, poll_seconds=0.2
+    )
+    entries = read_log(log)
+    n_points = len(grid_points(spec))
+    keys = [(e["lr"], e["alpha"], e["loss"]) for e in entries]
+    assert len(keys) == len(set(keys)) == n_points, "a grid point ran twice (or not at all)"
+    assert len({e["pid"] for e in entries}) == 2, "both workers should have trained"
+    assert summary.count("complete") == n_points
+    complete = [t for t in all_trials(study) if t.state == TrialState.COMPLETE]
+    assert len({point_key(t.params) for t in complete}) == n_points

@@ -17,9 +17,8 @@ import pytest
 from optuna.trial import TrialState
 
 from dfkd.experiments.sweep import SweepSpec, parse_sweep_spec, run_sweep
-from dfkd.experiments.sweep.spec import grid_points, point_key
 from dfkd.experiments.sweep.study import all_trials, create_or_load_study, open_storage
-from tests.sweep.helpers import FakeRunner, read_log
+from tests.sweep.helpers import FakeRunner, check_two_workers_share_a_doubled_queue, read_log
 from tests.sweep.postgres import throwaway_cluster, why_not_available
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,23 +46,8 @@ def _spec(tmp_path: Path, grid: dict) -> SweepSpec:
 
 
 def test_two_worker_processes_on_one_postgres_study_never_run_a_point_twice(postgres_url: str, tmp_path: Path) -> None:
-    grid = {**GRID, "distill.loss": ["kl", "mse"]}
-    spec, out, log = _spec(tmp_path, grid), tmp_path / "sweep", tmp_path / "log.jsonl"
-    storage = open_storage(postgres_url)
-    study = create_or_load_study(storage, spec, "shared")
-    for params in grid_points(spec) * 2:  # two machines topped the queue up at once: every point waits twice
-        study.enqueue_trial(params)
-    runner = FakeRunner(str(log), sleep=0.05, barrier=str(tmp_path / "barrier"))
-    summary = run_sweep(
-        spec, out, storage=postgres_url, study_name="shared", runner=runner, workers=2, poll_seconds=0.2
-    )
-    entries = read_log(log)
-    keys = [(e["lr"], e["alpha"], e["loss"]) for e in entries]
-    assert len(keys) == len(set(keys)) == 12, "a grid point ran twice (or not at all)"
-    assert len({e["pid"] for e in entries}) == 2, "both workers should have trained"
-    assert summary.count("complete") == 12
-    complete = [t for t in all_trials(study) if t.state == TrialState.COMPLETE]
-    assert len({point_key(t.params) for t in complete}) == 12
+    spec = _spec(tmp_path, {**GRID, "distill.loss": ["kl", "mse"]})
+    check_two_workers_share_a_doubled_queue(spec, tmp_path, postgres_url, "shared")
 
 
 def test_a_killed_workers_trial_is_queued_again(postgres_url: str, tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from optuna.trial import TrialState
 
 from dfkd.experiments.sweep import SweepSpec, parse_sweep_spec, run_sweep
 from dfkd.experiments.sweep.run import default_storage
-from dfkd.experiments.sweep.spec import grid_points, point_key
+from dfkd.experiments.sweep.spec import grid_points
 from dfkd.experiments.sweep.study import all_trials, claim_waiting, create_or_load_study, open_storage, top_up_grid
-from tests.sweep.helpers import FakeRunner, read_log
+from tests.sweep.helpers import FakeRunner, check_two_workers_share_a_doubled_queue, read_log
 
 
 def _spec(tmp_path: Path, grid: dict, **extra: object) -> SweepSpec:
@@ -81,23 +81,8 @@ def test_trial_of_a_killed_worker_is_rerun_once_its_heartbeat_stops(tmp_path: Pa
 
 def test_two_workers_on_one_sqlite_study_never_run_the_same_grid_point(tmp_path: Path) -> None:
     grid = {"optim.lr": [1e-5, 1e-4], "distill.alpha": [0.4, 0.5, 0.6], "distill.loss": ["kl", "mse"]}
-    spec, out, log = _spec(tmp_path, grid), tmp_path / "sweep", tmp_path / "log.jsonl"
-    out.mkdir()
-    # Two machines that topped the queue up at the same moment: every point is waiting twice.
-    storage = open_storage(default_storage(out))
-    study = create_or_load_study(storage, spec, "sweep")
-    for params in grid_points(spec) * 2:
-        study.enqueue_trial(params)
-
-    runner = FakeRunner(str(log), sleep=0.05, barrier=str(tmp_path / "barrier"))
-    summary = run_sweep(spec, out, runner=runner, workers=2, poll_seconds=0.2)
-    entries = read_log(log)
-    keys = [(e["lr"], e["alpha"], e["loss"]) for e in entries]
-    assert len(keys) == len(set(keys)) == 12, "a grid point ran twice (or not at all)"
-    assert len({e["pid"] for e in entries}) == 2, "both workers should have trained"
-    assert summary.count("complete") == 12
-    complete = [t for t in all_trials(study) if t.state == TrialState.COMPLETE]
-    assert len({point_key(t.params) for t in complete}) == 12
+    spec = _spec(tmp_path, grid)
+    check_two_workers_share_a_doubled_queue(spec, tmp_path, default_storage(tmp_path / "sweep"), "sweep")
 
 
 def test_median_pruner_stops_worse_trials(tmp_path: Path) -> None:
