@@ -14,7 +14,8 @@ Every measurement runs in its own Python process (peak RSS is that process's ``r
 
 - ``today``: ``Detector(decode="full", workers=0)`` — every photo decoded at full size, one after another (the path
   ``dfkd detect --full-decode --workers 0`` keeps); ``pipeline``: the defaults (scaled decode, overlapped workers);
-- img/s over the folder; per-image latency p50/p95 scoring one photo at a time; peak RSS on the folder and on
+- img/s over the folder, and CPU seconds per photo (user + system, all threads: what a photo costs on a shared
+  machine); per-image latency p50/p95 scoring one photo at a time; peak RSS on the folder and on
   ``--rss-photos`` photos at --batch-size 32 and 1000; time to first result = wall time of the whole command
   ``dfkd detect -m MODEL photo.jpg`` (Python start, imports, model load, one photo) for the ONNX and the PyTorch model;
 - video: frames of video per second (decoded or grabbed) and the real-time factor at the default 2 sampled fps;
@@ -156,7 +157,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     report: dict[str, Any] = {}
     if spec["kind"] == "folder":
         paths = sorted(str(path) for path in Path(spec["folder"]).glob("*.jpg"))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         first = None
         probs = []
         for result in detector.stream(paths):
@@ -164,6 +165,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             probs.append(result["fake_prob"])
         wall = time.perf_counter() - started
         report = {"n": len(paths), "wall_s": wall, "img_per_s": len(paths) / wall, "first_s": first, "probs": probs}
+        report["cpu_s_per_img"] = (cpu_seconds() - cpu_started) / len(paths)
     elif spec["kind"] == "latency":
         paths = sorted(str(path) for path in Path(spec["folder"]).glob("*.jpg"))
         detector.predict(paths[:1])  # warm-up
@@ -181,13 +183,20 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         capture = cv2.VideoCapture(spec["video"])
         total, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS)
         capture.release()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         result = predict_video(detector, spec["video"])
         wall = time.perf_counter() - started
         report = {"frames": total, "scored": result["n_frames"], "wall_s": wall, "video_frames_per_s": total / wall}
+        report["cpu_s"] = cpu_seconds() - cpu_started
         report["realtime_factor"] = total / fps / wall
     report["peak_rss_mb"] = peak_rss_mb()
     return report
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system, all threads) of this process so far: what a photo costs whatever else runs."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -207,17 +216,20 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def first_result_s(model: Path, photo: Path, face_model: str | None, extra: list[str]) -> float:
-    """Wall time of the whole command ``dfkd detect -m MODEL PHOTO`` (median of 3)."""
+def first_result_s(model: Path, photo: Path, face_model: str | None, extra: list[str]) -> dict[str, float]:
+    """Wall and CPU time (user + system) of the whole command ``dfkd detect -m MODEL PHOTO`` (medians of 3)."""
     command = [sys.executable, "-m", "dfkd", "-q", "detect", "-m", str(model), str(photo), *extra]
     if face_model:
         command += ["--face-model", face_model]
-    times = []
+    walls, cpus = [], []
     for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(command, capture_output=True, check=True)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return {"wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus)}
 
 
 def service_s(model: Path, photo: Path, face_model: str | None) -> float:
@@ -318,6 +330,7 @@ def main() -> None:
     deltas = [abs(a - b) for a, b in zip(figures["today"].pop("probs"), figures["pipeline"].pop("probs"), strict=True)]
     figures["max_abs_prob_diff"] = max(deltas)
     figures["speedup_img_per_s"] = figures["pipeline"]["img_per_s"] / figures["today"]["img_per_s"]
+    figures["cpu_per_img_ratio"] = figures["today"]["cpu_s_per_img"] / figures["pipeline"]["cpu_s_per_img"]
     for batch_size in (32, 1000):
         spec = {**pipeline, "batch_size": batch_size, "kind": "folder", "folder": str(inputs["many"])}
         many = run_child(spec)
