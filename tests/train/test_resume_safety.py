@@ -93,6 +93,10 @@ def test_training_into_a_finished_run_is_refused_unless_asked(
     before = (run / "model.safetensors").read_bytes()
     with pytest.raises(RunFolderError, match=r"already holds a run \(model\.safetensors, last\.ckpt.*--overwrite"):
         train(_config(easy_manifest, "model.name=resnet8_fast"), run)
+    (run / "last.ckpt").rename(run / "kept.ckpt")  # --resume without a checkpoint would start afresh over the run
+    with pytest.raises(RunFolderError, match=r"already holds a run \(model\.safetensors, metrics\.csv\)"):
+        train(_config(easy_manifest, "model.name=resnet8_fast"), run, resume=True)
+    (run / "kept.ckpt").rename(run / "last.ckpt")
     assert (run / "model.safetensors").read_bytes() == before
     args = ["train", "--out", str(run)]
     for item in [*TINY, f"data.manifest={easy_manifest}", "train.epochs=1"]:

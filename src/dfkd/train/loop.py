@@ -153,10 +153,10 @@ class RunFolderError(ValueError):
 
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to train over a finished or started run unless told to continue it or to replace it."""
-    if resume or overwrite:
+    if overwrite or (resume and (run_dir / "last.ckpt").exists()):
         return
     found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
-    if found:
+    if found:  # with --resume but no checkpoint, starting fresh would replace the run's outputs just the same
         raise RunFolderError(
             f"{run_dir} already holds a run ({', '.join(found)}); continue it with --resume, replace it with "
             "--overwrite, or choose another --out"
