@@ -89,9 +89,10 @@ def rss_bytes() -> int:
 
 
 class LiveServer:
-    """A real uvicorn server for an app, in a background thread, on a free 127.0.0.1 port (bound before start)."""
+    """A real uvicorn server for an app, in a background thread, on a free 127.0.0.1 port (bound before start);
+    ``options`` go to ``uvicorn.Config`` (e.g. ``dfkd.serve.server.uvicorn_options``)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **options: Any) -> None:
         import uvicorn
 
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -99,7 +100,9 @@ class LiveServer:
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5, **options
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 

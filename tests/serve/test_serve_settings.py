@@ -27,7 +27,9 @@ def test_the_serve_options_default_to_the_settings_defaults() -> None:
     defaults, limits = serve_option_defaults(), ServeLimits()
     assert defaults["max_request_mb"] * MIB == limits.max_request_bytes
     assert defaults["timeout"] == limits.timeout_s
-    for name in ("max_files", "max_pixels", "batch_window_ms", "max_batch"):
+    assert (defaults["header_timeout"], defaults["keep_alive"]) == (limits.header_timeout_s, limits.keep_alive_s)
+    names = ("max_files", "max_pixels", "batch_window_ms", "max_batch", "max_request_pixels", "max_pixels_in_flight")
+    for name in (*names, "max_queue", "max_connections"):
         assert defaults[name] == getattr(limits, name), name
 
 
@@ -41,6 +43,8 @@ def test_impossible_limits_are_refused_by_the_settings_and_the_cli(tmp_path: Any
         ServeLimits(max_files=0)
     with pytest.raises(ValidationError, match="timeout_s"):
         ServeLimits(timeout_s=0)
+    with pytest.raises(ValidationError, match="could never be admitted"):
+        ServeLimits(max_request_pixels=10, max_pixels_in_flight=5)
     result = CliRunner().invoke(cli_app, ["serve", "--model", str(tmp_path / "m.safetensors"), "--max-files", "0"])
     assert result.exit_code == 2 and "--max-files" in result.output
 

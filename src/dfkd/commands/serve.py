@@ -55,6 +55,18 @@ def serve(
         float, typer.Option(help=limit_help("batch_window_ms"))
     ] = DEFAULT_LIMITS.batch_window_ms,
     max_batch: Annotated[int, typer.Option(help=limit_help("max_batch"))] = DEFAULT_LIMITS.max_batch,
+    max_request_pixels: Annotated[
+        int, typer.Option(help=limit_help("max_request_pixels"))
+    ] = DEFAULT_LIMITS.max_request_pixels,
+    max_pixels_in_flight: Annotated[
+        int, typer.Option(help=limit_help("max_pixels_in_flight"))
+    ] = DEFAULT_LIMITS.max_pixels_in_flight,
+    max_queue: Annotated[int, typer.Option(help=limit_help("max_queue"))] = DEFAULT_LIMITS.max_queue,
+    header_timeout: Annotated[
+        float, typer.Option(help=limit_help("header_timeout_s"))
+    ] = DEFAULT_LIMITS.header_timeout_s,
+    keep_alive: Annotated[float, typer.Option(help=limit_help("keep_alive_s"))] = DEFAULT_LIMITS.keep_alive_s,
+    max_connections: Annotated[int, typer.Option(help=limit_help("max_connections"))] = DEFAULT_LIMITS.max_connections,
 ) -> None:
     """Serve the model over HTTP: POST /v1/detect, GET /v1/model, /healthz, the upload page at / and docs at /docs."""
     from dfkd.serve.server import build_app, run_server
@@ -79,6 +91,12 @@ def serve(
                 timeout_s=timeout,
                 batch_window_ms=batch_window_ms,
                 max_batch=max_batch,
+                max_request_pixels=max_request_pixels,
+                max_pixels_in_flight=max_pixels_in_flight,
+                max_queue=max_queue,
+                header_timeout_s=header_timeout,
+                keep_alive_s=keep_alive,
+                max_connections=max_connections,
             ),
         )
     except ValidationError as error:
@@ -88,8 +106,7 @@ def serve(
     with reported_errors():
         # Load here even for several workers, so a bad model or option fails once with a clear message.
         service = build_app(settings)
-    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
-    console.print(f"serving [bold]{model}[/] on http://{shown}:{port}/ (API docs at /docs)")
+    console.print(f"serving [bold]{model}[/] on {listening_on(host, port)} (API docs at /docs)")
     if api_key:
         console.print("requests to /v1 need the X-API-Key header")
     if workers > 1:
@@ -99,9 +116,23 @@ def serve(
         run_server(settings, app=service)
 
 
+def listening_on(host: str, port: int) -> str:
+    """Where the service listens, in words: ``http://127.0.0.1:8000/``, or ``all interfaces (0.0.0.0), port 8000``
+    for a wildcard address, which accepts other machines too."""
+    if host in ("0.0.0.0", "::", ""):
+        return f"all interfaces ({host or '0.0.0.0'}), port {port}"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
 def settings_problems(error: ValidationError) -> str:
     """The settings' validation errors as one line that names each option (``--max-files: Input should be …``)."""
-    options = {"max_request_bytes": "max_request_mb", "timeout_s": "timeout"}
+    options = {
+        "max_request_bytes": "max_request_mb",
+        "timeout_s": "timeout",
+        "header_timeout_s": "header_timeout",
+        "keep_alive_s": "keep_alive",
+    }
     problems = []
     for item in error.errors():
         name = str(item["loc"][-1]) if item["loc"] else "settings"

@@ -82,6 +82,16 @@ def _reduction(size: tuple[int, int], min_short_side: int, min_long_side: int) -
     return min(1.0, max(min_short_side / max(short, 1), min_long_side / max(long, 1)))
 
 
+def _reduce_whole(image: Image.Image, reduction: float) -> Image.Image:
+    """``image`` shrunk by the largest whole factor that keeps it at least ``reduction`` of its size (box filter)."""
+    factor = math.floor(1.0 / reduction)
+    if factor < 2 or image.mode.startswith("I;16"):  # 16-bit: left to _to_rgb, which scales it by its own range
+        return image
+    if image.mode in ("1", "P", "PA"):  # bits and palette indices cannot be averaged: the smallest mode that can
+        image = image.convert("L" if image.mode == "1" else "RGBA")
+    return image.reduce(factor)
+
+
 def _swaps_sides(image: Image.Image) -> bool:
     """True when the EXIF orientation turns the stored image by 90 degrees (tags 5 to 8)."""
     try:
@@ -100,7 +110,9 @@ def decode_image(
     """Decode a file path or encoded bytes into RGB at the smallest size that keeps the sides asked for.
 
     A JPEG is decoded DCT-scaled (libjpeg's 1/2, 1/4, 1/8 through Pillow's ``draft``), never below the sides asked
-    for; other formats are decoded fully and resized down when half the size or less serves. With no sides asked
+    for; other formats (no scaled decoding in their codecs) are decoded fully and at once reduced by whole factors
+    (``Image.reduce``, before any RGB conversion, so a full-size RGB copy never exists), then resized down, when half
+    the size or less serves. With no sides asked
     for (the default) the image is decoded at full size, as ``open_image`` does. EXIF orientation is honoured.
 
     Raises:
@@ -134,9 +146,11 @@ def decode_image(
                 image.draft("RGB", (math.ceil(width * reduction), math.ceil(height * reduction)))
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright photo
+            if reduction <= 0.5 and not is_jpeg:
+                image = _reduce_whole(image, reduction)
             image = _to_rgb(image)
-            if reduction <= 0.5 and not is_jpeg:  # no DCT scaling: full decode, then resize
-                target = (max(1, round(full_size[0] * reduction)), max(1, round(full_size[1] * reduction)))
+            target = (max(1, round(full_size[0] * reduction)), max(1, round(full_size[1] * reduction)))
+            if reduction <= 0.5 and not is_jpeg and image.size != target:
                 image = image.resize(target, Image.BILINEAR)
             return DecodedImage(image, full_size)
     except ImageLoadError:

@@ -10,7 +10,9 @@ are JSON ``{"error": {"code", "message", "file"}}``, see ``dfkd.serve.errors``; 
 - more than ``max_files`` files → 413 ``too_many_files``; none → 400 ``no_files``; not multipart → 415;
 - per file: not an image → 415 ``unsupported_media_type``; an image that does not decode → 422
   ``undecodable_image``; more than ``max_pixels`` pixels → 413 ``image_too_large`` (checked from the header, before
-  decoding);
+  decoding); all files together above ``max_request_pixels`` → 413 ``too_many_pixels``;
+- the queue full (``max_queue`` images or ``max_pixels_in_flight`` decoded pixels queued or being scored) → 503
+  ``overloaded`` with ``Retry-After``: the server sheds load rather than letting requests time out;
 - several files: when at least one decodes the answer is 200 and each failed file has ``status: "error"`` with its
   ``error`` and ``error_code`` (as the Detector returns unreadable inputs); when none decodes, the status and error
   are the first file's, and ``errors`` lists every file's;
@@ -53,7 +55,13 @@ def create_app(detector: Any, limits: ServeLimits | None = None, *, api_key: str
     The batch worker starts and stops with the app's lifespan (uvicorn runs it).
     """
     limits = limits or ServeLimits()
-    batcher = MicroBatcher(detector, window_s=limits.batch_window_ms / 1000.0, max_batch=limits.max_batch)
+    batcher = MicroBatcher(
+        detector,
+        window_s=limits.batch_window_ms / 1000.0,
+        max_batch=limits.max_batch,
+        max_queue=limits.max_queue,
+        max_pixels=limits.max_pixels_in_flight,
+    )
     # Decoding runs on a few threads only: dozens of runnable threads (Starlette's pool) starve the batch worker of
     # the GIL and blow up tail latency under load.
     decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="dfkd-serve-decode")

@@ -10,6 +10,12 @@ The window is adaptive: the worker waits (up to ``window_s``) for more jobs only
 way, that is inside ``arriving()`` (reading their upload, checking headers). A lone request is never held back, and a
 burst of concurrent requests is gathered into one call. Jobs whose request has gone (timeout, client left) are
 skipped.
+
+Admission is bounded: ``submit`` refuses a whole request (``QueueFull``, answered 503 with ``Retry-After``) when its
+images would take the jobs queued or being scored past ``max_queue``, or their decoded pixels past ``max_pixels``;
+both are released as the worker finishes each batch. After a batch, once the queue is empty and enough pixels were
+decoded since, the worker hands freed heap back to the system (``release_memory``: glibc's ``malloc_trim``), so the
+resident memory falls back after a burst.
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
+import ctypes.util
 import io
 import logging
+import math
 import queue
 import threading
 import time
@@ -30,6 +39,30 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
+# Decoded pixels scored since the last ``release_memory`` that make one worth its few milliseconds.
+TRIM_AFTER_PIXELS = 4_000_000
+
+
+class QueueFull(Exception):
+    """A request was refused because the worker has too much queued; ``retry_after_s`` estimates when to retry."""
+
+    def __init__(self, reason: str, retry_after_s: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+def release_memory() -> bool:
+    """Return the heap's free memory to the system (glibc ``malloc_trim``); False where there is no such call."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
+
 
 @dataclass
 class _Job:
@@ -39,6 +72,7 @@ class _Job:
     explain: bool
     future: asyncio.Future[dict[str, Any]]
     loop: asyncio.AbstractEventLoop
+    pixels: int = 0  # decoded pixels counted against the budget until the job is done
 
 
 @dataclass
@@ -49,6 +83,8 @@ class BatchStats:
     images: int = 0
     largest_batch: int = 0
     skipped: int = 0
+    rejected: int = 0
+    trims: int = 0
     busy_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -60,6 +96,8 @@ class BatchStats:
                 "images": self.images,
                 "largest_batch": self.largest_batch,
                 "skipped": self.skipped,
+                "rejected": self.rejected,
+                "trims": self.trims,
                 "busy_s": round(self.busy_s, 3),
             }
 
@@ -83,7 +121,15 @@ def _settle(future: asyncio.Future[dict[str, Any]], result: dict[str, Any] | Non
 class MicroBatcher:
     """Score images from concurrent requests in shared ``detector.predict`` calls on one worker thread."""
 
-    def __init__(self, detector: Any, *, window_s: float, max_batch: int) -> None:
+    def __init__(
+        self,
+        detector: Any,
+        *,
+        window_s: float,
+        max_batch: int,
+        max_queue: int | None = None,
+        max_pixels: int | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if window_s < 0:
@@ -96,6 +142,11 @@ class MicroBatcher:
         self._thread: threading.Thread | None = None
         self._arriving = 0
         self._arriving_lock = threading.Lock()
+        self.max_queue = max_queue
+        self.max_pixels = max_pixels
+        self._in_flight = [0, 0]  # jobs and decoded pixels queued or being scored
+        self._budget_lock = threading.Lock()
+        self._pixels_since_trim = 0
 
     def start(self) -> None:
         """Start the worker thread (idempotent)."""
@@ -120,6 +171,39 @@ class MicroBatcher:
         """Jobs waiting for the worker."""
         return self._queue.qsize()
 
+    @property
+    def in_flight(self) -> tuple[int, int]:
+        """Jobs and decoded pixels queued or being scored."""
+        with self._budget_lock:
+            return self._in_flight[0], self._in_flight[1]
+
+    def _admit(self, n_jobs: int, pixels: int) -> None:
+        """Count a request's jobs and pixels in, or raise ``QueueFull`` (nothing counted) when they do not fit."""
+        with self._budget_lock:
+            jobs_now, pixels_now = self._in_flight
+            if self.max_queue is not None and jobs_now + n_jobs > self.max_queue:
+                reason = f"{jobs_now} images are queued (the limit is {self.max_queue})"
+            elif self.max_pixels is not None and pixels_now + pixels > self.max_pixels:
+                reason = f"{pixels_now:,} decoded pixels are queued (the limit is {self.max_pixels:,})"
+            else:
+                self._in_flight = [jobs_now + n_jobs, pixels_now + pixels]
+                return
+        with self.stats.lock:
+            self.stats.rejected += 1
+            per_image = self.stats.busy_s / self.stats.images if self.stats.images else 0.1
+        raise QueueFull(f"server busy: {reason}", retry_after_s=max(1, min(60, math.ceil(per_image * jobs_now))))
+
+    def _release(self, jobs: Sequence[_Job]) -> None:
+        pixels = sum(job.pixels for job in jobs)
+        with self._budget_lock:
+            self._in_flight = [self._in_flight[0] - len(jobs), self._in_flight[1] - pixels]
+        self._pixels_since_trim += pixels
+        if self._pixels_since_trim >= TRIM_AFTER_PIXELS and self._queue.empty():
+            self._pixels_since_trim = 0
+            if release_memory():
+                with self.stats.lock:
+                    self.stats.trims += 1
+
     @contextlib.contextmanager
     def arriving(self) -> Iterator[None]:
         """Mark a request on its way to ``submit`` (reading, decoding), so that the worker waits a little for it."""
@@ -132,18 +216,32 @@ class MicroBatcher:
                 self._arriving -= 1
 
     def submit(
-        self, images: Sequence[tuple[str, Image.Image | bytes]], *, faces: str, explain: bool = False
+        self,
+        images: Sequence[tuple[str, Image.Image | bytes]],
+        *,
+        faces: str,
+        explain: bool = False,
+        pixels: Sequence[int] | None = None,
     ) -> list[asyncio.Future[dict[str, Any]]]:
         """Queue ``(name, image or encoded bytes)`` pairs; the futures resolve to their results (call from the event
-        loop). Bytes are decoded when the worker takes them, by the detector's pipeline at the size it needs."""
+        loop). Bytes are decoded when the worker takes them, by the detector's pipeline at the size it needs.
+
+        ``pixels`` are the images' decoded pixel counts (default: a PIL image's size, 0 for bytes).
+
+        Raises:
+            QueueFull: the images do not fit in ``max_queue`` or their pixels in ``max_pixels``; none was queued.
+        """
         if not self.running:
             raise RuntimeError("the batch worker is not running")
+        if pixels is None:
+            pixels = [image.width * image.height if isinstance(image, Image.Image) else 0 for _, image in images]
+        self._admit(len(images), sum(pixels))
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[dict[str, Any]]] = []
-        for name, image in images:
+        for (name, image), count in zip(images, pixels, strict=True):
             future: asyncio.Future[dict[str, Any]] = loop.create_future()
             futures.append(future)
-            self._queue.put(_Job(name, image, faces, explain, future, loop))
+            self._queue.put(_Job(name, image, faces, explain, future, loop, count))
         return futures
 
     @staticmethod
@@ -177,6 +275,8 @@ class MicroBatcher:
                 logger.exception("batch of %d failed", len(batch))
                 for job in batch:
                     self._deliver(job, None, error)
+            finally:
+                self._release(batch)
             if stopping:
                 return
 

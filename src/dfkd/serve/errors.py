@@ -23,10 +23,12 @@ ERROR_STATUS: dict[str, int] = {
     "request_too_large": 413,
     "too_many_files": 413,
     "image_too_large": 413,
+    "too_many_pixels": 413,
     "unsupported_media_type": 415,
     "undecodable_image": 422,
     "internal_error": 500,
     "unavailable": 503,
+    "overloaded": 503,
     "timeout": 504,
 }
 
@@ -45,6 +47,7 @@ class ApiError(Exception):
         file: str | None = None,
         details: list[dict[str, Any]] | None = None,
         reason: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if code not in ERROR_STATUS:
             raise ValueError(f"unknown error code {code!r}")
@@ -54,6 +57,7 @@ class ApiError(Exception):
         self.file = file
         self.details = details
         self.reason = reason or message  # the message without the file name, for per-file results
+        self.headers = headers
 
     @property
     def status(self) -> int:
@@ -85,7 +89,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_api_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiError)
-        headers = {"WWW-Authenticate": "ApiKey"} if error.code == "unauthorized" else None
+        headers = {"WWW-Authenticate": "ApiKey"} if error.code == "unauthorized" else error.headers
         return error_response(error, headers)
 
     async def on_http_error(request: Request, error: Exception) -> JSONResponse:

@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 from fastapi.security import APIKeyHeader
 
 from dfkd import __version__
-from dfkd.serve.batcher import MicroBatcher
+from dfkd.serve.batcher import MicroBatcher, QueueFull
 from dfkd.serve.errors import ApiError
 from dfkd.serve.schemas import DetectResponse, ErrorResponse, Health, ModelInfo
 from dfkd.serve.settings import ServeLimits
@@ -55,9 +55,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in (
         (400, "invalid query, malformed multipart body or no files"),
         (401, "missing or wrong X-API-Key (when the server has one)"),
-        (413, "request too large, too many files, or an image with too many pixels"),
+        (413, "request too large, too many files, or an image (or all together) with too many pixels"),
         (415, "not multipart, or a file that is not an image"),
         (422, "an image that does not decode (when no file of the request decodes)"),
+        (503, "the server's queue is full: retry after the Retry-After header's seconds"),
         (504, "processing took longer than the server's timeout"),
     )
 }
@@ -123,6 +124,12 @@ def _raise_when_all_failed(failures: list[ApiError | None]) -> None:
     raise ApiError(first.code, first.message, file=first.file, details=details, reason=first.reason)
 
 
+def _refuse_too_many_pixels(total: int, limit: int) -> None:
+    if total > limit:
+        message = f"the images hold {total:,} pixels together, above the limit of {limit:,} pixels per request"
+        raise ApiError("too_many_pixels", f"{message}: send fewer or smaller images per request")
+
+
 async def detect_uploads(service: ServiceState, request: Request, faces: str, explain: bool) -> dict[str, Any]:
     """Read, check and score a request's files: one result per file, in order (failed files in their place).
 
@@ -133,12 +140,21 @@ async def detect_uploads(service: ServiceState, request: Request, faces: str, ex
     with batcher.arriving():  # the batch worker waits for requests still reading or checking
         uploads = await read_uploads(request, service.limits.max_files)
         check = functools.partial(check_uploads, uploads, max_pixels=service.limits.max_pixels)
-        failures = await asyncio.get_running_loop().run_in_executor(service.decoders, check)
+        failures, pixels = await asyncio.get_running_loop().run_in_executor(service.decoders, check)
         _raise_when_all_failed(failures)
-        pairs = zip(uploads, failures, strict=True)
-        futures = batcher.submit(
-            [(upload.name, upload.data) for upload, failure in pairs if failure is None], faces=faces, explain=explain
-        )
+        _refuse_too_many_pixels(sum(pixels), service.limits.max_request_pixels)
+        admitted = [position for position, failure in enumerate(failures) if failure is None]
+        try:
+            futures = batcher.submit(
+                [(uploads[position].name, uploads[position].data) for position in admitted],
+                faces=faces,
+                explain=explain,
+                pixels=[pixels[position] for position in admitted],
+            )
+        except QueueFull as error:
+            logger.warning("refused a request of %d images: %s", len(admitted), error.reason)
+            headers = {"Retry-After": str(error.retry_after_s)}
+            raise ApiError("overloaded", f"{error.reason}; retry in {error.retry_after_s} s", headers=headers) from None
     scored = iter(await batcher.collect(futures))
     results = []
     for position, upload in enumerate(uploads):
@@ -228,6 +244,8 @@ async def healthz(service: ServiceState = Depends(get_service)) -> dict[str, Any
         "model": architecture_name(service.detector),
         "api_key_required": service.api_key is not None,
         "queued": service.batcher.queued,
+        "in_flight_images": service.batcher.in_flight[0],
+        "in_flight_pixels": service.batcher.in_flight[1],
         "batching": service.batcher.stats.as_dict(),
     }
 

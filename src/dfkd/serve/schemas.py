@@ -83,6 +83,8 @@ class BatchingStats(BaseModel):
     images: int
     largest_batch: int
     skipped: int
+    rejected: int = Field(description="Requests refused with 503 because the queue was full.")
+    trims: int = Field(description="Times freed memory was handed back to the system after a burst.")
     busy_s: float
 
 
@@ -93,4 +95,6 @@ class Health(BaseModel):
     model: str
     api_key_required: bool
     queued: int
+    in_flight_images: int = Field(description="Images queued or being scored.")
+    in_flight_pixels: int = Field(description="Their decoded pixels, counted against max_pixels_in_flight.")
     batching: BatchingStats

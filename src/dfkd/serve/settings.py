@@ -5,7 +5,7 @@ enforces the limits and ``/v1/model`` reports them.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MIB = 1024 * 1024
 API_KEY_ENV = "DFKD_API_KEY"  # read by `dfkd serve` (argv would show the key to other users)
@@ -23,6 +23,28 @@ class ServeLimits(BaseModel):
     timeout_s: float = Field(30.0, gt=0, description="Seconds a request may take before a 504.")
     batch_window_ms: float = Field(5.0, ge=0, description="How long to gather concurrent images into a batch.")
     max_batch: int = Field(32, ge=1, description="Most images per model call.")
+    # Decoded pixels are counted from each header (every format at its full size: a JPEG's scaled decode can be redone
+    # less scaled for a small face). 200 megapixels is 16 phone photos of 12 megapixels, 600 MB of RGB decoded.
+    max_request_pixels: int = Field(
+        200_000_000, ge=1, description="Most decoded pixels per request, all its images together (413 above)."
+    )
+    max_pixels_in_flight: int = Field(
+        800_000_000, ge=1, description="Most decoded pixels queued or being scored, all requests together (503 above)."
+    )
+    max_queue: int = Field(256, ge=1, description="Most images queued or being scored (503 with Retry-After above).")
+    header_timeout_s: float = Field(10.0, gt=0, description="Seconds a client may take to send a request's headers.")
+    keep_alive_s: float = Field(5.0, gt=0, description="Seconds an idle keep-alive connection is held open.")
+    max_connections: int = Field(256, ge=1, description="Most open connections and requests (503 above).")
+
+    @model_validator(mode="after")
+    def _a_full_request_fits_in_flight(self) -> ServeLimits:
+        for request, server in (("max_request_pixels", "max_pixels_in_flight"), ("max_files", "max_queue")):
+            if getattr(self, request) > getattr(self, server):
+                raise ValueError(
+                    f"{request} ({getattr(self, request):,}) must not exceed {server} ({getattr(self, server):,}): "
+                    "a full request could never be admitted"
+                )
+        return self
 
 
 DEFAULT_LIMITS = ServeLimits()

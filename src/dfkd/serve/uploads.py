@@ -90,8 +90,9 @@ def declared_image(upload: Upload) -> bool:
     return content_type in IMAGE_CONTENT_TYPES or os.path.splitext(upload.name)[1].lower() in DECLARED_IMAGE_EXTENSIONS
 
 
-def check_pixels(upload: Upload, image_format: str, max_pixels: int) -> None:
-    """Read only the header and refuse an image of more than ``max_pixels`` pixels (a decompression bomb).
+def check_pixels(upload: Upload, image_format: str, max_pixels: int) -> int:
+    """Read only the header and refuse an image of more than ``max_pixels`` pixels (a decompression bomb); its
+    pixel count otherwise.
 
     Raises:
         ApiError: ``image_too_large`` (413) or ``undecodable_image`` (422) for a header Pillow cannot read.
@@ -110,10 +111,12 @@ def check_pixels(upload: Upload, image_format: str, max_pixels: int) -> None:
     if width * height > max_pixels:
         reason = f"{width}x{height} = {width * height:,} pixels is above the limit of {max_pixels:,} pixels"
         raise file_error("image_too_large", upload.name, reason)
+    return width * height
 
 
-def check_upload(upload: Upload, *, max_pixels: int) -> None:
-    """Everything about one file that its header tells (content, format, pixel count), without decoding it.
+def check_upload(upload: Upload, *, max_pixels: int) -> int:
+    """Everything about one file that its header tells (content, format, pixel count), without decoding it; returns
+    its pixel count.
 
     Raises:
         ApiError: ``unsupported_media_type``, ``image_too_large`` or ``undecodable_image``, naming the file.
@@ -129,21 +132,24 @@ def check_upload(upload: Upload, *, max_pixels: int) -> None:
         raise file_error(
             "unsupported_media_type", upload.name, f"unsupported type ({declared}); send {ACCEPTED_TEXT} images"
         )
-    check_pixels(upload, image_format, max_pixels)
+    return check_pixels(upload, image_format, max_pixels)
 
 
-def check_uploads(uploads: list[Upload], *, max_pixels: int) -> list[ApiError | None]:
-    """``check_upload`` on every file: ``None`` where it may be decoded, else the ``ApiError`` that says why not."""
+def check_uploads(uploads: list[Upload], *, max_pixels: int) -> tuple[list[ApiError | None], list[int]]:
+    """``check_upload`` on every file: ``None`` where it may be decoded, else the ``ApiError`` that says why not; and
+    the pixel count of each (0 for a refused file)."""
     checked: list[ApiError | None] = []
+    pixels: list[int] = []
     for upload in uploads:
         try:
-            check_upload(upload, max_pixels=max_pixels)
+            pixels.append(check_upload(upload, max_pixels=max_pixels))
         except ApiError as error:
             logger.info("rejected upload %s", error.message)
             checked.append(error)
+            pixels.append(0)
         else:
             checked.append(None)
-    return checked
+    return checked, pixels
 
 
 def decode_failure(name: str, reason: str) -> ApiError | None:
