@@ -11,6 +11,11 @@ not depend on the weights. The image is a face from ../shared/data/realfaces-dev
 256x256 JPEG.
 --max-batch 32,8,1 compares servers with those batch limits (1: micro-batching off), measured in turns. Client and
 server share the CPU, so the numbers are end-to-end for this machine, not the server alone.
+
+--flood runs issue 19's attacks instead, against one server with its default limits, and prints the server's
+resident memory (before, peak, 3 s after) and the answers by status: one request of --flood-files black PNGs of
+--flood-side² (default 16 of 6300²), the same cut to fit the per-request pixel budget, and --flood-clients
+concurrent requests of 16 black PNGs of 1600² (default 64).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +182,84 @@ def run_levels(servers: dict[str, int], args: argparse.Namespace) -> list[dict[s
     return rows
 
 
+def server_rss_mib(pid: int) -> float:
+    """A process's resident memory, MiB (from /proc)."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def black_png(side: int) -> bytes:
+    """A black RGB PNG of side² pixels: a few KiB of upload, side² x 3 bytes once decoded."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def flood_round(port: int, pid: int, label: str, requests: list[list[tuple[str, bytes]]]) -> dict[str, Any]:
+    """Send ``requests`` (each a list of files) at once; statuses, seconds and the server's RSS before/peak/after."""
+    url = f"http://127.0.0.1:{port}"
+    before = server_rss_mib(pid)
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], server_rss_mib(pid))
+
+    async def send_all() -> list[int]:
+        limits = httpx.Limits(max_connections=len(requests))
+        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+            async def one(files: list[tuple[str, bytes]]) -> int:
+                parts = [("files", (name, data, "image/png")) for name, data in files]
+                try:
+                    return (await client.post("/v1/detect", files=parts, params={"faces": "none"})).status_code
+                except httpx.HTTPError:
+                    return 0
+
+            return list(await asyncio.gather(*(one(files) for files in requests)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    statuses = asyncio.run(send_all())
+    elapsed = time.perf_counter() - started
+    time.sleep(3.0)
+    done.set()
+    sampler.join()
+    after = server_rss_mib(pid)
+    row = {"round": label, "statuses": dict(Counter(statuses)), "seconds": round(elapsed, 2)}
+    row.update(rss_mib_before=round(before), rss_mib_peak=round(peak[0]), rss_mib_after=round(after))
+    print(
+        f"{label}: statuses {row['statuses']} in {elapsed:.1f} s; server RSS {before:.0f} MiB before, "
+        f"{peak[0]:.0f} peak, {after:.0f} 3 s after",
+        flush=True,
+    )
+    return row
+
+
+def run_flood(model: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Issue 19's memory attacks against one server with the default limits."""
+    from dfkd.serve.settings import ServeLimits
+
+    port = free_port()
+    process = start_server(model, port, ["--faces", "none"])
+    try:
+        big, small = black_png(args.flood_side), black_png(1600)
+        fits = max(1, ServeLimits().max_request_pixels // (args.flood_side**2))
+        rounds = [
+            (f"1 request of {args.flood_files} x {args.flood_side}²", [[("big.png", big)] * args.flood_files]),
+            (f"1 request of {fits} x {args.flood_side}² (within budget)", [[("big.png", big)] * fits]),
+            (f"{args.flood_clients} requests of 16 x 1600²", [[("small.png", small)] * 16] * args.flood_clients),
+        ]
+        return [flood_round(port, process.pid, label, requests) for label, requests in rounds]
+    finally:
+        stop_server(process)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="model file (default: a random --arch model)")
@@ -189,6 +274,10 @@ def main() -> None:
         "--max-batch", default="32", help="comma-separated server --max-batch values to compare (1: no batching)"
     )
     parser.add_argument("--out", type=Path, help="JSON file for the results")
+    parser.add_argument("--flood", action="store_true", help="run issue 19's memory attacks instead (see above)")
+    parser.add_argument("--flood-files", type=int, default=16)
+    parser.add_argument("--flood-side", type=int, default=6300)
+    parser.add_argument("--flood-clients", type=int, default=64)
     args = parser.parse_args()
     args.concurrency = [int(value) for value in args.concurrency.split(",")]
     args.image = test_image()
@@ -199,6 +288,11 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or default_model(Path(folder), args.arch, args.input_size)
+        if args.flood:
+            rows = run_flood(model, args)
+            if args.out:
+                args.out.write_text(json.dumps({"model": str(model_name), "flood": rows}, indent=2))
+            return
         common = ["--faces", args.faces, "--workers", str(args.workers)]
         if args.threads:
             common += ["--threads", str(args.threads)]
