@@ -20,7 +20,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -220,6 +220,8 @@ def stream_predictions(
 ) -> Iterator[dict[str, Any]]:
     """One result per input, in input order, as soon as it is scored (see the module docstring)."""
     workers = detector.workers if workers is None else workers
+    if isinstance(inputs, Sequence) and len(inputs) <= 1:
+        workers = 0  # nothing to overlap: no threads to start (live frames, single uploads)
     window = 2 * max(1, workers) + min(detector.batch_size, MAX_WINDOW_BATCH)
     prepare = functools.partial(prepare_input, detector, faces=faces)
     batch: list[Prepared] = []
