@@ -70,7 +70,9 @@ def held_out_manifest(manifest: Path, held_out: str | None, out: Path, *, reals_
             continue
         rows.append(Sample(sample.path, sample.label, split, sample.source, sample.size))
     out.mkdir(parents=True, exist_ok=True)
-    write_manifest(path, rows, {"roots": read_sidecar(manifest)["roots"], "held_out": held_out})
+    parent = read_sidecar(manifest)  # the roots (landmarks) and the crop settings (the card's face crop) travel along
+    info = {key: parent[key] for key in ("roots", "face_crop", "face_crop_warnings") if key in parent}
+    write_manifest(path, rows, {**info, "held_out": held_out})
     return path
 
 
@@ -165,7 +167,8 @@ def measure_sbi_cost(manifest: Path, repeats: int = 5) -> dict:
 def bundle(manifest: Path, out: Path, target: Path, results: dict, teacher_epochs: list, student_epochs: list) -> None:
     """Train the general detector on every source (reals, labelled fakes, self-blended fakes), distil the student,
     and write it to ``target`` with a card that states what the leave-one-source-out runs measured."""
-    from dfkd.card import TrainingSummary
+    from dfkd.card import FaceCrop, TrainingSummary
+    from dfkd.data.manifest import read_sidecar
     from dfkd.models import read_model_card, update_card
 
     fold = out / "bundle"
@@ -191,6 +194,8 @@ def bundle(manifest: Path, out: Path, target: Path, results: dict, teacher_epoch
                     "measured_with": f"the recipe's {kind}, trained without this source",
                 }
     card = read_model_card(student)
+    bundled = results["runs"]["bundled student, all sources"]["sources"]
+    face_crop = card.face_crop or read_sidecar(manifest).get("face_crop")  # runs made before the fix lacked it
     summary = {
         **(card.training.model_dump() if card.training else {}),
         "manifest": "realfaces-dev (stylegan_tpdne, photoshop_ciplab, inswapper_ffhq), YuNet face crops, margin 0",
@@ -201,6 +206,7 @@ def bundle(manifest: Path, out: Path, target: Path, results: dict, teacher_epoch
             "its fakes), tested on all of it; false-positive rate on its reals at that model's validation-EER "
             "threshold",
             "unseen_source": unseen,
+            "test_split_auc": {source: cell["auc"] for source, cell in bundled.items()},
         },
         "blind_spots": [
             "whole-image GAN faces of generators it has not seen (self-blending teaches blending boundaries, not GAN "
@@ -213,7 +219,8 @@ def bundle(manifest: Path, out: Path, target: Path, results: dict, teacher_epoch
         "--face-model face_detection_yunet.onnx --students "
         "--bundle src/dfkd/pretrained/general_resnet8_fast.safetensors",
     }
-    update_card(student, card.model_copy(update={"training": TrainingSummary.model_validate(summary)}))
+    fields = {"training": TrainingSummary.model_validate(summary), "face_crop": FaceCrop.model_validate(face_crop)}
+    update_card(student, card.model_copy(update=fields))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(student.read_bytes())
 
