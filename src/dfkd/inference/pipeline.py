@@ -3,13 +3,14 @@
 1. **Prepare** (a pool of ``workers`` threads; Pillow's decoders and resizes, OpenCV and onnxruntime release the GIL,
    so threads overlap): decode the input at the size needed (``decode="scaled"``: a JPEG DCT-scaled to the smallest
    size that serves face detection, ≥ ``DETECTION_SIDE`` px on its long side, and the model's view; decoded again
-   less scaled when a face is too small in it), find faces, cut the crops the model reads. Only the crops outlive
-   the worker. ``decode="full"`` is the reference path: a full decode, faces cropped from it as ``crop_face`` does.
-2. **Score** (the calling thread): crops of prepared inputs are scored in batches of up to ``batch_size``; a batch
+   less scaled when a face is too small in it), find faces, cut the crops and preprocess them into model inputs
+   (``preprocess_image``, the eval transform's exact maths). Only those small arrays outlive the worker.
+   ``decode="full"`` is the reference path: a full decode, faces cropped from it as ``crop_face`` does.
+2. **Score** (the calling thread): model inputs are scored in batches of up to ``batch_size``; a batch
    goes to the model as soon as the next input is not ready yet, so the first result never waits for a full batch.
 
 Results come back in input order. At most ``2 * workers + 64`` inputs are in flight and a model batch holds at most
-64 inputs' crops, so memory stays the same whatever the number of inputs or the batch size. ``workers=0`` runs
+64 inputs' model inputs, so memory stays the same whatever the number of inputs or the batch size. ``workers=0`` runs
 every stage in the calling thread, one input after another.
 """
 
@@ -29,8 +30,10 @@ import numpy as np
 from PIL import Image
 
 from dfkd.data.images import DecodedImage, ImageLoadError, decode_image, to_pil
+from dfkd.data.preprocess import preprocess_image
 from dfkd.faces.backends import DEFAULT_MAX_SIDE, FaceBox
 from dfkd.faces.detect import crop_face, face_square
+from dfkd.utils import sigmoid
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +87,11 @@ def load_input(item: Any) -> Image.Image:
 
 @dataclass
 class Prepared:
-    """One input after the prepare stage: its result so far and the crops the model is to score."""
+    """One input after the prepare stage: its result so far and the model inputs [3, S, S] it is to score."""
 
     result: dict[str, Any]
-    crops: list[Image.Image] = field(default_factory=list)
-    slots: list[int | None] = field(default_factory=list)  # per crop: its face's index, or None for the whole image
+    views: list[np.ndarray] = field(default_factory=list)
+    slots: list[int | None] = field(default_factory=list)  # per model input: its face's index, or None (whole image)
 
 
 def box_in_full(box: FaceBox, scale: float, width: int, height: int) -> FaceBox:
@@ -162,18 +165,19 @@ def _prepare(detector: Any, item: Any, faces: str | None, prepared: Prepared) ->
     for face_index, box in enumerate(boxes):
         result["faces"].append({"box": box.as_list(), "score": round(box.score, 4), "fake_prob": None})
         crop = crop_decoded(decoded, box, margin=detector.margin, side=crop_side, crop_size=detector.crop_size)
-        prepared.crops.append(crop)
+        prepared.views.append(preprocess_image(crop, detector.preprocessing))
         prepared.slots.append(face_index)
     if not boxes:
         result["status"] = "no_face" if found is not None else "ok"
-        prepared.crops.append(decoded.image)
+        prepared.views.append(preprocess_image(decoded.image, detector.preprocessing))
         prepared.slots.append(None)
 
 
 def score_prepared(detector: Any, batch: list[Prepared]) -> list[dict[str, Any]]:
-    """Score the crops of prepared inputs in one model batch and finish their results (fake_prob, label)."""
-    crops = [crop for prepared in batch for crop in prepared.crops]
-    fake_probs = iter(detector.fake_probs(crops).tolist())
+    """Score the model inputs of prepared inputs in one batch and finish their results (fake_prob, label)."""
+    views = [view for prepared in batch for view in prepared.views]
+    logits = detector.backend.logits(np.stack(views)) if views else np.zeros(0)
+    fake_probs = iter(sigmoid(logits).astype(np.float64).tolist())
     for prepared in batch:
         result = prepared.result
         for slot in prepared.slots:
@@ -225,16 +229,16 @@ def stream_predictions(
     window = 2 * max(1, workers) + min(detector.batch_size, MAX_WINDOW_BATCH)
     prepare = functools.partial(prepare_input, detector, faces=faces)
     batch: list[Prepared] = []
-    n_crops = 0
+    n_views = 0
     for future in ordered_map(prepare, enumerate(inputs), workers=workers, window=window):
         if batch and not future.done():  # score what is ready rather than wait for a full batch
             yield from score_prepared(detector, batch)
-            batch, n_crops = [], 0
+            batch, n_views = [], 0
         prepared = future.result()
         batch.append(prepared)
-        n_crops += len(prepared.crops)
-        if n_crops >= detector.batch_size or len(batch) >= MAX_WINDOW_BATCH:
+        n_views += len(prepared.views)
+        if n_views >= detector.batch_size or len(batch) >= MAX_WINDOW_BATCH:
             yield from score_prepared(detector, batch)
-            batch, n_crops = [], 0
+            batch, n_views = [], 0
     if batch:
         yield from score_prepared(detector, batch)
