@@ -9,6 +9,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -65,6 +66,13 @@ def face_model_path(face_model: Path | None) -> str | None:
     """The YuNet file given on the command line, else ``$DFKD_FACE_MODEL``, else None."""
     value = str(face_model) if face_model else os.environ.get(FACE_MODEL_ENV)
     return value or None
+
+
+# The --model option of the commands that run a model: a file, or nothing for the bundled general detector.
+ModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", "-m", help="dfkd model file (.safetensors) or exported .onnx (default: the bundled one)."),
+]
 
 
 def model_or_bundled(model: Path | None) -> Path:

@@ -12,6 +12,7 @@ import typer
 
 from dfkd.commands.common import (
     FACE_MODEL_ENV,
+    ModelOption,
     console,
     face_model_path,
     fail,
@@ -165,12 +166,7 @@ def _run_live(detector: Any, source: int | str, faces: str, window: bool | None,
 
 
 def detect(
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model", "-m", help="dfkd model file (.safetensors) or exported .onnx (default: the bundled one)."
-        ),
-    ] = None,
+    model: ModelOption = None,
     paths: Annotated[list[Path] | None, typer.Argument(help="Images, folders (recursive) and videos.")] = None,
     faces: Annotated[
         str, typer.Option(help="auto (find faces first), none (inputs are face crops), or yunet / centerface / mtcnn.")

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from dfkd.commands.common import FACE_MODEL_ENV, console, face_model_path, fail, model_or_bundled, reported_errors
+from dfkd.commands.common import (
+    FACE_MODEL_ENV,
+    ModelOption,
+    console,
+    face_model_path,
+    fail,
+    model_or_bundled,
+    reported_errors,
+)
 from dfkd.serve.settings import API_KEY_ENV, DEFAULT_LIMITS, MIB, ServeLimits, ServeSettings
 
 
@@ -18,12 +26,7 @@ def limit_help(name: str) -> str:
 
 
 def serve(
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model", "-m", help="A dfkd model file (.safetensors) or an ONNX export (default: the bundled one)."
-        ),
-    ] = None,
+    model: ModelOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 to accept other machines).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes, each with its own model copy.")] = 1,

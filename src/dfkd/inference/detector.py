@@ -133,30 +133,12 @@ class Detector:
             build_face_detector(self.face_mode(faces), face_model)  # fail early, saying how to fix it
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path | None = None,
-        *,
-        device: str = "cpu",
-        faces: str = "auto",
-        face_model: str | Path | None = None,
-        batch_size: int = 32,
-        margin: float | None = None,
-        workers: int | None = None,
-        decode: str = "scaled",
-    ) -> Detector:
+    def load(cls, path: str | Path | None = None, *, device: str = "cpu", **options: Any) -> Detector:
         """Open a dfkd model file (``.safetensors``, PyTorch) or an exported ``.onnx`` file (onnxruntime); without a
         path, the bundled general detector (``dfkd.pretrained``: trained on real faces, labelled and self-blended
-        fakes; ``dfkd info`` shows its card)."""
-        return cls(
-            load_backend(path, device=device),
-            faces=faces,
-            face_model=face_model,
-            batch_size=batch_size,
-            margin=margin,
-            workers=workers,
-            decode=decode,
-        )
+        fakes; ``dfkd info`` shows its card). ``options`` are the Detector's own (faces, face_model, batch_size,
+        margin, workers, decode)."""
+        return cls(load_backend(path, device=device), **options)
 
     @property
     def metadata(self) -> dict[str, Any]:
