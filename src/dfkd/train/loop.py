@@ -25,7 +25,7 @@ from dfkd.distill.distillers import Distiller, build_distiller, teacher_gate
 from dfkd.train.checkpoint import CheckpointError, LoopState, load_checkpoint, save_checkpoint
 from dfkd.train.data import RunData, build_datasets, build_loaders, memory_format, mix_batch
 from dfkd.train.setup import Student, build_fabric, setup_student, student_view, tensorboard_logger
-from dfkd.train.summary import _model_metadata, warn_about_face_crops, write_history
+from dfkd.train.summary import model_card_fields, training_face_crop, write_history
 from dfkd.utils import set_seed, track
 
 logger = logging.getLogger(__name__)
@@ -267,8 +267,7 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
     manifest = read_manifest(config.data.manifest)
-    if fabric.is_global_zero:
-        warn_about_face_crops(config.data.manifest)
+    face_crop = training_face_crop(config.data.manifest) if fabric.is_global_zero else (None, [])
     view = student_view(config)
     data = build_datasets(config, manifest, view)
     distiller = build_distiller(config, manifest, view, run_dir, fabric.device)
@@ -284,7 +283,8 @@ def train(
         row, improved = _end_epoch(config, student, state, metrics, started)
         if fabric.is_global_zero:
             if improved or config.train.keep == "last":
-                save_model(student.kept, run_dir / "model.safetensors", _model_metadata(config, view, row, teacher_auc))
+                fields = model_card_fields(config, view, row, teacher_auc, face_crop)
+                save_model(student.kept, run_dir / "model.safetensors", fields)
             write_history(run_dir / "metrics.csv", state.history)
         if tensorboard is not None:
             fabric.log_dict({key: value for key, value in row.items() if key != "epoch"}, step=row["epoch"])

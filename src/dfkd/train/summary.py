@@ -22,17 +22,23 @@ def write_history(path: Path, history: list[dict]) -> None:
         writer.writerows(history)
 
 
-def warn_about_face_crops(manifest_path: str) -> None:
-    """Repeat the crop-faces warnings recorded with the manifest (framing that differs between real and fake)."""
-    for line in manifest_face_crop(manifest_path)[1]:
+def training_face_crop(manifest_path: str) -> tuple[dict | None, list[str]]:
+    """The manifest's face-crop record, read once per run; its crop-faces warnings (framing that differs between real
+    and fake) are repeated in the log."""
+    face_crop, warnings = manifest_face_crop(manifest_path)
+    for line in warnings:
         logger.warning("training images' face crops: %s", line)
+    return face_crop, warnings
 
 
-def _model_metadata(config: RunConfig, view: dict, row: dict, teacher_auc: float | None) -> dict:
-    face_crop, crop_warnings = manifest_face_crop(config.data.manifest) if config.data.manifest else (None, [])
+def model_card_fields(
+    config: RunConfig, view: dict, row: dict, teacher_auc: float | None, face_crop: tuple[dict | None, list[str]]
+) -> dict:
+    """A saved epoch's card fields: preprocessing, face crop (:func:`training_face_crop`), metrics, summary."""
+    crop, crop_warnings = face_crop
     return {
         "preprocessing": view,
-        "face_crop": face_crop,
+        "face_crop": crop,
         "metrics": {k: row[k] for k in ("epoch", "val_loss", "val_auc", "val_accuracy")},
         "training": {
             "distill": config.distill.model_dump(),
