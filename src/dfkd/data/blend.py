@@ -14,7 +14,6 @@ mapped onto them by a similarity transform.
 from __future__ import annotations
 
 import csv
-import io
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -153,10 +152,9 @@ def self_blend(pixels: np.ndarray, landmarks: np.ndarray, rng: np.random.Generat
 
 def recompress(image: Image.Image, rng: np.random.Generator, low: int = 60, high: int = 100) -> Image.Image:
     """JPEG re-compression at a random quality in [low, high]."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=int(rng.integers(low, high + 1)))
-    buffer.seek(0)
-    return Image.open(buffer).convert("RGB")
+    from dfkd.data.transforms import jpeg_roundtrip
+
+    return jpeg_roundtrip(image, int(rng.integers(low, high + 1)))
 
 
 @dataclass(frozen=True)
@@ -264,15 +262,9 @@ class SelfBlendedDataset(Dataset):
         return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
     def __getitem__(self, index: int):
-        from dfkd.data.images import ImageLoadError, open_image
-
         sample = self.samples[index]
-        try:
-            image = open_image(sample.path)
-        except ImageLoadError as error:
-            if self.on_error == "raise":
-                raise
-            logger.warning("skipping unreadable image %s", error)
+        image = self.base.load_image(index)
+        if image is None:
             return None
         rng = self._rng(index)
         label = self.base.labels[index]

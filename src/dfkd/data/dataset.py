@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
@@ -51,14 +52,19 @@ class ManifestDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int] | None:
-        sample = self.samples[index]
+    def load_image(self, index: int) -> Image.Image | None:
+        """Row ``index``'s image, untransformed; ``None`` for an unreadable file with ``on_error="skip"`` (logged)."""
         try:
-            image = decode_image(sample.path, min_short_side=self.decode_side or 0).image
+            return decode_image(self.samples[index].path, min_short_side=self.decode_side or 0).image
         except ImageLoadError as error:
             if self.on_error == "raise":
                 raise
             logger.warning("skipping unreadable image %s", error)
+            return None
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        image = self.load_image(index)
+        if image is None:
             return None
         if self.transform is not None:
             image = self.transform(image)

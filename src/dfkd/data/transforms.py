@@ -16,6 +16,15 @@ AUGMENTS: tuple[str, ...] = ("none", "basic", "robust", "crop", "quality")
 Augment = Literal["none", "basic", "robust", "crop", "quality"]
 
 
+def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
+    """The image as a JPEG of ``quality`` would decode (what a re-upload or a messenger does to it)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
+
+
 class RandomJPEG:
     """Re-compress a PIL image as JPEG at a random quality in ``[low, high]`` with probability ``p``."""
 
@@ -25,11 +34,7 @@ class RandomJPEG:
     def __call__(self, image: Image.Image) -> Image.Image:
         if random.random() >= self.p:
             return image
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=random.randint(*self.quality))
-        buffer.seek(0)
-        with Image.open(buffer) as decoded:
-            return decoded.convert("RGB")
+        return jpeg_roundtrip(image, random.randint(*self.quality))
 
     def __repr__(self) -> str:
         return f"RandomJPEG(quality={self.quality}, p={self.p})"
