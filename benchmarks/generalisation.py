@@ -174,6 +174,18 @@ def measure_sbi_cost(manifest: Path, repeats: int = 5) -> dict:
     }
 
 
+def data_description(manifest: Path) -> str:
+    """What a manifest trains on, counted: ``"train+val: stylegan_tpdne 420 real / 420 fake, …"``."""
+    from collections import Counter
+
+    from dfkd.data.manifest import read_manifest
+
+    counts = Counter((s.source, s.label) for s in read_manifest(manifest).samples if s.split in ("train", "val"))
+    sources = sorted({source for source, _ in counts})
+    parts = [f"{source} {counts[source, 'real']} real / {counts[source, 'fake']} fake" for source in sources]
+    return "train + validation: " + ", ".join(parts) + "; plus self-blended fakes of the reals"
+
+
 def bundle(manifest: Path, out: Path, target: Path, results: dict, teacher_epochs: list, student_epochs: list) -> None:
     """Train the general detector on every source (reals, labelled fakes, self-blended fakes), distil the student,
     and write it to ``target`` with a card that states what the leave-one-source-out runs measured."""
@@ -209,8 +221,7 @@ def bundle(manifest: Path, out: Path, target: Path, results: dict, teacher_epoch
     summary = {
         **(card.training.model_dump() if card.training else {}),
         "manifest": "realfaces-dev (stylegan_tpdne, photoshop_ciplab, inswapper_ffhq), YuNet face crops, margin 0",
-        "data": "1,600 face images: 1,000 real photos, 300 StyleGAN2 faces, 200 Photoshop composites, 100 InsightFace "
-        "swaps (70 % trained on, 20 % validation), plus self-blended fakes of the reals",
+        "data": data_description(fold_manifest),
         "generalisation": {
             "protocol": "leave one source out: the same recipe trained without that source (neither its reals nor "
             "its fakes), tested on all of it; false-positive rate on its reals at that model's validation-EER "

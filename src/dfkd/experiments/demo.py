@@ -24,8 +24,8 @@ STUDENT_RUNS: tuple[tuple[str, str], ...] = (
     ("student_kd_mse", "demo_student_kd.yaml"),
 )
 # On real faces (--data) the reference's cached-logit KD barely helps; function matching does (docs/results/
-# real-faces.md): the teacher runs online on the student's random crops and mixed images. These presets keep the
-# whole demo within about 20 minutes on 2 CPU cores for 600 face crops (docs/results/demo.md).
+# real-faces.md): the teacher runs online on the student's random crops and mixed images (30 epochs, a fifth of the
+# 150 that matched the teacher there).
 REAL_FACE_TEACHER = "realfaces_teacher.yaml"
 REAL_FACE_STUDENT_RUNS: tuple[tuple[str, str], ...] = (
     ("student_nokd", "realfaces_student.yaml"),
