@@ -86,3 +86,27 @@ def test_crop_near_a_border_shifts_inside_and_a_large_face_gives_up_margin_not_p
     assert big.size == (200, 200)
     assert big.getextrema() == ((255, 255), (255, 255), (255, 255))  # no black fill anywhere
     assert face_square((10, 40, 190, 160), 200, 120, margin=0.3) == (10, 10, 190, 190)  # box wider than the height
+
+
+def test_yunet_runs_in_several_threads_at_once(yunet_path: Path, astronaut_image: Image.Image) -> None:
+    """Each thread gets its own cv2 detector: one shared unlocked instance fails or mixes up input sizes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    detector = build_face_detector("yunet", yunet_path)
+    images = [astronaut_image, astronaut_image.resize((384, 384)), astronaut_image.resize((800, 800))] * 6
+    expected = [detector.detect(image) for image in images]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        found = list(pool.map(detector.detect, images))
+    assert found == expected
+    assert all(len(faces) == 1 for faces in found)
+
+
+def test_a_large_photo_is_seen_through_a_view_of_at_most_640_px(yunet_path: Path, astronaut_image: Image.Image):
+    """Boxes found on the reduced view come back in the photo's pixels, at the face."""
+    photo = Image.new("RGB", (3000, 2000), (90, 110, 130))
+    photo.paste(astronaut_image.resize((1024, 1024)), (1500, 400))  # the face at 2x: ASTRONAUT_BOX * 2 + offset
+    faces = build_face_detector("yunet", yunet_path).detect(photo)
+    assert len(faces) == 1
+    expected = [2 * ASTRONAUT_BOX[0] + 1500, 2 * ASTRONAUT_BOX[1] + 400, 2 * ASTRONAUT_BOX[2] + 1500]
+    expected.append(2 * ASTRONAUT_BOX[3] + 400)
+    assert iou(faces[0].as_list(), expected) > 0.7
