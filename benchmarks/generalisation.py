@@ -100,7 +100,7 @@ def score(model: Path, manifest: Path, held_out: str | None) -> dict:
     from dfkd.models import load_model
 
     net, card = load_model(model)
-    predictions = predict_split(net, read_manifest(manifest), "test", card.preprocessing.as_dict(), num_workers=2)
+    predictions = predict_split(net, read_manifest(manifest), "test", card.preprocessing, num_workers=2)
     sources = np.asarray(predictions.sources)
     row: dict = {"threshold": card.threshold, "threshold_source": card.threshold_source, "sources": {}}
     for source in sorted(set(sources)):

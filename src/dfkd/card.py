@@ -53,12 +53,17 @@ def _finite(value: float) -> float:
 
 
 class Preprocessing(_Frozen):
-    """Resize the shorter side to ``resize_size`` (bilinear), centre-crop ``input_size``, scale to [0, 1], normalise."""
+    """Resize the shorter side to ``resize_size`` (bilinear), centre-crop ``input_size``, scale to [0, 1], normalise.
+
+    ``scaled_decode``: the training images were decoded DCT-scaled to the resize side (``data.scaled_decode``), so
+    evaluation on a manifest does the same; files written before it existed were trained on full decodes.
+    """
 
     resize_size: int = Field(256, ge=8, le=MAX_IMAGE_SIDE)
     input_size: int = Field(224, ge=8, le=MAX_IMAGE_SIDE)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    scaled_decode: bool = False
 
     @field_validator("mean")
     @classmethod
@@ -75,7 +80,8 @@ class Preprocessing(_Frozen):
         return value
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain ``{resize_size, input_size, mean, std}`` (lists), as the transforms take it."""
+        """Plain ``{resize_size, input_size, mean, std}`` (lists), as the transforms take it (the decode is the
+        dataset's: ``scaled_decode``)."""
         return {
             "resize_size": self.resize_size,
             "input_size": self.input_size,

@@ -28,6 +28,10 @@ class DataConfig(_Section):
     augment: Literal["none", "basic", "robust", "crop", "quality"] = "none"
     mixup: float = Field(0.0, ge=0.0)  # Beta(a, a) mixing of image pairs in a batch (0: off); KD then runs online
     on_error: Literal["raise", "skip"] = "raise"
+    # Decode each JPEG DCT-scaled to the smallest size whose shorter side keeps resize_size (only differs from a full
+    # decode when the stored images are twice that or more: 256-px faces read at 96-128 px). false: the reference's
+    # exact full decode. Recorded in the model card, so evaluation decodes as training did.
+    scaled_decode: bool = True
     unlabeled: list[str] = Field(default_factory=list)
     # Self-blended fakes (SBI): each real training image becomes a pseudo-fake made from itself with probability
     # synthetic_share (validation: a fixed such set), so the data may hold real faces only. Landmarks come from

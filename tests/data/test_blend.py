@@ -134,3 +134,27 @@ def test_blend_preview_writes_real_mask_fake_rows(tmp_path: Path) -> None:
     assert grid.width == 3 * 48 and grid.height % 48 == 0 and 1 <= grid.height // 48 <= 3
     middle = np.asarray(grid)[:48, 48:96]
     assert middle.max() > 0 and middle[0, 0].max() == 0  # the mask column: face white, corner black
+
+
+def test_a_scaled_decode_blends_where_the_face_is(tmp_path: Path) -> None:
+    """Landmarks are in the stored image's pixels: a half- or quarter-size decode must scale them."""
+    from dfkd.data import build_manifest, read_manifest
+    from dfkd.data.blend import SelfBlendedDataset
+    from dfkd.data.dataset import ManifestDataset
+
+    folder = tmp_path / "faces" / "val" / "real"
+    folder.mkdir(parents=True)
+    astronaut().save(folder / "a.jpg", quality=95)  # 512 px, ASTRONAUT_LANDMARKS in its pixels
+    (tmp_path / "faces" / "train" / "real").mkdir(parents=True)
+    astronaut().save(tmp_path / "faces" / "train" / "real" / "a.jpg", quality=95)
+    build_manifest([tmp_path / "faces"], tmp_path / "m.csv")
+    base = ManifestDataset(read_manifest(tmp_path / "m.csv"), "val", decode_side=128)
+    table = LandmarkTable({str((folder / "a.jpg").resolve()): ASTRONAUT_LANDMARKS})
+    blended = SelfBlendedDataset(base, table, share=1.0, blend_size=128, fixed_seed=0, jpeg_p=0.0)
+    image, label, _ = blended[0]
+    assert label == 1 and image.size == (128, 128)  # a 1/4-scale decode
+    changed = np.abs(np.asarray(image, dtype=np.int16) - np.asarray(base.load_image(0), dtype=np.int16)).max(axis=2)
+    x0, y0, x1, y1 = (round(value / 4) for value in ASTRONAUT_BOX)
+    inside = changed[y0:y1, x0:x1]
+    assert inside.mean() > 2 * max(changed.mean(), 0.1)  # the change is on the face, not elsewhere
+    assert changed[:, : x0 - 8].max() == 0 and changed[y1 + 12 :, :].max() == 0

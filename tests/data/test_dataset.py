@@ -66,3 +66,40 @@ def test_manifest_with_bad_rows_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "cols.csv").write_text("file,label\n")
     with pytest.raises(ValueError, match="missing column"):
         read_manifest(tmp_path / "cols.csv")
+
+
+def _face_jpegs(tmp_path: Path, side: int = 256) -> Path:
+    from tests.realdata.helpers import astronaut
+
+    for split in ("train", "val"):
+        folder = tmp_path / "faces" / split / "real"
+        folder.mkdir(parents=True)
+        astronaut().resize((side, side)).save(folder / "a.jpg", quality=92)
+    build_manifest([tmp_path / "faces"], tmp_path / "faces.csv")
+    return tmp_path / "faces.csv"
+
+
+def test_scaled_decode_reads_a_256_px_jpeg_at_half_size_for_a_110_px_resize(tmp_path: Path) -> None:
+    manifest = read_manifest(_face_jpegs(tmp_path))
+    transform = build_eval_transform(110, 96)
+    full = ManifestDataset(manifest, "train", transform)
+    scaled = ManifestDataset(manifest, "train", transform, decode_side=110)
+    assert full.load_image(0).size == (256, 256)
+    decoded = scaled.load_decoded(0)
+    assert decoded.image.size == (128, 128) and decoded.full_size == (256, 256)
+    assert ManifestDataset(manifest, "train", transform, decode_side=200).load_image(0).size == (256, 256)
+    # What the model sees differs by resampling only: a few levels out of 255 on average.
+    difference = (full[0][0] - scaled[0][0]).abs().mean().item()
+    assert 0 < difference < 0.05  # normalised units (≈ 3 of 255 levels)
+
+
+def test_training_decodes_scaled_unless_the_config_asks_for_the_reference_path(tmp_path: Path) -> None:
+    from dfkd.config import load_config
+    from dfkd.train.data import build_datasets
+
+    manifest = read_manifest(_face_jpegs(tmp_path))
+    view = {"resize_size": 110, "input_size": 96}
+    for setting, expected in (("true", 110), ("false", None)):
+        config = load_config(None, [f"data.manifest={manifest.path}", f"data.scaled_decode={setting}"])
+        data = build_datasets(config, manifest, view)
+        assert data.train_set.decode_side == expected and data.val_set.decode_side == expected

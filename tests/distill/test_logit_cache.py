@@ -23,9 +23,9 @@ def _tiny_teacher(path: Path) -> Path:
     return path
 
 
-def _expected(manifest_path: Path, teacher: Path):
+def _expected(manifest_path: Path, teacher: Path, *, scaled_decode: bool = True):
     view = teacher_view(read_model_card(teacher).preprocessing.as_dict(), resize_size=40, input_size=32)
-    return make_stamp(read_manifest(manifest_path), teacher, view)
+    return make_stamp(read_manifest(manifest_path), teacher, view, scaled_decode=scaled_decode)
 
 
 def test_weights_digest_ignores_the_card_and_sees_every_weight(tmp_path: Path) -> None:
@@ -69,3 +69,12 @@ def test_a_cache_of_the_old_format_is_refused_then_recomputed(easy_manifest: Pat
     compute_logit_cache(teacher, easy_manifest, cache, **GEOMETRY)
     assert json.loads(stamp_path.read_text())["format"] == 2
     load_logit_cache(cache, manifest, expected=_expected(easy_manifest, teacher))
+
+
+def test_a_cache_of_full_decodes_is_refused_for_a_scaled_decode_student(easy_manifest: Path, tmp_path: Path) -> None:
+    teacher = _tiny_teacher(tmp_path / "teacher.safetensors")
+    cache = compute_logit_cache(teacher, easy_manifest, tmp_path / "cache", scaled_decode=False, **GEOMETRY)
+    manifest = read_manifest(easy_manifest)
+    load_logit_cache(cache, manifest, expected=_expected(easy_manifest, teacher, scaled_decode=False))
+    with pytest.raises(CacheMismatchError, match="transform differs .cache full decode.*now scaled decode"):
+        load_logit_cache(cache, manifest, expected=_expected(easy_manifest, teacher))

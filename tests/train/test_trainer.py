@@ -60,6 +60,7 @@ def test_best_model_file_and_metrics_log_are_written(easy_manifest: Path, tmp_pa
     result = train(_config(easy_manifest, "train.epochs=2", "model.name=resnet8_fast"), tmp_path / "run")
     _, card = load_model(result.model_path)
     assert card.preprocessing.input_size == 32
+    assert card.preprocessing.scaled_decode  # data.scaled_decode (the default): evaluation decodes the same way
     assert card.metrics["val_auc"] == pytest.approx(result.best_value)
     assert (tmp_path / "run" / "config.yaml").exists()
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
@@ -303,7 +304,7 @@ def test_ema_weights_are_validated_and_saved_not_the_last_steps(easy_manifest: P
     assert any(not torch.equal(kept[key], raw[key]) for key in kept if key.endswith("weight"))
     # The average is what validation scored: the saved weights reproduce the logged validation loss.
     model, card = load_model(result.model_path)
-    val = predict_split(model, read_manifest(easy_manifest), "val", card.preprocessing.as_dict(), num_workers=0)
+    val = predict_split(model, read_manifest(easy_manifest), "val", card.preprocessing, num_workers=0)
     probs = np.clip(val.fake_probs, 1e-7, 1 - 1e-7)
     loss = -np.mean(val.labels * np.log(probs) + (1 - val.labels) * np.log(1 - probs))
     assert loss == pytest.approx(result.history[-1]["val_loss"], rel=1e-3)

@@ -48,6 +48,13 @@ def cache_logits(
     batch_size: Annotated[int, typer.Option(help="Images per teacher forward.")] = 64,
     num_workers: Annotated[int, typer.Option(help="Loader workers.")] = 2,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 …")] = "cpu",
+    scaled_decode: Annotated[
+        bool,
+        typer.Option(
+            "--scaled-decode/--full-decode",
+            help="Decode JPEGs DCT-scaled to the resize side, as the student's data.scaled_decode (the default).",
+        ),
+    ] = True,
 ) -> None:
     """Run the teacher once over every split and store its logits, stamped with data, teacher and transform."""
     from dfkd.distill.logit_cache import compute_logit_cache
@@ -62,6 +69,7 @@ def cache_logits(
             batch_size=batch_size,
             num_workers=num_workers,
             device=device,
+            scaled_decode=scaled_decode,
         )
     out_console.print(f"teacher logits cached in [bold]{path}[/]")
 

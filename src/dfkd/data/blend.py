@@ -263,22 +263,23 @@ class SelfBlendedDataset(Dataset):
 
     def __getitem__(self, index: int):
         sample = self.samples[index]
-        image = self.base.load_image(index)
-        if image is None:
+        decoded = self.base.load_decoded(index)
+        if decoded is None:
             return None
+        image = decoded.image
         rng = self._rng(index)
         label = self.base.labels[index]
         if sample.label == "real" and rng.random() < self.share:
-            image, label = self.blend(image, sample.path, rng), torch.tensor(1.0)
+            points = self.landmarks.get(sample.path, decoded.full_size) * decoded.scale  # stored → decoded pixels
+            image, label = self.blend(image, points, rng), torch.tensor(1.0)
         if rng.random() < self.jpeg_p:
             image = recompress(image, rng)
         if self.base.transform is not None:
             image = self.base.transform(image)
         return image, label, index
 
-    def blend(self, image: Image.Image, path: str, rng: np.random.Generator) -> Image.Image:
-        """The self-blended fake of one real image, made at ``blend_size``."""
-        points = self.landmarks.get(path, image.size)
+    def blend(self, image: Image.Image, points: np.ndarray, rng: np.random.Generator) -> Image.Image:
+        """The self-blended fake of one real image with its landmarks [5, 2] in its pixels, made at ``blend_size``."""
         scale = self.blend_size / min(image.size)
         if scale < 1.0:
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))

@@ -11,7 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
-from dfkd.data.images import ImageLoadError, decode_image, open_image
+from dfkd.data.images import DecodedImage, ImageLoadError, decode_image
 from dfkd.data.manifest import Manifest
 from dfkd.labels import label_id
 
@@ -52,15 +52,21 @@ class ManifestDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def load_image(self, index: int) -> Image.Image | None:
-        """Row ``index``'s image, untransformed; ``None`` for an unreadable file with ``on_error="skip"`` (logged)."""
+    def load_decoded(self, index: int) -> DecodedImage | None:
+        """Row ``index``'s image, untransformed, with its stored size; ``None`` for an unreadable file with
+        ``on_error="skip"`` (logged)."""
         try:
-            return decode_image(self.samples[index].path, min_short_side=self.decode_side or 0).image
+            return decode_image(self.samples[index].path, min_short_side=self.decode_side or 0)
         except ImageLoadError as error:
             if self.on_error == "raise":
                 raise
             logger.warning("skipping unreadable image %s", error)
             return None
+
+    def load_image(self, index: int) -> Image.Image | None:
+        """Row ``index``'s image, untransformed (see :meth:`load_decoded`)."""
+        decoded = self.load_decoded(index)
+        return None if decoded is None else decoded.image
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         image = self.load_image(index)
@@ -74,15 +80,15 @@ class ManifestDataset(Dataset):
 class UnlabeledDataset(Dataset):
     """Images without labels (seen only through the teacher during distillation), yielding ``(image, index)``."""
 
-    def __init__(self, paths: list[str], transform: Callable | None = None) -> None:
-        self.paths, self.transform = paths, transform
+    def __init__(self, paths: list[str], transform: Callable | None = None, *, decode_side: int | None = None) -> None:
+        self.paths, self.transform, self.decode_side = paths, transform, decode_side
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         try:
-            image = open_image(self.paths[index])
+            image = decode_image(self.paths[index], min_short_side=self.decode_side or 0).image
         except ImageLoadError as error:
             logger.warning("skipping unreadable unlabelled image %s", error)
             return None

@@ -262,8 +262,10 @@ def _cached_logits(
             num_workers=config.data.num_workers,
             device=device,
             splits=("train", "val"),
+            scaled_decode=config.data.scaled_decode,
         )
-    return cache_dir, load_logit_cache(cache_dir, manifest, expected=make_stamp(manifest, teacher_path, view))
+    expected = make_stamp(manifest, teacher_path, view, scaled_decode=config.data.scaled_decode)
+    return cache_dir, load_logit_cache(cache_dir, manifest, expected=expected)
 
 
 __all__ = [

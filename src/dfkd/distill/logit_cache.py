@@ -46,12 +46,14 @@ class CacheStamp:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     format: int = CACHE_FORMAT
+    scaled_decode: bool = False  # JPEGs decoded DCT-scaled to resize_size (data.scaled_decode); older stamps: full
 
     def transform_text(self) -> str:
         """A readable description of the transform."""
+        decode = "scaled decode" if self.scaled_decode else "full decode"
         return (
-            f"Resize({self.resize_size}) → CenterCrop({self.input_size}) → Normalize(mean={list(self.mean)}, "
-            f"std={list(self.std)})"
+            f"{decode} → Resize({self.resize_size}) → CenterCrop({self.input_size}) → "
+            f"Normalize(mean={list(self.mean)}, std={list(self.std)})"
         )
 
     def differences(self, other: CacheStamp) -> list[str]:
@@ -84,9 +86,16 @@ def teacher_view(teacher_preprocessing: dict, *, resize_size: int | None = None,
     }
 
 
-def make_stamp(manifest: Manifest, teacher_path: str | os.PathLike[str], view: dict) -> CacheStamp:
-    """The stamp a cache of ``teacher_path`` on ``manifest`` with ``view`` must carry."""
-    return CacheStamp(manifest_hash=manifest.content_hash, teacher_weights=weights_digest(teacher_path), **view)
+def make_stamp(
+    manifest: Manifest, teacher_path: str | os.PathLike[str], view: dict, *, scaled_decode: bool
+) -> CacheStamp:
+    """The stamp a cache of ``teacher_path`` on ``manifest`` with ``view`` (and that decode) must carry."""
+    return CacheStamp(
+        manifest_hash=manifest.content_hash,
+        teacher_weights=weights_digest(teacher_path),
+        scaled_decode=scaled_decode,
+        **view,
+    )
 
 
 def _read_stamp(cache_dir: Path) -> CacheStamp:
@@ -117,11 +126,13 @@ def compute_logit_cache(
     device: str | torch.device = "cpu",
     splits: tuple[str, ...] = SPLITS,
     save_every: int = 20,
+    scaled_decode: bool = True,
 ) -> Path:
     """Run the teacher once over every split and save its logits; resumes a partly written cache.
 
     Geometry defaults to the teacher file's own preprocessing; pass the student's ``resize_size``/``input_size``
-    so that teacher and student see the same crop.
+    so that teacher and student see the same crop, and its ``data.scaled_decode`` (the default, like the config's)
+    so that they see the same pixels.
     """
     from dfkd.models import load_model
     from dfkd.models.fast import channels_last_input, frozen_inference_model
@@ -132,7 +143,7 @@ def compute_logit_cache(
     teacher, card = load_model(teacher_path, device=device)
     teacher = frozen_inference_model(teacher)  # BatchNorm folded, channels-last: the same logits, faster
     view = teacher_view(card.preprocessing.as_dict(), resize_size=resize_size, input_size=input_size)
-    stamp = make_stamp(manifest, teacher_path, view)
+    stamp = make_stamp(manifest, teacher_path, view, scaled_decode=scaled_decode)
     stamp_path = out / "stamp.json"
     if stamp_path.exists():
         try:
@@ -151,7 +162,9 @@ def compute_logit_cache(
         if final.exists():
             logger.info("teacher logits for %s already cached", split)
             continue
-        dataset = ManifestDataset(manifest, split, transform)
+        dataset = ManifestDataset(
+            manifest, split, transform, decode_side=view["resize_size"] if scaled_decode else None
+        )
         if len(dataset) == 0:
             save_tensors({"logits": torch.zeros(0)}, final)
             continue

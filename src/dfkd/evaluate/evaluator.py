@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfkd.card import Preprocessing
 from dfkd.data.dataset import ManifestDataset, build_loader
 from dfkd.data.manifest import Manifest, read_manifest
 from dfkd.data.transforms import build_eval_transform
@@ -36,18 +37,18 @@ def predict_split(
     model: torch.nn.Module,
     manifest: Manifest,
     split: str,
-    preprocessing: dict,
+    preprocessing: Preprocessing,
     *,
     batch_size: int = 64,
     num_workers: int = 2,
     device: str | torch.device = "cpu",
     on_error: str = "skip",
 ) -> Predictions:
-    """Run ``model`` over a split; unreadable images are skipped (logged) so the rest still count."""
-    transform = build_eval_transform(
-        preprocessing["resize_size"], preprocessing["input_size"], preprocessing["mean"], preprocessing["std"]
-    )
-    dataset = ManifestDataset(manifest, split, transform, on_error=on_error)  # type: ignore[arg-type]
+    """Run ``model`` over a split with the card's preprocessing, decoding as training did; unreadable images are
+    skipped (logged) so the rest still count."""
+    transform = build_eval_transform(**preprocessing.as_dict())
+    decode_side = preprocessing.resize_size if preprocessing.scaled_decode else None
+    dataset = ManifestDataset(manifest, split, transform, on_error=on_error, decode_side=decode_side)  # type: ignore[arg-type]
     loader = build_loader(dataset, batch_size=batch_size, num_workers=num_workers)
     model.eval().to(device)
     probs, indices = [], []
@@ -107,7 +108,7 @@ def evaluate_model(
     out = Path(out_dir)
     manifest = read_manifest(manifest_path)
     model, card = load_model(model_path, device=device)
-    preprocessing = card.preprocessing.as_dict()
+    preprocessing = card.preprocessing
     common = {"batch_size": batch_size, "num_workers": num_workers, "device": device}
     threshold_source = "model file"
     if threshold == "auto":

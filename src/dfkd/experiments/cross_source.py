@@ -118,7 +118,7 @@ def score_by_source(
         model,
         manifest,
         split,
-        card.preprocessing.as_dict(),
+        card.preprocessing,
         batch_size=batch_size,
         num_workers=num_workers,
         device=device,

@@ -150,6 +150,7 @@ def run_demo(
                 resize_size=student_base.data.resize_size,
                 input_size=student_base.data.input_size,
                 splits=("train", "val"),
+                scaled_decode=student_base.data.scaled_decode,
             ),
         )
     run_dirs = [teacher_run]

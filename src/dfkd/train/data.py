@@ -35,20 +35,22 @@ class RunData:
 
 def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData:
     """The train (augmented) and val (eval transform) splits; both must hold images."""
-    on_error = config.data.on_error
-    train_set = ManifestDataset(
-        manifest, "train", build_train_transform(**view, augment=config.data.augment), on_error=on_error
-    )
-    val_set = ManifestDataset(manifest, "val", build_eval_transform(**view), on_error=on_error)
+    # Every transform starts with Resize(resize_size): a JPEG decoded DCT-scaled to that side loses nothing it keeps.
+    common = {
+        "on_error": config.data.on_error,
+        "decode_side": view["resize_size"] if config.data.scaled_decode else None,
+    }
+    train_set = ManifestDataset(manifest, "train", build_train_transform(**view, augment=config.data.augment), **common)
+    val_set = ManifestDataset(manifest, "val", build_eval_transform(**view), **common)
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(f"{manifest.path}: the train and val splits must both hold images")
     if config.data.synthetic_fakes == "sbi":
         from dfkd.data.blend import SelfBlendedDataset, manifest_landmarks
 
         landmarks = manifest_landmarks(manifest.path)
-        common = {"share": config.data.synthetic_share, "blend_size": view["resize_size"]}
-        train_set = SelfBlendedDataset(train_set, landmarks, **common)
-        val_set = SelfBlendedDataset(val_set, landmarks, fixed_seed=config.train.seed, jpeg_p=0.0, **common)
+        blending = {"share": config.data.synthetic_share, "blend_size": view["resize_size"]}
+        train_set = SelfBlendedDataset(train_set, landmarks, **blending)
+        val_set = SelfBlendedDataset(val_set, landmarks, fixed_seed=config.train.seed, jpeg_p=0.0, **blending)
     return RunData(train_set, val_set)
 
 
@@ -110,7 +112,10 @@ def unlabeled_batches(fabric: Fabric, config: RunConfig, view: dict, loader_args
     if not paths:
         raise ValueError(f"data.unlabeled: no images found under {', '.join(config.data.unlabeled)}")
     logger.info("distilling on %d unlabelled images seen only through the teacher", len(paths))
-    dataset = UnlabeledDataset(paths, build_train_transform(**view, augment=config.data.augment))
+    decode_side = view["resize_size"] if config.data.scaled_decode else None
+    dataset = UnlabeledDataset(
+        paths, build_train_transform(**view, augment=config.data.augment), decode_side=decode_side
+    )
     sampler = EpochSampler(
         len(paths), shuffle=True, seed=config.train.seed + 1, rank=fabric.global_rank, world_size=fabric.world_size
     )

@@ -37,7 +37,7 @@ def model_card_fields(
     """A saved epoch's card fields: preprocessing, face crop (:func:`training_face_crop`), metrics, summary."""
     crop, crop_warnings = face_crop
     return {
-        "preprocessing": view,
+        "preprocessing": {**view, "scaled_decode": config.data.scaled_decode},
         "face_crop": crop,
         "metrics": {k: row[k] for k in ("epoch", "val_loss", "val_auc", "val_accuracy")},
         "training": {

@@ -80,7 +80,7 @@ def validate_model(config: RunConfig, model_path: Path) -> dict[str, Any]:
         model,
         read_manifest(config.data.manifest),
         "val",
-        card.preprocessing.as_dict(),
+        card.preprocessing,
         batch_size=config.data.eval_batch_size or config.data.batch_size,
         num_workers=config.data.num_workers,
         device=device,
