@@ -20,9 +20,13 @@ Every measurement runs in its own Python process (peak RSS is that process's ``r
   ``dfkd detect -m MODEL photo.jpg`` (Python start, imports, model load, one photo) for the ONNX and the PyTorch model;
 - video: frames of video per second (decoded or grabbed) and the real-time factor at the default 2 sampled fps;
 - loaders: one pass of decode + eval transform over 256-px face JPEGs at resize 110, full decode against the
-  DCT-scaled one that ``ManifestDataset(decode_side=...)`` uses (the epoch's data work, without the model);
+  DCT-scaled one that ``ManifestDataset(decode_side=...)`` uses (the epoch's data work, without the model), and the
+  wall time of a training epoch of the ``realfaces_student`` recipe with ``data.scaled_decode`` false and true;
 - service: a real ``dfkd serve`` on 127.0.0.1 answering one 12-MP upload (median of 7), against the pipeline's
   one-photo latency.
+
+Stages: on one thread, the median milliseconds per photo of a full decode, of the scaled decode the pipeline makes,
+and of face detection on its view: where the CPU goes.
 
 Scores: the pipeline's fake probabilities against today's on the same photos (max |Δ|). The machine may be shared:
 take the ratios, which come from one run, not the seconds.
@@ -143,8 +147,38 @@ def percentile(values: list[float], fraction: float) -> float:
 # ---- measurements, each in a child process -------------------------------------------------------------------------
 
 
+def stages(spec: dict[str, Any]) -> dict[str, Any]:
+    """Milliseconds per photo of each stage, on one thread (OpenCV's too), median over the photos: where a photo's
+    CPU goes, and so the floor of what any pipeline can reach on these cores."""
+    import cv2
+
+    from dfkd.data.images import decode_image
+    from dfkd.faces.detect import build_face_detector
+    from dfkd.inference.pipeline import DETECTION_SIDE
+
+    cv2.setNumThreads(1)
+    paths = sorted(str(path) for path in Path(spec["folder"]).glob("*.jpg"))
+    detector = build_face_detector("yunet" if spec["face_model"] else "auto", spec["face_model"])
+    times: dict[str, list[float]] = {"full_decode": [], "scaled_decode": [], "detect_on_view": []}
+    for path in paths:
+        started = time.perf_counter()
+        decode_image(path)
+        times["full_decode"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        view = decode_image(path, min_short_side=110, min_long_side=DETECTION_SIDE).image
+        times["scaled_decode"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        detector.detect(view)
+        times["detect_on_view"].append(time.perf_counter() - started)
+    report = {f"{name}_ms": 1000 * float(np.median(values)) for name, values in times.items()}
+    report["view_size"] = list(view.size)
+    return report
+
+
 def child(spec: dict[str, Any]) -> dict[str, Any]:
-    """One measurement (in this process): ``folder``, ``latency`` or ``video``."""
+    """One measurement (in this process): ``folder``, ``latency``, ``video`` or ``stages``."""
+    if spec["kind"] == "stages":
+        return stages(spec)
     from dfkd.inference.detector import Detector
 
     detector = Detector.load(
@@ -287,6 +321,49 @@ def loader_epoch_s(work: Path, resize_size: int = 110, input_size: int = 96) -> 
     return timings
 
 
+def train_epoch_s(work: Path, epochs: int = 2, repeats: int = 2) -> dict[str, Any]:
+    """Seconds per training epoch of the real-face student recipe (``realfaces_student``: resnet8_fast, resize 110,
+    input 96, random crops, 2 loader workers) on 256-px face JPEGs — realfaces-dev when present, else built here —
+    with ``data.scaled_decode`` false (the reference's full decode) and true; runs alternate, the best of each kept."""
+    from dfkd.config import load_config
+    from dfkd.configs import resolve_config
+    from dfkd.data import build_manifest
+    from dfkd.train import train
+
+    manifest = work / "train_epoch" / "faces.csv"
+    if not manifest.is_file():
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        if REALFACES.is_dir():
+            roots = sorted(path for path in REALFACES.iterdir() if path.is_dir())
+        else:
+            roots = [work / "train_epoch" / "faces"]
+            _, face = face_source()
+            for label in ("real", "fake"):
+                folder = roots[0] / label
+                folder.mkdir(parents=True, exist_ok=True)
+                for index in range(400):
+                    angle = index % 20 - 10 + (5 if label == "fake" else 0)
+                    face.resize((256, 256)).rotate(angle).save(folder / f"{index:03d}.jpg", quality=90)
+        build_manifest(roots, manifest)
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for scaled in (False, True):
+            overrides = [f"data.manifest={manifest}", f"data.scaled_decode={str(scaled).lower()}"]
+            overrides += [f"train.epochs={epochs}", f"train.patience={epochs}"]
+            config = load_config(resolve_config("realfaces_student"), overrides)
+            started = time.perf_counter()
+            train(config, work / "train_epoch" / f"run_{scaled}", overwrite=True)
+            seconds = (time.perf_counter() - started) / epochs
+            key = "scaled_decode_s" if scaled else "full_decode_s"
+            best[key] = min(best.get(key, float("inf")), seconds)
+    return {
+        **best,
+        "ratio": best["full_decode_s"] / best["scaled_decode_s"],
+        "epochs": epochs,
+        "recipe": "realfaces_student",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=24)
@@ -331,6 +408,8 @@ def main() -> None:
     figures["max_abs_prob_diff"] = max(deltas)
     figures["speedup_img_per_s"] = figures["pipeline"]["img_per_s"] / figures["today"]["img_per_s"]
     figures["cpu_per_img_ratio"] = figures["today"]["cpu_s_per_img"] / figures["pipeline"]["cpu_s_per_img"]
+    figures["stages_one_thread"] = run_child({**pipeline, "kind": "stages", "folder": str(inputs["photos"])})
+    print("stages", figures["stages_one_thread"], flush=True)
     for batch_size in (32, 1000):
         spec = {**pipeline, "batch_size": batch_size, "kind": "folder", "folder": str(inputs["many"])}
         many = run_child(spec)
@@ -350,6 +429,8 @@ def main() -> None:
         print(f"video {name}", figures[f"video_{name}"], flush=True)
     figures["loader_epoch"] = loader_epoch_s(args.work)
     print("loader", figures["loader_epoch"], flush=True)
+    figures["train_epoch"] = train_epoch_s(args.work)
+    print("train epoch", figures["train_epoch"], flush=True)
     figures["service_one_photo_s"] = service_s(model, inputs["one"], args.face_model)
     figures["service_over_detect"] = figures["service_one_photo_s"] / figures["pipeline"]["p50_s"]
     print("service", figures["service_one_photo_s"], "ratio", figures["service_over_detect"], flush=True)

@@ -3,10 +3,10 @@
     python benchmarks/generalisation.py --data ../shared/data/realfaces-dev --out runs/generalisation \
         [--face-model ../shared/models/face_detection_yunet.onnx] [--held-out inswapper_ffhq photoshop_ciplab] \
         [--teacher-epochs 8] [--student-epochs 40] [--students] [--baseline] [--reals-only] [--sbi-cost] \
-        [--bundle src/dfkd/pretrained/general_resnet8_fast.safetensors]
+        [--bundle src/dfkd/pretrained/general_resnet8_fast.safetensors] [--margin 0.0] [--set key=value ...]
 
-1. ``dfkd crop-faces`` of every source (margin 0, 256 px; YuNet with --face-model, else the wheel detector), which
-   also records each face's five landmarks; one manifest over the sources (7:2:1 per source and class).
+1. ``dfkd crop-faces`` of every source (``--margin``, default 0; 256 px; YuNet with --face-model, else the wheel
+   detector), which also records each face's five landmarks; one manifest over the sources (7:2:1 per source and class).
 2. Per held-out source X: X's images all become the test split (never trained on: neither its reals nor its fakes);
    the other sources keep their splits. The teacher (``configs/general_teacher_sbi.yaml``: MobileNetV2, ImageNet,
    reals + labelled fakes + self-blended fakes) is trained on the rest, its threshold set at the validation EER
@@ -37,7 +37,7 @@ from sklearn.metrics import roc_auc_score
 SOURCES = ("stylegan_tpdne", "photoshop_ciplab", "inswapper_ffhq")
 
 
-def crop_and_scan(data: Path, out: Path, face_model: str | None) -> Path:
+def crop_and_scan(data: Path, out: Path, face_model: str | None, margin: float = 0.0) -> Path:
     """Face crops of every source (landmarks recorded) and one manifest over them."""
     from dfkd.data import build_manifest
     from dfkd.data.faces import crop_dataset
@@ -45,7 +45,7 @@ def crop_and_scan(data: Path, out: Path, face_model: str | None) -> Path:
     faces = out / "faces"
     if not (faces / "crop.json").is_file() or not json.loads((faces / "crop.json").read_text()).get("complete"):
         detector = "yunet" if face_model else "auto"
-        crop_dataset(data, faces, margin=0.0, size=256, face_model=face_model, detector=detector)
+        crop_dataset(data, faces, margin=margin, size=256, face_model=face_model, detector=detector)
     manifest = out / "all.csv"
     if not manifest.is_file():
         build_manifest([faces / source for source in SOURCES if (faces / source).is_dir()], manifest)
@@ -220,7 +220,8 @@ def bundle(manifest: Path, out: Path, target: Path, results: dict, teacher_epoch
     face_crop = card.face_crop or read_sidecar(manifest).get("face_crop")  # runs made before the fix lacked it
     summary = {
         **(card.training.model_dump() if card.training else {}),
-        "manifest": "realfaces-dev (stylegan_tpdne, photoshop_ciplab, inswapper_ffhq), YuNet face crops, margin 0",
+        "manifest": "realfaces-dev (stylegan_tpdne, photoshop_ciplab, inswapper_ffhq), YuNet face crops, margin "
+        f"{json.loads((out / 'faces' / 'crop.json').read_text())['margin']:g}",
         "data": data_description(fold_manifest),
         "generalisation": {
             "protocol": "leave one source out: the same recipe trained without that source (neither its reals nor "
@@ -288,12 +289,16 @@ def main() -> None:
     parser.add_argument("--reals-only-only", action="store_true", help="Only the reals + self-blended fakes runs.")
     parser.add_argument("--sbi-cost", action="store_true")
     parser.add_argument("--bundle", type=Path, default=None, help="Train on every source and write the student here.")
+    parser.add_argument("--margin", type=float, default=0.0, help="Face-crop margin (each side, share of the box).")
+    parser.add_argument(
+        "--set", dest="overrides", nargs="*", default=[], help="key=value settings for every teacher and student."
+    )
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    manifest = crop_and_scan(args.data, args.out, args.face_model)
-    teacher_epochs = [f"train.epochs={args.teacher_epochs}", f"train.patience={args.teacher_epochs}"]
-    student_epochs = [f"train.epochs={args.student_epochs}", f"train.patience={args.student_epochs}"]
+    manifest = crop_and_scan(args.data, args.out, args.face_model, args.margin)
+    teacher_epochs = [f"train.epochs={args.teacher_epochs}", f"train.patience={args.teacher_epochs}", *args.overrides]
+    student_epochs = [f"train.epochs={args.student_epochs}", f"train.patience={args.student_epochs}", *args.overrides]
     results_path = args.out / "generalisation.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
 
