@@ -14,7 +14,7 @@ import dfkd
 
 PACKAGE = Path(dfkd.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("labels", "utils", "card", "config", "__init__"),
+    ("labels", "utils", "card", "config", "thresholds", "__init__"),
     ("data", "faces", "configs"),
     ("models", "pretrained"),
     ("distill",),

@@ -61,6 +61,8 @@ def test_best_model_file_and_metrics_log_are_written(easy_manifest: Path, tmp_pa
     _, card = load_model(result.model_path)
     assert card.preprocessing.input_size == 32
     assert card.preprocessing.scaled_decode  # data.scaled_decode (the default): evaluation decodes the same way
+    # A first threshold from the validation split (both classes there): its EER point, said to be so.
+    assert card.threshold_source == "validation EER during training" and 0.0 < card.threshold < 1.0
     assert card.metrics["val_auc"] == pytest.approx(result.best_value)
     assert (tmp_path / "run" / "config.yaml").exists()
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()

@@ -22,11 +22,12 @@ from torch import nn
 from dfkd.config import RunConfig, save_config
 from dfkd.data.manifest import read_manifest
 from dfkd.distill.distillers import Distiller, build_distiller, teacher_gate
+from dfkd.thresholds import eer_threshold
 from dfkd.train.checkpoint import CheckpointError, LoopState, load_checkpoint, save_checkpoint
 from dfkd.train.data import RunData, build_datasets, build_loaders, memory_format, mix_batch
 from dfkd.train.setup import Student, build_fabric, setup_student, student_view, tensorboard_logger
 from dfkd.train.summary import model_card_fields, training_face_crop, write_history
-from dfkd.utils import set_seed, track
+from dfkd.utils import set_seed, sigmoid, track
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ def _forward(fabric: Fabric, model: nn.Module, images: torch.Tensor) -> torch.Te
 
 @torch.no_grad()
 def evaluate(fabric: Fabric, config: RunConfig, model: nn.Module, loader, distiller: Distiller) -> dict:
-    """Loss (the distiller's validation objective), AUC and accuracy at 0.5 on one split, gathered over all ranks."""
+    """Loss (the distiller's validation objective), AUC, accuracy at 0.5 and the equal-error-rate threshold on one
+    split, gathered over all ranks (the threshold only when the split holds both classes)."""
     model.eval()
     all_logits, all_labels, all_indices, losses, weights = [], [], [], [], []
     for batch in loader:
@@ -135,7 +137,10 @@ def evaluate(fabric: Fabric, config: RunConfig, model: nn.Module, loader, distil
     auc = float(roc_auc_score(labels_np, logits_np)) if len(np.unique(labels_np)) == 2 else math.nan
     accuracy = float(((logits_np > 0) == (labels_np > 0.5)).mean()) if len(labels_np) else math.nan
     model.train()
-    return {"val_loss": float(loss_sum[0] / max(loss_sum[1], 1.0)), "val_auc": auc, "val_accuracy": accuracy}
+    metrics = {"val_loss": float(loss_sum[0] / max(loss_sum[1], 1.0)), "val_auc": auc, "val_accuracy": accuracy}
+    if not math.isnan(auc):  # where validation has both classes (labelled or self-blended fakes): a first threshold
+        metrics["val_threshold"] = eer_threshold(labels_np > 0.5, sigmoid(logits_np))[1]
+    return metrics
 
 
 def _save(fabric: Fabric, path: Path, student: Student, state: LoopState) -> None:

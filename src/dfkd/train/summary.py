@@ -36,7 +36,11 @@ def model_card_fields(
 ) -> dict:
     """A saved epoch's card fields: preprocessing, face crop (:func:`training_face_crop`), metrics, summary."""
     crop, crop_warnings = face_crop
+    threshold = {}
+    if "val_threshold" in row:  # the validation EER point; `dfkd evaluate --threshold auto` may set it again
+        threshold = {"threshold": row["val_threshold"], "threshold_source": "validation EER during training"}
     return {
+        **threshold,
         "preprocessing": {**view, "scaled_decode": config.data.scaled_decode},
         "face_crop": crop,
         "metrics": {k: row[k] for k in ("epoch", "val_loss", "val_auc", "val_accuracy")},
