@@ -26,6 +26,7 @@ class DataConfig(_Section):
     eval_batch_size: int | None = Field(None, ge=1)
     num_workers: int = Field(2, ge=0)
     augment: Literal["none", "basic", "robust", "crop", "quality"] = "none"
+    rotation: float = Field(0.0, ge=0.0, le=180.0)  # random turn of training images within ±degrees (augment ≠ none)
     mixup: float = Field(0.0, ge=0.0)  # Beta(a, a) mixing of image pairs in a batch (0: off); KD then runs online
     on_error: Literal["raise", "skip"] = "raise"
     # Decode each JPEG DCT-scaled to the smallest size whose shorter side keeps resize_size (only differs from a full

@@ -48,6 +48,22 @@ def test_augmentations_keep_shape_and_vary(augment: str) -> None:
     assert any(not torch.equal(outputs[0], o) for o in outputs[1:])
 
 
+def test_rotation_turns_training_images_so_alignment_tells_no_class() -> None:
+    from dfkd.config import load_config
+
+    image = Image.new("RGB", (64, 64), (0, 0, 0))
+    image.paste((255, 255, 255), (0, 30, 64, 34))  # a level line, like the eyes of an aligned portrait
+    level = build_train_transform(64, 64, augment="basic")
+    turned = build_train_transform(64, 64, augment="basic", rotation=30)
+    assert turned.transforms[1].__class__.__name__ == "RandomRotation"
+    torch.manual_seed(0)
+    rows_level = {int((level(image)[0] > 0).any(dim=1).sum()) for _ in range(5)}
+    rows_turned = {int((turned(image)[0] > 0).any(dim=1).sum()) for _ in range(5)}
+    assert rows_level == {4} and max(rows_turned) > 10  # a tilted line spans many rows
+    with pytest.raises(ValueError, match="rotation"):
+        load_config(None, ["data.rotation=200"])
+
+
 def test_unknown_augment_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown augment"):
         build_train_transform(augment="fancy")

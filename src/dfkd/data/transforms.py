@@ -113,6 +113,7 @@ def build_train_transform(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     augment: Augment | str = "none",
+    rotation: float = 0.0,
 ) -> transforms.Compose:
     """Training preprocessing.
 
@@ -121,12 +122,16 @@ def build_train_transform(
     0.5–1 of the resized image) and a flip, the view that online distillation benefits from; ``quality`` adds to
     milder random crops (0.7–1) what cameras, messengers and uploads do to photos — colour jitter, blur, noise,
     down-and-up scaling, JPEG — applied to reals and fakes alike, so that image quality tells no class.
+    ``rotation`` (degrees, any augment but ``none``) turns every training image by a random angle within ±rotation,
+    so how faces are aligned (level eyes of FFHQ-style portraits, tilted heads of snapshots) tells no class either.
     """
     if augment not in AUGMENTS:
         raise ValueError(f"unknown augment {augment!r}: expected one of {', '.join(AUGMENTS)}")
     if augment == "none":
         return build_eval_transform(resize_size, input_size, mean, std)
     steps: list = [transforms.Resize(resize_size)]
+    if rotation > 0:
+        steps.append(transforms.RandomRotation(rotation, interpolation=transforms.InterpolationMode.BILINEAR))
     if augment in ("crop", "quality"):
         scale = (0.5, 1.0) if augment == "crop" else (0.7, 1.0)
         steps.append(transforms.RandomResizedCrop(input_size, scale=scale, ratio=(0.9, 1.1)))

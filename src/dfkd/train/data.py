@@ -40,7 +40,12 @@ def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData
         "on_error": config.data.on_error,
         "decode_side": view["resize_size"] if config.data.scaled_decode else None,
     }
-    train_set = ManifestDataset(manifest, "train", build_train_transform(**view, augment=config.data.augment), **common)
+    train_set = ManifestDataset(
+        manifest,
+        "train",
+        build_train_transform(**view, augment=config.data.augment, rotation=config.data.rotation),
+        **common,
+    )
     val_set = ManifestDataset(manifest, "val", build_eval_transform(**view), **common)
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(f"{manifest.path}: the train and val splits must both hold images")
@@ -114,7 +119,9 @@ def unlabeled_batches(fabric: Fabric, config: RunConfig, view: dict, loader_args
     logger.info("distilling on %d unlabelled images seen only through the teacher", len(paths))
     decode_side = view["resize_size"] if config.data.scaled_decode else None
     dataset = UnlabeledDataset(
-        paths, build_train_transform(**view, augment=config.data.augment), decode_side=decode_side
+        paths,
+        build_train_transform(**view, augment=config.data.augment, rotation=config.data.rotation),
+        decode_side=decode_side,
     )
     sampler = EpochSampler(
         len(paths), shuffle=True, seed=config.train.seed + 1, rank=fabric.global_rank, world_size=fabric.world_size
