@@ -186,7 +186,9 @@ def data_description(manifest: Path) -> str:
     return "train + validation: " + ", ".join(parts) + "; plus self-blended fakes of the reals"
 
 
-def bundle(manifest: Path, out: Path, target: Path, results: dict, teacher_epochs: list, student_epochs: list) -> None:
+def bundle(
+    manifest: Path, out: Path, target: Path, results: dict, teacher_epochs: list, student_epochs: list, command: str
+) -> None:
     """Train the general detector on every source (reals, labelled fakes, self-blended fakes), distil the student,
     and write it to ``target`` with a card that states what the leave-one-source-out runs measured."""
     from dfkd.card import FaceCrop, TrainingSummary
@@ -233,13 +235,23 @@ def bundle(manifest: Path, out: Path, target: Path, results: dict, teacher_epoch
         "blind_spots": [
             "whole-image GAN faces of generators it has not seen (self-blending teaches blending boundaries, not GAN "
             "fingerprints)",
+            *(
+                f"real photos of collections it never saw: trained without {source}, the recipe called "
+                f"{100 * cell['fpr_on_reals']:.0f} % of that source's reals fake (labelled StyleGAN2 fakes are "
+                "aligned portraits, and aligned real portraits look like them)"
+                for source, cell in unseen.items()
+                if cell["fpr_on_reals"] is not None and cell["fpr_on_reals"] > 0.1
+            ),
+            *(
+                f"{source} fakes: AUC {cell['auc']:.2f} on its own test split"
+                for source, cell in bundled.items()
+                if cell["auc"] is not None and cell["auc"] < 0.8
+            ),
             "faces much smaller than about 100 px in the photo, non-frontal faces, heavy occlusion",
             "trained on 1,000 real photos of a few collections: the false-positive rate on other cameras and "
             "compression is not measured beyond the held-out sources",
         ],
-        "retrain": "python benchmarks/generalisation.py --data realfaces-dev --out runs/generalisation "
-        "--face-model face_detection_yunet.onnx --students "
-        "--bundle src/dfkd/pretrained/general_resnet8_fast.safetensors",
+        "retrain": command,
     }
     fields = {"training": TrainingSummary.model_validate(summary), "face_crop": FaceCrop.model_validate(face_crop)}
     update_card(student, card.model_copy(update=fields))
@@ -337,7 +349,15 @@ def main() -> None:
             )
             record(f"student, reals + SBI only, no {held_out}", student, fold_manifest, held_out)
     if args.bundle is not None:
-        bundle(manifest, args.out, args.bundle, results, teacher_epochs, student_epochs)
+        # The card's retrain command: this run's options, with the local paths of the data and YuNet named generically.
+        command = ["python benchmarks/generalisation.py --data realfaces-dev --out runs/generalisation"]
+        command += ["--face-model face_detection_yunet.onnx"] if args.face_model else []
+        command += [f"--margin {args.margin:g}", "--held-out " + " ".join(args.held_out)]
+        command += [f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs}"]
+        command += ["--students"] if args.students else []
+        command += ["--set " + " ".join(args.overrides)] if args.overrides else []
+        command += [f"--bundle {args.bundle}"]
+        bundle(manifest, args.out, args.bundle, results, teacher_epochs, student_epochs, " ".join(command))
         results_path.write_text(json.dumps(results, indent=2))
     if args.sbi_cost:
         results["sbi_cost"] = measure_sbi_cost(manifest)
