@@ -220,8 +220,11 @@ def bundle(
     card = read_model_card(student)
     bundled = results["runs"]["bundled student, all sources"]["sources"]
     face_crop = card.face_crop or read_sidecar(manifest).get("face_crop")  # runs made before the fix lacked it
+    training = card.training.model_dump() if card.training else {}
+    # Manifests scanned before the fix repeated a crop folder's warnings once per source in it.
+    training["face_crop_warnings"] = list(dict.fromkeys(training.get("face_crop_warnings") or []))
     summary = {
-        **(card.training.model_dump() if card.training else {}),
+        **training,
         "manifest": "realfaces-dev (stylegan_tpdne, photoshop_ciplab, inswapper_ffhq), YuNet face crops, margin "
         f"{json.loads((out / 'faces' / 'crop.json').read_text())['margin']:g}",
         "data": data_description(fold_manifest),

@@ -228,3 +228,17 @@ def test_file_names_that_are_not_utf8_are_scanned_and_round_trip(tmp_path: Path)
     assert all(dataset[i] is not None for i in range(len(dataset)))  # the odd file opens and decodes
     sidecar = json.loads((tmp_path / "m.json").read_text())
     assert sidecar["n"] == 2
+
+
+def test_sources_of_one_crop_folder_say_its_warnings_once(tmp_path: Path) -> None:
+    from dfkd.data.crop_geometry import face_crop_of_roots
+
+    record = {"complete": True, "detector": "yunet", "margin": 0.1, "size": 256, "warnings": ["framing differs"]}
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "crop.json").write_text(json.dumps(record))
+    roots = [tmp_path / "faces" / name for name in ("a", "b", "c")]
+    for root in roots:
+        root.mkdir()
+    settings, warnings = face_crop_of_roots(roots)
+    assert settings == {"detector": "yunet", "margin": 0.1, "size": 256}
+    assert warnings == ["faces: framing differs"]

@@ -119,11 +119,15 @@ def face_crop_of_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[dict[st
     """
     settings: list[dict[str, Any] | None] = []
     warnings: list[str] = []
+    read: set[Path] = set()
     for root in roots:
         sidecar = crop_sidecar(Path(root).resolve())
         if sidecar is None:
             settings.append(None)
             continue
+        if sidecar in read:  # sources inside one crop-faces folder share its record: say its warnings once
+            continue
+        read.add(sidecar)
         try:
             record = json.loads(sidecar.read_text(encoding="utf-8"))
             settings.append({key: record[key] for key in ("detector", "margin", "size")})
