@@ -60,7 +60,16 @@ class FaceDetector(Protocol):
 
 
 def available_detectors(model_path: str | Path | None = None) -> list[str]:
-    """Detectors usable here, in ``auto`` order: ``yunet`` only when its model file exists at ``model_path``."""
+    """Detectors usable here, in ``auto`` order: ``yunet`` only when its model file exists at ``model_path``.
+
+    Looked up once per ``model_path`` and process (``auto`` is resolved on every image a Detector scores; the wheels
+    and files it looks for do not come and go while it runs).
+    """
+    return list(_usable_detectors(None if model_path is None else str(model_path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _usable_detectors(model_path: str | None) -> tuple[str, ...]:
     names = []
     for name in AUTO_ORDER:
         if name == "yunet":
@@ -71,7 +80,7 @@ def available_detectors(model_path: str | Path | None = None) -> list[str]:
             usable = all(package_file("facenet_pytorch", f"data/{net}.pt") for net in ("pnet", "rnet", "onet"))
         if usable:
             names.append(name)
-    return names
+    return tuple(names)
 
 
 @functools.lru_cache(maxsize=8)

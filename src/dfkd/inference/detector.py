@@ -127,7 +127,6 @@ class Detector:
         self.crop_size = trained.size if trained is not None else None
         self.faces = faces
         self.auto_faces = _chosen_face_detector(trained, "auto", face_model)  # what "auto" means for this model
-        self._face_detectors: dict[str, Any] = {}
         if faces != "auto":
             _chosen_face_detector(trained, faces, face_model)  # warns when it differs from the training crops
         if faces != "none":
@@ -180,9 +179,7 @@ class Detector:
         mode = self.face_mode(faces)
         if mode == "none":
             return None
-        detector = self._face_detectors.get(mode)
-        if detector is None:  # resolved once: "auto" looks for wheels and files, which costs ~1 ms per image
-            detector = self._face_detectors[mode] = build_face_detector(mode, self.face_model)
+        detector = build_face_detector(mode, self.face_model)
         boxes = detector.detect(image)
         if not boxes and self.card.face_crop is not None:
             boxes = detect_in_padded(detector, image)
