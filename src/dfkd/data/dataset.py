@@ -20,6 +20,13 @@ logger = logging.getLogger(__name__)
 OnError = Literal["raise", "skip"]
 
 
+def scaled_decode_side(resize_size: int, scaled_decode: bool) -> int | None:
+    """The ``decode_side`` for images whose transform starts with ``Resize(resize_size)``: that side with
+    ``scaled_decode`` (``data.scaled_decode``, the card's ``preprocessing.scaled_decode``), else ``None``, a full
+    decode. A JPEG decoded DCT-scaled to the resize side loses nothing the resize keeps."""
+    return resize_size if scaled_decode else None
+
+
 class ManifestDataset(Dataset):
     """Images of one manifest split, yielding ``(image, label, index)`` with label 1 = fake.
 

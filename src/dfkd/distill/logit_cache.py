@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from dfkd.data.dataset import ManifestDataset, build_loader
+from dfkd.data.dataset import ManifestDataset, build_loader, scaled_decode_side
 from dfkd.data.manifest import Manifest, read_manifest
 from dfkd.data.scan import SPLITS
 from dfkd.data.transforms import build_eval_transform
@@ -163,7 +163,7 @@ def compute_logit_cache(
             logger.info("teacher logits for %s already cached", split)
             continue
         dataset = ManifestDataset(
-            manifest, split, transform, decode_side=view["resize_size"] if scaled_decode else None
+            manifest, split, transform, decode_side=scaled_decode_side(view["resize_size"], scaled_decode)
         )
         if len(dataset) == 0:
             save_tensors({"logits": torch.zeros(0)}, final)

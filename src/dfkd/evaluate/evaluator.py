@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from dfkd.card import Preprocessing
-from dfkd.data.dataset import ManifestDataset, build_loader
+from dfkd.data.dataset import ManifestDataset, build_loader, scaled_decode_side
 from dfkd.data.manifest import Manifest, read_manifest
 from dfkd.data.transforms import build_eval_transform
 from dfkd.evaluate.metrics import compute_metrics, eer_threshold, per_group_metrics
@@ -47,7 +47,7 @@ def predict_split(
     """Run ``model`` over a split with the card's preprocessing, decoding as training did; unreadable images are
     skipped (logged) so the rest still count."""
     transform = build_eval_transform(**preprocessing.as_dict())
-    decode_side = preprocessing.resize_size if preprocessing.scaled_decode else None
+    decode_side = scaled_decode_side(preprocessing.resize_size, preprocessing.scaled_decode)
     dataset = ManifestDataset(manifest, split, transform, on_error=on_error, decode_side=decode_side)  # type: ignore[arg-type]
     loader = build_loader(dataset, batch_size=batch_size, num_workers=num_workers)
     model.eval().to(device)

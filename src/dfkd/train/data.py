@@ -11,7 +11,7 @@ from lightning_fabric import Fabric
 from torch.utils.data import DataLoader
 
 from dfkd.config import RunConfig
-from dfkd.data.dataset import ManifestDataset, UnlabeledDataset, build_loader
+from dfkd.data.dataset import ManifestDataset, UnlabeledDataset, build_loader, scaled_decode_side
 from dfkd.data.images import list_image_files
 from dfkd.data.manifest import Manifest
 from dfkd.data.transforms import build_eval_transform, build_train_transform
@@ -35,10 +35,9 @@ class RunData:
 
 def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData:
     """The train (augmented) and val (eval transform) splits; both must hold images."""
-    # Every transform starts with Resize(resize_size): a JPEG decoded DCT-scaled to that side loses nothing it keeps.
     common = {
         "on_error": config.data.on_error,
-        "decode_side": view["resize_size"] if config.data.scaled_decode else None,
+        "decode_side": scaled_decode_side(view["resize_size"], config.data.scaled_decode),
     }
     train_set = ManifestDataset(
         manifest,
@@ -117,11 +116,10 @@ def unlabeled_batches(fabric: Fabric, config: RunConfig, view: dict, loader_args
     if not paths:
         raise ValueError(f"data.unlabeled: no images found under {', '.join(config.data.unlabeled)}")
     logger.info("distilling on %d unlabelled images seen only through the teacher", len(paths))
-    decode_side = view["resize_size"] if config.data.scaled_decode else None
     dataset = UnlabeledDataset(
         paths,
         build_train_transform(**view, augment=config.data.augment, rotation=config.data.rotation),
-        decode_side=decode_side,
+        decode_side=scaled_decode_side(view["resize_size"], config.data.scaled_decode),
     )
     sampler = EpochSampler(
         len(paths), shuffle=True, seed=config.train.seed + 1, rank=fabric.global_rank, world_size=fabric.world_size
