@@ -260,8 +260,8 @@ def bundle(
                 if cell["auc"] is not None and cell["auc"] < 0.8
             ),
             "faces much smaller than about 100 px in the photo, non-frontal faces, heavy occlusion",
-            "trained on 1,000 real photos of a few collections: the false-positive rate on other cameras and "
-            "compression is not measured beyond the held-out sources",
+            "trained on the real photos of a few collections (counted under data): the false-positive rate on other "
+            "cameras and compression is not measured beyond the held-out sources",
         ],
         "retrain": command,
     }
