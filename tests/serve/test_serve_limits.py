@@ -144,8 +144,12 @@ def test_requests_without_files_or_with_bad_options_get_400(server: LiveServer) 
 
 def test_the_api_key_guards_v1_only(small_server: LiveServer) -> None:
     files = [png_part()]
-    error_of(post(small_server.url, files), 401, "unauthorized")
-    error_of(post(small_server.url, files, headers={"X-API-Key": "wrong"}), 401, "unauthorized")
+    missing = post(small_server.url, files)
+    error_of(missing, 401, "unauthorized")
+    assert missing.headers["WWW-Authenticate"] == "ApiKey"  # the challenge a 401 must carry
+    wrong = post(small_server.url, files, headers={"X-API-Key": "wrong"})
+    error_of(wrong, 401, "unauthorized")
+    assert wrong.headers["WWW-Authenticate"] == "ApiKey"
     error_of(httpx.get(f"{small_server.url}/v1/model"), 401, "unauthorized")
     assert post(small_server.url, files, headers=KEY).status_code == 200
     assert httpx.get(f"{small_server.url}/v1/model", headers=KEY).status_code == 200

@@ -89,8 +89,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_api_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiError)
-        headers = {"WWW-Authenticate": "ApiKey"} if error.code == "unauthorized" else error.headers
-        return error_response(error, headers)
+        return error_response(error, error.headers)
 
     async def on_http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)

@@ -105,10 +105,12 @@ async def require_key(key: str | None = Depends(key_header), service: ServiceSta
     """Refuse (401) a missing or wrong key when the server has one."""
     if service.api_key is None:
         return
+    challenge = {"WWW-Authenticate": "ApiKey"}
     if key is None:
-        raise ApiError("unauthorized", f"this server needs an API key in the {API_KEY_HEADER} header")
+        message = f"this server needs an API key in the {API_KEY_HEADER} header"
+        raise ApiError("unauthorized", message, headers=challenge)
     if not hmac.compare_digest(key.encode(), service.api_key.encode()):
-        raise ApiError("unauthorized", f"wrong API key in the {API_KEY_HEADER} header")
+        raise ApiError("unauthorized", f"wrong API key in the {API_KEY_HEADER} header", headers=challenge)
 
 
 router = APIRouter()
@@ -239,13 +241,14 @@ async def healthz(service: ServiceState = Depends(get_service)) -> dict[str, Any
     """``status: ok`` while the batch worker runs; 503 otherwise."""
     if not service.batcher.running:
         raise ApiError("unavailable", "the batch worker is not running")
+    images, pixels = service.batcher.in_flight  # one consistent reading
     return {
         "status": "ok",
         "model": architecture_name(service.detector),
         "api_key_required": service.api_key is not None,
         "queued": service.batcher.queued,
-        "in_flight_images": service.batcher.in_flight[0],
-        "in_flight_pixels": service.batcher.in_flight[1],
+        "in_flight_images": images,
+        "in_flight_pixels": pixels,
         "batching": service.batcher.stats.as_dict(),
     }
 
