@@ -25,6 +25,7 @@ import base64
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import io
 import logging
 import math
@@ -52,16 +53,21 @@ class QueueFull(Exception):
         self.retry_after_s = retry_after_s
 
 
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, looked up once (``find_library`` may run ``ldconfig``); None where there is none."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
 def release_memory() -> bool:
     """Return the heap's free memory to the system (glibc ``malloc_trim``); False where there is no such call."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return bool(trim(0))
+    trim = _malloc_trim()
+    return trim is not None and bool(trim(0))
 
 
 @dataclass
