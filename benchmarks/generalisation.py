@@ -3,10 +3,13 @@
     python benchmarks/generalisation.py --data ../shared/data/realfaces-dev --out runs/generalisation \
         [--face-model ../shared/models/face_detection_yunet.onnx] [--held-out inswapper_ffhq photoshop_ciplab] \
         [--teacher-epochs 8] [--student-epochs 40] [--students] [--baseline] [--reals-only] [--sbi-cost] \
-        [--bundle src/dfkd/pretrained/general_resnet8_fast.safetensors] [--margin 0.0] [--set key=value ...]
+        [--bundle src/dfkd/pretrained/general_resnet8_fast.safetensors] [--margin 0.0] [--outline] \
+        [--set key=value ...]
 
 1. ``dfkd crop-faces`` of every source (``--margin``, default 0; 256 px; YuNet with --face-model, else the wheel
-   detector), which also records each face's five landmarks; one manifest over the sources (7:2:1 per source and class).
+   detector), which also records each face's five landmarks; with ``--outline`` ``dfkd face-outlines`` adds
+   MediaPipe's face outline to them (the self-blending mask's face region); one manifest over the sources (7:2:1 per
+   source and class).
 2. Per held-out source X: X's images all become the test split (never trained on: neither its reals nor its fakes);
    the other sources keep their splits. The teacher (``configs/general_teacher_sbi.yaml``: MobileNetV2, ImageNet,
    reals + labelled fakes + self-blended fakes) is trained on the rest, its threshold set at the validation EER
@@ -37,15 +40,19 @@ from sklearn.metrics import roc_auc_score
 SOURCES = ("stylegan_tpdne", "photoshop_ciplab", "inswapper_ffhq")
 
 
-def crop_and_scan(data: Path, out: Path, face_model: str | None, margin: float = 0.0) -> Path:
-    """Face crops of every source (landmarks recorded) and one manifest over them."""
+def crop_and_scan(data: Path, out: Path, face_model: str | None, margin: float = 0.0, outline: bool = False) -> Path:
+    """Face crops of every source (landmarks recorded; with ``outline`` MediaPipe's face outlines added) and one
+    manifest over them."""
     from dfkd.data import build_manifest
-    from dfkd.data.faces import crop_dataset
+    from dfkd.data.faces import add_face_outlines, crop_dataset
 
     faces = out / "faces"
-    if not (faces / "crop.json").is_file() or not json.loads((faces / "crop.json").read_text()).get("complete"):
+    settings = faces / "crop.json"
+    if not settings.is_file() or not json.loads(settings.read_text()).get("complete"):
         detector = "yunet" if face_model else "auto"
         crop_dataset(data, faces, margin=margin, size=256, face_model=face_model, detector=detector)
+    if outline and "outline" not in json.loads(settings.read_text()):
+        add_face_outlines(faces)
     manifest = out / "all.csv"
     if not manifest.is_file():
         build_manifest([faces / source for source in SOURCES if (faces / source).is_dir()], manifest)
@@ -329,12 +336,15 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=None, help="Train on every source and write the student here.")
     parser.add_argument("--margin", type=float, default=0.0, help="Face-crop margin (each side, share of the box).")
     parser.add_argument(
+        "--outline", action="store_true", help="Self-blending masks from MediaPipe's face outline (dfkd face-outlines)."
+    )
+    parser.add_argument(
         "--set", dest="overrides", nargs="*", default=[], help="key=value settings for every teacher and student."
     )
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    manifest = crop_and_scan(args.data, args.out, args.face_model, args.margin)
+    manifest = crop_and_scan(args.data, args.out, args.face_model, args.margin, args.outline)
     teacher_epochs = [f"train.epochs={args.teacher_epochs}", f"train.patience={args.teacher_epochs}", *args.overrides]
     student_epochs = [f"train.epochs={args.student_epochs}", f"train.patience={args.student_epochs}", *args.overrides]
     results_path = args.out / "generalisation.json"
@@ -379,6 +389,7 @@ def main() -> None:
         command = ["python benchmarks/generalisation.py --data realfaces-dev --out runs/generalisation"]
         command += ["--face-model face_detection_yunet.onnx"] if args.face_model else []
         command += [f"--margin {args.margin:g}", "--held-out " + " ".join(args.held_out)]
+        command += ["--outline"] if args.outline else []
         command += [f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs}"]
         command += ["--students"] if args.students else []
         command += ["--set " + " ".join(args.overrides)] if args.overrides else []

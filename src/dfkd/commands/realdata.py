@@ -62,6 +62,31 @@ def crop_faces(
     out_console.print(f"crops in [bold]{report.out}[/], boxes in [bold]{report.faces_csv}[/]")
 
 
+def face_outlines(
+    faces: Annotated[Path, typer.Argument(help="A crop-faces output folder (with its faces.csv).")],
+) -> None:
+    """Add each crop's measured face outline (MediaPipe's face mesh) to its landmarks, for self-blending masks.
+
+    Without outlines, self-blending maps a mean face's outline onto the five landmarks crop-faces records. Needs the
+    optional MediaPipe wheel (the error says how to install it). Resumable; faces.csv is rewritten atomically.
+    """
+    from dfkd.data.faces import add_face_outlines
+    from dfkd.faces.detect import FaceDetectorUnavailable
+
+    try:
+        report = add_face_outlines(faces)
+    except (FaceDetectorUnavailable, ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    out_console.print(
+        f"{report.n_added + report.n_kept} of {report.n_crops} crops have a face outline "
+        f"({report.n_kept} from an earlier run); {len(report.missed)} keep the mean face"
+    )
+    for path, reason in report.missed[:10]:
+        out_console.print(f"[yellow]no outline:[/] {path} ({reason})")
+    if len(report.missed) > 10:
+        out_console.print(f"… and {len(report.missed) - 10} more")
+
+
 def blend_preview(
     data: Annotated[Path, typer.Argument(help="A manifest CSV, or a folder of face images (crop-faces output).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("blend_preview.png"),
@@ -193,6 +218,7 @@ def robustness(
 COMMANDS = {
     "blend-preview": blend_preview,
     "crop-faces": crop_faces,
+    "face-outlines": face_outlines,
     "cross-source": cross_source,
     "robustness": robustness,
 }

@@ -8,7 +8,8 @@ face swaps and splices nobody trained on.
 
 The face region comes from five landmarks (eyes, nose tip, mouth corners) found once per image by ``dfkd crop-faces``
 and stored in its ``faces.csv``: a mean-face outline (jaw and brows, as the convex hull of the 68-point layout) is
-mapped onto them by a similarity transform.
+mapped onto them by a similarity transform. When ``dfkd face-outlines`` has added a measured face outline (the hull
+of MediaPipe's face mesh) after the five points, that outline is the face region instead.
 """
 
 from __future__ import annotations
@@ -55,9 +56,17 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def face_hull(landmarks: np.ndarray) -> np.ndarray:
-    """The face region's convex hull [K, 2] (image pixels) from five landmarks [5, 2]."""
-    matrix = similarity_transform(MEAN_FACE_5, np.asarray(landmarks, dtype=np.float64))
-    outline = FACE_OUTLINE @ matrix[:, :2].T + matrix[:, 2]
+    """The face region's convex hull [K, 2] (image pixels).
+
+    ``landmarks`` is the five points [5, 2], optionally followed by a measured face outline ([5 + K, 2], K ≥ 3):
+    the outline's hull when there is one, else the mean face's outline mapped onto the five points.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)
+    if len(points) > 5:
+        outline = points[5:]
+    else:
+        matrix = similarity_transform(MEAN_FACE_5, points)
+        outline = FACE_OUTLINE @ matrix[:, :2].T + matrix[:, 2]
     return cv2.convexHull(outline.astype(np.float32)).reshape(-1, 2)
 
 
@@ -159,7 +168,8 @@ def recompress(image: Image.Image, rng: np.random.Generator, low: int = 60, high
 
 @dataclass(frozen=True)
 class LandmarkTable:
-    """Five landmarks [5, 2] per image path (in that image's pixels), read from crop-faces' ``faces.csv`` files."""
+    """Landmarks per image path (in that image's pixels), read from crop-faces' ``faces.csv`` files: five points [5, 2],
+    followed by the face outline when ``dfkd face-outlines`` measured one."""
 
     points: Mapping[str, np.ndarray]
 
@@ -178,12 +188,15 @@ def format_landmarks(points: np.ndarray) -> str:
 
 
 def parse_landmarks(text: str) -> np.ndarray | None:
-    """The inverse of :func:`format_landmarks`; None for an empty or malformed cell."""
+    """The inverse of :func:`format_landmarks`: five points [5, 2], or five points and an outline of at least three
+    [5 + K, 2]; None for an empty or malformed cell."""
     try:
         values = np.array([float(value) for value in text.split()], dtype=np.float64)
     except ValueError:
         return None
-    return values.reshape(5, 2) if values.size == 10 and np.isfinite(values).all() else None
+    if values.size % 2 or not (values.size == 10 or values.size >= 16) or not np.isfinite(values).all():
+        return None
+    return values.reshape(-1, 2)
 
 
 def manifest_landmarks(manifest_path: str) -> LandmarkTable:
@@ -279,7 +292,7 @@ class SelfBlendedDataset(Dataset):
         return image, label, index
 
     def blend(self, image: Image.Image, points: np.ndarray, rng: np.random.Generator) -> Image.Image:
-        """The self-blended fake of one real image with its landmarks [5, 2] in its pixels, made at ``blend_size``."""
+        """The self-blended fake of one real image (landmarks as LandmarkTable's, in its pixels) at ``blend_size``."""
         scale = self.blend_size / min(image.size)
         if scale < 1.0:
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))

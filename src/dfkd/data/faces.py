@@ -80,7 +80,7 @@ JPEG_QUALITY = 95
 # Below this many images a process pool costs more to start (each spawned worker imports torch) than it saves.
 MIN_IMAGES_FOR_POOL = 256
 
-__all__ = ["CropReport", "crop_dataset", "crop_one", "list_images", "most_prominent"]
+__all__ = ["CropReport", "add_face_outlines", "crop_dataset", "crop_one", "list_images", "most_prominent"]
 
 
 @dataclass
@@ -415,6 +415,74 @@ def crop_dataset(
             report.n_error,
             report.no_face_csv,
         )
+    return report
+
+
+@dataclass
+class OutlineReport:
+    """What :func:`add_face_outlines` did to a crop folder's ``faces.csv``."""
+
+    n_crops: int = 0
+    n_added: int = 0
+    n_kept: int = 0  # rows that already had an outline (an earlier run)
+    missed: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason): the mean face stays
+
+
+def add_face_outlines(out: str | os.PathLike[str], *, mesh=None) -> OutlineReport:
+    """Add a measured face outline (the hull of MediaPipe's face mesh on the crop) to every crop's landmarks.
+
+    ``out`` is a ``dfkd crop-faces`` output folder; each ``ok`` row's ``landmarks`` cell becomes its five points
+    followed by the outline, which self-blending then uses as the face region instead of the mean face mapped onto the
+    five points. Crops where the mesh finds no face (or that cannot be read) keep their five points and are listed.
+    Resumable: rows that already carry an outline are kept. ``faces.csv`` is rewritten atomically; ``crop.json``
+    records ``outline``. ``mesh``: an object with ``outline(rgb) -> [K, 2] | None`` (default: :class:`FaceMesh`).
+    """
+    import json
+
+    from dfkd.data.blend import parse_landmarks
+
+    out_path = Path(out)
+    csv_path = out_path / FACES_CSV
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"{out_path}: no {FACES_CSV} (run dfkd crop-faces first)")
+    with open(csv_path, newline="", encoding="utf-8", errors=PATH_ERRORS) as handle:
+        reader = csv.DictReader(handle)
+        fieldnames, rows = list(reader.fieldnames or CSV_FIELDS), list(reader)
+    if LANDMARKS_COLUMN not in fieldnames:
+        raise ValueError(f"{csv_path}: no {LANDMARKS_COLUMN} column (made by an older dfkd: crop again)")
+    if mesh is None:
+        from dfkd.faces.mesh import FaceMesh
+
+        mesh = FaceMesh()
+    report = OutlineReport()
+    for row in track([row for row in rows if row.get("status") == "ok"], description="face outlines"):
+        report.n_crops += 1
+        points = parse_landmarks(row.get(LANDMARKS_COLUMN) or "")
+        if points is None:
+            report.missed.append((row["path"], "no five landmarks recorded"))
+            continue
+        if len(points) > 5:
+            report.n_kept += 1
+            continue
+        try:
+            rgb = np.asarray(open_image(out_path / row["path"]).convert("RGB"))
+        except ImageLoadError as error:
+            report.missed.append((row["path"], error.reason))
+            continue
+        outline = mesh.outline(rgb)
+        if outline is None or len(outline) < 3:
+            report.missed.append((row["path"], "the face mesh found no face"))
+            continue
+        row[LANDMARKS_COLUMN] = format_landmarks(np.concatenate([points[:5], outline]))
+        report.n_added += 1
+    with atomic_write(csv_path, "w", encoding="utf-8", errors=PATH_ERRORS, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    settings_path = out_path / SETTINGS_JSON
+    settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+    outlined = report.n_added + report.n_kept
+    write_json(settings_path, {**settings, "outline": "mediapipe face mesh hull", "n_outlined": outlined})
     return report
 
 
