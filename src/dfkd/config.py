@@ -39,6 +39,9 @@ class DataConfig(_Section):
     # crop-faces' faces.csv. The teacher then runs online, on the same blended views.
     synthetic_fakes: Literal["none", "sbi"] = "none"
     synthetic_share: float = Field(0.5, gt=0.0, le=1.0)
+    # Share of those blends confined to one to three facial parts (eyes, nose, mouth) instead of the whole face: the
+    # boundaries of hand-made composites, which whole-face blends do not teach.
+    synthetic_parts: float = Field(0.0, ge=0.0, le=1.0)
 
     @field_validator("mean", "std")
     @classmethod

@@ -99,6 +99,23 @@ def test_a_real_only_dataset_trains_on_self_blended_fakes(tmp_path: Path) -> Non
     assert np.isfinite(result.history[0]["val_loss"]) and np.isfinite(result.history[0]["val_auc"])
 
 
+def test_synthetic_parts_reaches_the_blends_and_is_validated(tmp_path: Path) -> None:
+    from dfkd.config import ConfigError, load_config
+    from dfkd.data import build_manifest, read_manifest
+    from dfkd.train.data import build_datasets
+    from dfkd.train.setup import student_view
+    from tests.conftest import TINY
+
+    _real_faces(tmp_path / "data", 4)
+    build_manifest([tmp_path / "data"], tmp_path / "m.csv")
+    settings = [*TINY, f"data.manifest={tmp_path / 'm.csv'}", "data.synthetic_fakes=sbi"]
+    config = load_config(None, [*settings, "data.synthetic_parts=0.7"])
+    data = build_datasets(config, read_manifest(tmp_path / "m.csv"), student_view(config))
+    assert data.train_set.parts_share == 0.7 and data.val_set.parts_share == 0.7
+    with pytest.raises(ConfigError, match="synthetic_parts"):
+        load_config(None, [*settings, "data.synthetic_parts=1.5"])
+
+
 def test_self_blended_validation_fakes_are_fixed_and_labelled(tmp_path: Path) -> None:
     from dfkd.data import build_manifest, read_manifest
     from dfkd.data.blend import SelfBlendedDataset
@@ -158,3 +175,33 @@ def test_a_scaled_decode_blends_where_the_face_is(tmp_path: Path) -> None:
     inside = changed[y0:y1, x0:x1]
     assert inside.mean() > 2 * max(changed.mean(), 0.1)  # the change is on the face, not elsewhere
     assert changed[:, : x0 - 8].max() == 0 and changed[y1 + 12 :, :].max() == 0
+
+
+def test_part_masks_cover_the_named_parts_only() -> None:
+    from dfkd.data.blend import parts_mask
+
+    left, right, nose, mouth_left, mouth_right = ASTRONAUT_LANDMARKS.astype(int)
+    mouth = (mouth_left + mouth_right) // 2
+    eyes = parts_mask((512, 512), ASTRONAUT_LANDMARKS, ("eyes",))
+    assert eyes[left[1], left[0]] == 1 and eyes[right[1], right[0]] == 1 and eyes[mouth[1], mouth[0]] == 0
+    lower = parts_mask((512, 512), ASTRONAUT_LANDMARKS, ("mouth",))
+    assert lower[mouth[1], mouth[0]] == 1 and lower[left[1], left[0]] == 0 and lower[nose[1] - 10, nose[0]] == 0
+    assert 0 < lower.sum() < 0.25 * hull_mask((512, 512), face_hull(ASTRONAUT_LANDMARKS)).sum()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_part_blends_stay_in_the_face_and_change_only_the_masked_pixels(pixels: np.ndarray, seed: int) -> None:
+    blended, mask = self_blend(pixels, ASTRONAUT_LANDMARKS, np.random.default_rng(seed), parts_share=1.0)
+    eyes = float(np.linalg.norm(ASTRONAUT_LANDMARKS[1] - ASTRONAUT_LANDMARKS[0]))
+    radius = int(np.ceil(0.5 * eyes))
+    hull = hull_mask(mask.shape, face_hull(ASTRONAUT_LANDMARKS))
+    dilated = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    assert mask.max() > 0.2 and not (mask[dilated == 0] > 0).any()
+    assert (mask > 0.5 * mask.max()).sum() < 0.6 * hull.sum()  # parts, not the whole face
+    assert not ((blended != pixels).any(axis=2) & (mask == 0)).any()
+
+
+def test_parts_share_zero_keeps_the_whole_face_blends_of_a_seed(pixels: np.ndarray) -> None:
+    plain = self_blend(pixels, ASTRONAUT_LANDMARKS, np.random.default_rng(3))
+    zero = self_blend(pixels, ASTRONAUT_LANDMARKS, np.random.default_rng(3), parts_share=0.0)
+    assert np.array_equal(plain[0], zero[0])

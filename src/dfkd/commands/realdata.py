@@ -93,6 +93,9 @@ def blend_preview(
     count: Annotated[int, typer.Option("--count", "-n", help="Real images to show.")] = 6,
     size: Annotated[int, typer.Option(help="Side of each tile in pixels.")] = 192,
     seed: Annotated[int, typer.Option(help="Which images and blends (the same seed, the same grid).")] = 0,
+    parts: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of blends confined to facial parts (data.synthetic_parts).")
+    ] = 0.0,
 ) -> None:
     """Show what self-blended training teaches: rows of real face | blending mask | self-blended fake."""
     import random
@@ -116,7 +119,7 @@ def blend_preview(
         if not paths:
             raise ValueError(f"{data}: no real images found")
         chosen = sorted(random.Random(seed).sample(paths, min(count, len(paths))))
-        grid, unreadable = preview_grid(chosen, landmarks, size=size, seed=seed)
+        grid, unreadable = preview_grid(chosen, landmarks, size=size, seed=seed, parts_share=parts)
         with atomic_write(out, "wb") as handle:
             grid.save(handle, format="PNG")
     for path in unreadable:

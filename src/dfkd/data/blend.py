@@ -81,14 +81,52 @@ def _odd(value: float) -> int:
     return max(3, int(value) // 2 * 2 + 1)
 
 
-def blend_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def parts_mask(shape: tuple[int, int], landmarks: np.ndarray, parts: tuple[str, ...]) -> np.ndarray:
+    """A float32 [H, W] mask, 1 inside ellipses around the named facial parts (``eyes``, ``nose``, ``mouth``).
+
+    Sized by the inter-ocular distance and turned with the eye line, from the five landmarks: what a hand-made
+    composite replaces (the eyes, nose or mouth of another photo), where a whole-face blend has no boundary.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)[:5]
+    left, right, nose, mouth_left, mouth_right = points
+    axis = right - left
+    eyes = float(np.linalg.norm(axis)) or max(shape) / 4
+    angle = float(np.degrees(np.arctan2(axis[1], axis[0])))
+    down = np.array([-axis[1], axis[0]]) / eyes  # unit vector from the eyes towards the mouth
+    mouth = (mouth_left + mouth_right) / 2
+    ellipses = {
+        "eyes": [(left, (0.38 * eyes, 0.24 * eyes)), (right, (0.38 * eyes, 0.24 * eyes))],
+        "nose": [(nose - 0.25 * eyes * down, (0.28 * eyes, 0.5 * eyes))],
+        "mouth": [(mouth, (0.5 * float(np.linalg.norm(mouth_right - mouth_left)) + 0.15 * eyes, 0.28 * eyes))],
+    }
+    mask = np.zeros(shape, dtype=np.float32)
+    for part in parts:
+        for centre, (half_width, half_height) in ellipses[part]:
+            centre_px = (round(float(centre[0])), round(float(centre[1])))
+            axes = (max(1, round(half_width)), max(1, round(half_height)))
+            cv2.ellipse(mask, centre_px, axes, angle, 0, 360, 1.0, thickness=-1)
+    return mask
+
+
+FACE_PARTS = ("eyes", "nose", "mouth")
+
+
+def blend_mask(
+    shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Generator, *, parts_share: float = 0.0
+) -> np.ndarray:
     """The blending mask [H, W] in [0, 1]: hull, elastically deformed, blurred twice, times a blend ratio.
 
-    Every deformation is bounded by the face's size (its inter-ocular distance), so the mask stays within a fixed
-    dilation of the hull: elastic shift ≤ 0.15 × eye distance, each blur kernel ≤ 0.3 × eye distance.
+    With probability ``parts_share`` the region is one to three facial parts (:func:`parts_mask`) instead of the
+    face's hull. Every deformation is bounded by the face's size (its inter-ocular distance), so the mask stays within
+    a fixed dilation of the hull: elastic shift ≤ 0.15 × eye distance, each blur kernel ≤ 0.3 × eye distance.
     """
     height, width = shape
-    mask = hull_mask(shape, face_hull(landmarks))
+    # No draw at parts_share 0, so whole-face blends stay those of a given seed.
+    if parts_share > 0 and rng.random() < parts_share:
+        chosen = tuple(part for part in FACE_PARTS if rng.random() < 0.5) or (str(rng.choice(FACE_PARTS)),)
+        mask = parts_mask(shape, landmarks, chosen)
+    else:
+        mask = hull_mask(shape, face_hull(landmarks))
     eyes = float(np.linalg.norm(np.asarray(landmarks[1]) - np.asarray(landmarks[0]))) or max(shape) / 4
     amplitude = 0.15 * eyes * rng.uniform(0.3, 1.0)
     smooth = _odd(eyes * 0.5)
@@ -143,16 +181,19 @@ def _shift_and_scale(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return cv2.warpAffine(pixels, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
 
 
-def self_blend(pixels: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def self_blend(
+    pixels: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, *, parts_share: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """A self-blended fake of one real face: (blended uint8 [H, W, 3], mask float32 [H, W]).
 
     The source copy is altered (colour, then frequency), shifted and scaled, and blended into the untouched image
     through the mask, so the result differs from the image only where the mask is non-zero. (The paper also alters
     the target instead, half the time; keeping the frame original means the only cue is inside the face region.)
-    Deterministic for a given ``rng`` state.
+    ``parts_share``: the share of blends confined to facial parts (see :func:`blend_mask`). Deterministic for a given
+    ``rng`` state.
     """
     source = _shift_and_scale(_alter_frequency(_alter_colour(pixels, rng), rng), rng)
-    mask = blend_mask(pixels.shape[:2], landmarks, rng)
+    mask = blend_mask(pixels.shape[:2], landmarks, rng, parts_share=parts_share)
     weight = mask[..., None]
     blended = source.astype(np.float32) * weight + pixels.astype(np.float32) * (1.0 - weight)
     blended = np.where(weight > 0, np.clip(np.round(blended), 0, 255), pixels.astype(np.float32))
@@ -253,11 +294,14 @@ class SelfBlendedDataset(Dataset):
         blend_size: int,
         fixed_seed: int | None = None,
         jpeg_p: float = 0.5,
+        parts_share: float = 0.0,
     ) -> None:
         if not 0.0 < share <= 1.0:
             raise ValueError(f"the share of reals turned into self-blended fakes must be in (0, 1], got {share}")
+        if not 0.0 <= parts_share <= 1.0:
+            raise ValueError(f"the share of blends confined to facial parts must be in [0, 1], got {parts_share}")
         self.base, self.landmarks, self.share, self.blend_size = base, landmarks, share, blend_size
-        self.fixed_seed, self.jpeg_p = fixed_seed, jpeg_p
+        self.fixed_seed, self.jpeg_p, self.parts_share = fixed_seed, jpeg_p, parts_share
         self.samples, self.split, self.on_error = base.samples, base.split, base.on_error
         labels = base.labels.clone()
         if fixed_seed is not None:  # known in advance: the teacher gate and validation AUC read them
@@ -300,12 +344,12 @@ class SelfBlendedDataset(Dataset):
                 image.resize(size, Image.BILINEAR),
                 points * np.array([size[0] / image.width, size[1] / image.height]),
             )
-        blended, _ = self_blend(np.asarray(image.convert("RGB")), points, rng)
+        blended, _ = self_blend(np.asarray(image.convert("RGB")), points, rng, parts_share=self.parts_share)
         return Image.fromarray(blended)
 
 
 def preview_grid(
-    paths: list[str], landmarks: LandmarkTable, *, size: int = 192, seed: int = 0
+    paths: list[str], landmarks: LandmarkTable, *, size: int = 192, seed: int = 0, parts_share: float = 0.0
 ) -> tuple[Image.Image, list[str]]:
     """Rows of (real | mask | self-blended fake) for ``paths``, ``size`` px each; returns (grid, unreadable paths).
 
@@ -324,7 +368,7 @@ def preview_grid(
             continue
         points = landmarks.get(path, image.size) * np.array([size / image.width, size / image.height])
         pixels = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
-        blended, mask = self_blend(pixels, points, rng)
+        blended, mask = self_blend(pixels, points, rng, parts_share=parts_share)
         mask_rgb = np.repeat((mask * 255).astype(np.uint8)[..., None], 3, axis=2)
         rows.append(np.concatenate([pixels, mask_rgb, blended], axis=1))
     if not rows:

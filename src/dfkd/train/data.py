@@ -52,7 +52,11 @@ def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData
         from dfkd.data.blend import SelfBlendedDataset, manifest_landmarks
 
         landmarks = manifest_landmarks(manifest.path)
-        blending = {"share": config.data.synthetic_share, "blend_size": view["resize_size"]}
+        blending = {
+            "share": config.data.synthetic_share,
+            "blend_size": view["resize_size"],
+            "parts_share": config.data.synthetic_parts,
+        }
         train_set = SelfBlendedDataset(train_set, landmarks, **blending)
         val_set = SelfBlendedDataset(val_set, landmarks, fixed_seed=config.train.seed, jpeg_p=0.0, **blending)
     return RunData(train_set, val_set)
