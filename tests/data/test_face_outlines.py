@@ -97,6 +97,22 @@ def test_add_face_outlines_appends_them_lists_misses_and_resumes(tmp_path: Path)
         assert [row["path"] for row in csv.DictReader(handle)] == ["real/face.jpg", "real/flat.jpg", "real/none.jpg"]
 
 
+def test_an_interrupted_run_keeps_the_outlines_it_measured(tmp_path: Path) -> None:
+    folder = _crop_folder(tmp_path / "faces")
+
+    class InterruptedMesh(FixedMesh):
+        def outline(self, rgb: np.ndarray) -> np.ndarray | None:
+            if self.calls == 1:
+                raise KeyboardInterrupt
+            return super().outline(rgb)
+
+    with pytest.raises(KeyboardInterrupt):
+        add_face_outlines(folder, mesh=InterruptedMesh())
+    table = load_landmarks([folder])
+    assert table.points[str((folder / "real" / "face.jpg").resolve())].shape == (13, 2)
+    assert len(table.points) == 2  # no row lost
+
+
 def test_face_outlines_command_names_what_is_missing(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["face-outlines", str(tmp_path / "nowhere")])
     assert result.exit_code != 0 and "no faces.csv" in result.output and "crop-faces" in result.output

@@ -439,8 +439,6 @@ def add_face_outlines(out: str | os.PathLike[str], *, mesh=None) -> OutlineRepor
     """
     import json
 
-    from dfkd.data.blend import parse_landmarks
-
     out_path = Path(out)
     csv_path = out_path / FACES_CSV
     if not csv_path.is_file():
@@ -455,35 +453,46 @@ def add_face_outlines(out: str | os.PathLike[str], *, mesh=None) -> OutlineRepor
 
         mesh = FaceMesh()
     report = OutlineReport()
-    for row in track([row for row in rows if row.get("status") == "ok"], description="face outlines"):
-        report.n_crops += 1
-        points = parse_landmarks(row.get(LANDMARKS_COLUMN) or "")
-        if points is None:
-            report.missed.append((row["path"], "no five landmarks recorded"))
-            continue
-        if len(points) > 5:
-            report.n_kept += 1
-            continue
-        try:
-            rgb = np.asarray(open_image(out_path / row["path"]).convert("RGB"))
-        except ImageLoadError as error:
-            report.missed.append((row["path"], error.reason))
-            continue
-        outline = mesh.outline(rgb)
-        if outline is None or len(outline) < 3:
-            report.missed.append((row["path"], "the face mesh found no face"))
-            continue
-        row[LANDMARKS_COLUMN] = format_landmarks(np.concatenate([points[:5], outline]))
-        report.n_added += 1
-    with atomic_write(csv_path, "w", encoding="utf-8", errors=PATH_ERRORS, newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fieldnames, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    try:
+        for row in track([row for row in rows if row.get("status") == "ok"], description="face outlines"):
+            report.n_crops += 1
+            _add_outline(row, out_path, mesh, report)
+    finally:  # an interrupted run keeps the outlines it measured (the next run resumes from them)
+        with atomic_write(csv_path, "w", encoding="utf-8", errors=PATH_ERRORS, newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fieldnames, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        if hasattr(mesh, "close"):
+            mesh.close()
     settings_path = out_path / SETTINGS_JSON
     settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
     outlined = report.n_added + report.n_kept
     write_json(settings_path, {**settings, "outline": "mediapipe face mesh hull", "n_outlined": outlined})
     return report
+
+
+def _add_outline(row: dict[str, str], out: Path, mesh, report: OutlineReport) -> None:
+    """Append the mesh's outline to one ``ok`` row's landmarks (in place), or count why not."""
+    from dfkd.data.blend import parse_landmarks
+
+    points = parse_landmarks(row.get(LANDMARKS_COLUMN) or "")
+    if points is None:
+        report.missed.append((row["path"], "no five landmarks recorded"))
+        return
+    if len(points) > 5:
+        report.n_kept += 1
+        return
+    try:
+        rgb = np.asarray(open_image(out / row["path"]).convert("RGB"))
+    except ImageLoadError as error:
+        report.missed.append((row["path"], error.reason))
+        return
+    outline = mesh.outline(rgb)
+    if outline is None or len(outline) < 3:
+        report.missed.append((row["path"], "the face mesh found no face"))
+        return
+    row[LANDMARKS_COLUMN] = format_landmarks(np.concatenate([points[:5], outline]))
+    report.n_added += 1
 
 
 def _run(
