@@ -126,6 +126,17 @@ class TrainConfig(_Section):
     channels_last: bool = True
     seed: int = 42
     tensorboard: Literal["auto", "on", "off"] = "auto"  # auto: RUN_DIR/tensorboard when tensorboard(X) is installed
+    # The model card's first threshold, chosen on each validation: "eer" (false positives = misses), or "fpr=0.05"
+    # (at most 5 % of validation reals called fake: the operating point where false alarms must stay rare).
+    threshold: str = "eer"
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_policy(cls, value: str) -> str:
+        from dfkd.thresholds import parse_policy
+
+        parse_policy(value)
+        return value.strip().lower()
 
     @field_validator("tensorboard", mode="before")
     @classmethod

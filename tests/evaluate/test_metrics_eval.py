@@ -81,7 +81,7 @@ def test_evaluate_writes_files_and_auto_threshold_uses_validation_only(
     first = evaluate_model(model, easy_manifest, tmp_path / "a", threshold="auto", num_workers=0)
     second = evaluate_model(model, scrambled, tmp_path / "b", threshold="auto", num_workers=0)
     assert first["threshold"] == second["threshold"] == read_model_card(model).threshold
-    assert first["threshold_source"] == "val EER"
+    assert first["threshold_source"] == "validation EER"
     assert first["accuracy"] >= 0.75 and second["accuracy"] == pytest.approx(1 - first["accuracy"])
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     for key in (

@@ -17,7 +17,10 @@ def evaluate(
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     threshold: Annotated[
         str | None,
-        typer.Option(help="'auto' (EER on val, stored in the model file), a number, or the model file's (default)."),
+        typer.Option(
+            help="'auto' (EER on val) or 'fpr=0.05' (≤ 5 % of val reals called fake), stored in the model file; a "
+            "number; or the model file's (default)."
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward.")] = 64,
     num_workers: Annotated[int, typer.Option(help="Loader workers.")] = 2,
@@ -27,11 +30,11 @@ def evaluate(
     from dfkd.evaluate.evaluator import evaluate_model
 
     value: str | float | None = threshold
-    if threshold not in (None, "auto"):
+    if threshold not in (None, "auto") and not threshold.lower().startswith(("fpr=", "eer")):
         try:
             value = float(threshold)
         except ValueError:
-            raise fail(f"--threshold must be 'auto' or a number, got {threshold!r}") from None
+            raise fail(f"--threshold must be 'auto', 'fpr=X' or a number, got {threshold!r}") from None
     with reported_errors():
         metrics = evaluate_model(
             model,

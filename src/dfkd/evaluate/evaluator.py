@@ -15,8 +15,9 @@ from dfkd.card import Preprocessing
 from dfkd.data.dataset import ManifestDataset, build_loader, scaled_decode_side
 from dfkd.data.manifest import Manifest, read_manifest
 from dfkd.data.transforms import build_eval_transform
-from dfkd.evaluate.metrics import compute_metrics, eer_threshold, per_group_metrics
+from dfkd.evaluate.metrics import compute_metrics, per_group_metrics
 from dfkd.labels import label_id
+from dfkd.thresholds import choose_threshold, describe_policy, parse_policy
 from dfkd.utils import atomic_write, track, write_json
 
 logger = logging.getLogger(__name__)
@@ -70,12 +71,6 @@ def predict_split(
     )
 
 
-def choose_threshold(predictions: Predictions) -> float:
-    """The validation split's equal-error-rate threshold."""
-    _, threshold = eer_threshold(predictions.labels, predictions.fake_probs)
-    return threshold
-
-
 def write_predictions(path: str | os.PathLike[str], predictions: Predictions) -> None:
     """``predictions.csv``: path, source, label (real/fake), fake_prob."""
     with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
@@ -100,8 +95,9 @@ def evaluate_model(
 ) -> dict:
     """Write ``predictions.csv`` and ``metrics.json`` for one split and return the metrics.
 
-    ``threshold``: ``None`` uses the model file's; ``"auto"`` picks the EER point on the *validation* split and
-    stores it in the model file (the test split never chooses anything); a number is used as given.
+    ``threshold``: ``None`` uses the model file's; ``"auto"`` (or ``"eer"``) picks the EER point on the *validation*
+    split and ``"fpr=0.05"`` the point calling at most 5 % of its reals fake, and stores it in the model file (the test
+    split never chooses anything); a number is used as given.
     """
     from dfkd.models import load_model, save_model
 
@@ -111,15 +107,17 @@ def evaluate_model(
     preprocessing = card.preprocessing
     common = {"batch_size": batch_size, "num_workers": num_workers, "device": device}
     threshold_source = "model file"
-    if threshold == "auto":
+    if isinstance(threshold, str):
+        policy = "eer" if threshold == "auto" else threshold
+        parse_policy(policy)  # a bad policy fails before any prediction
         val = predict_split(model, manifest, "val", preprocessing, **common)
         if len(val.labels) == 0 or len(np.unique(val.labels)) < 2:
-            raise ValueError(f"{manifest_path}: --threshold auto needs both classes in the val split")
-        value = choose_threshold(val)
-        threshold_source = "val EER"
+            raise ValueError(f"{manifest_path}: --threshold {threshold} needs both classes in the val split")
+        value = choose_threshold(val.labels, val.fake_probs, policy)
+        threshold_source = describe_policy(policy)
         card = card.model_copy(update={"threshold": value, "threshold_source": threshold_source})
         save_model(model, model_path, card)  # same weights: caches keyed on the weights digest stay valid
-        logger.info("threshold %.4f chosen on the validation split (EER point) and stored in %s", value, model_path)
+        logger.info("threshold %.4f chosen on the validation split (%s), stored in %s", value, policy, model_path)
     elif threshold is None:
         value = card.threshold
         threshold_source = card.threshold_source or "model file"

@@ -22,7 +22,7 @@ from torch import nn
 from dfkd.config import RunConfig, save_config
 from dfkd.data.manifest import read_manifest
 from dfkd.distill.distillers import Distiller, build_distiller, teacher_gate
-from dfkd.thresholds import eer_threshold
+from dfkd.thresholds import choose_threshold
 from dfkd.train.checkpoint import CheckpointError, LoopState, load_checkpoint, save_checkpoint
 from dfkd.train.data import RunData, build_datasets, build_loaders, memory_format, mix_batch
 from dfkd.train.setup import Student, build_fabric, setup_student, student_view, tensorboard_logger
@@ -139,7 +139,7 @@ def evaluate(fabric: Fabric, config: RunConfig, model: nn.Module, loader, distil
     model.train()
     metrics = {"val_loss": float(loss_sum[0] / max(loss_sum[1], 1.0)), "val_auc": auc, "val_accuracy": accuracy}
     if not math.isnan(auc):  # where validation has both classes (labelled or self-blended fakes): a first threshold
-        metrics["val_threshold"] = eer_threshold(labels_np > 0.5, sigmoid(logits_np))[1]
+        metrics["val_threshold"] = choose_threshold(labels_np > 0.5, sigmoid(logits_np), config.train.threshold)
     return metrics
 
 

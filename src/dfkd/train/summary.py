@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dfkd.config import RunConfig
 from dfkd.data.manifest import manifest_face_crop
+from dfkd.thresholds import describe_policy
 from dfkd.utils import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ def model_card_fields(
     """A saved epoch's card fields: preprocessing, face crop (:func:`training_face_crop`), metrics, summary."""
     crop, crop_warnings = face_crop
     threshold = {}
-    if "val_threshold" in row:  # the validation EER point; `dfkd evaluate --threshold auto` may set it again
-        threshold = {"threshold": row["val_threshold"], "threshold_source": "validation EER during training"}
+    if "val_threshold" in row:  # train.threshold's point on validation; `dfkd evaluate --threshold` may set it again
+        source = f"{describe_policy(config.train.threshold)} during training"
+        threshold = {"threshold": row["val_threshold"], "threshold_source": source}
     return {
         **threshold,
         "preprocessing": {**view, "scaled_decode": config.data.scaled_decode},
