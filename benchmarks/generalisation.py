@@ -248,8 +248,8 @@ def bundle(
         "data": data_description(fold_manifest),
         "generalisation": {
             "protocol": "leave one source out: the same recipe trained without that source (neither its reals nor "
-            "its fakes), tested on all of it; false-positive rate on its reals at that model's validation-EER "
-            "threshold",
+            "its fakes), tested on all of it; false-positive rate on its reals at that model's threshold (chosen on "
+            "its validation split by the recipe's policy)",
             "unseen_source": unseen,
             "test_split_auc": {source: cell["auc"] for source, cell in bundled.items()},
         },
