@@ -103,11 +103,11 @@ class SmallResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(last_stage), 1)).squeeze(1)
 
 
-def _build(pretrained: str | Path | None, width: int, fast: bool, *, stem_pool: bool | None = None) -> SmallResNet:
+def _build(pretrained: str | Path | None, width: int, fast: bool) -> SmallResNet:
     model = SmallResNet(
         widths=tuple(width * channels for channels in REFERENCE_WIDTHS),
         stem_stride=2 if fast else 1,
-        stem_pool=fast if stem_pool is None else stem_pool,
+        stem_pool=fast,
     )
     if pretrained is not None:
         if str(pretrained) == "imagenet":
@@ -139,13 +139,6 @@ def resnet8_w4(*, pretrained: str | Path | None = None) -> SmallResNet:
 def resnet8_fast(*, pretrained: str | Path | None = None) -> SmallResNet:
     """ResNet8 with a stride-2 stem and a max-pool: the same parameters, about 16x fewer FLOPs."""
     return _build(pretrained, width=1, fast=True)
-
-
-@register_model("resnet8_stride2", role="student")
-def resnet8_stride2(*, pretrained: str | Path | None = None) -> SmallResNet:
-    """ResNet8 with a stride-2 stem and no max-pool: the same parameters, 4x fewer FLOPs than the reference and 4x
-    more than resnet8_fast, whose first stage sees a quarter of the input's side (fine blending detail lost)."""
-    return _build(pretrained, width=1, fast=True, stem_pool=False)
 
 
 @register_model("resnet8_fast_w2", role="student")
