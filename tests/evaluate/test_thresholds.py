@@ -62,3 +62,15 @@ def test_train_threshold_policy_is_validated_and_reaches_the_card(tmp_path, easy
     assert read_model_card(result.model_path).threshold_source == "validation: ≤ 20 % of reals fake"
     bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "bad"), "--threshold", "fpr=3"])
     assert bad.exit_code != 0 and "'eer' or 'fpr=X'" in bad.output
+
+    # A cap on false positives needs validation reals only: a reals-only validation split (self-blended training).
+    from dfkd.evaluate.evaluator import evaluate_model
+
+    reals_only = tmp_path / "reals_only.csv"
+    rows = easy_manifest.read_text().splitlines()
+    reals_only.write_text("\n".join(row for row in rows if ",fake,val," not in row) + "\n")
+    model = result.model_path
+    metrics = evaluate_model(model, reals_only, tmp_path / "reals", threshold="fpr=0.1", num_workers=0)
+    assert metrics["threshold"] == read_model_card(model).threshold
+    with pytest.raises(ValueError, match="both classes"):
+        evaluate_model(model, reals_only, tmp_path / "eer", threshold="auto", num_workers=0)

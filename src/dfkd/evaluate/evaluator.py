@@ -109,10 +109,12 @@ def evaluate_model(
     threshold_source = "model file"
     if isinstance(threshold, str):
         policy = "eer" if threshold == "auto" else threshold
-        parse_policy(policy)  # a bad policy fails before any prediction
+        max_fpr = parse_policy(policy)  # a bad policy fails before any prediction
         val = predict_split(model, manifest, "val", preprocessing, **common)
-        if len(val.labels) == 0 or len(np.unique(val.labels)) < 2:
+        if max_fpr is None and len(np.unique(val.labels)) < 2:
             raise ValueError(f"{manifest_path}: --threshold {threshold} needs both classes in the val split")
+        if not (val.labels == 0).any():  # a cap on false positives needs reals only (a reals-only split will do)
+            raise ValueError(f"{manifest_path}: --threshold {threshold} needs real images in the val split")
         value = choose_threshold(val.labels, val.fake_probs, policy)
         threshold_source = describe_policy(policy)
         card = card.model_copy(update={"threshold": value, "threshold_source": threshold_source})
