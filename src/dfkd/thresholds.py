@@ -50,9 +50,10 @@ def fpr_threshold(
 
 
 def parse_policy(text: str) -> float | None:
-    """``"eer"`` → None; ``"fpr=0.05"`` → 0.05 (at most that share of validation reals called fake); else ValueError."""
+    """``"eer"`` (or ``"auto"``) → None; ``"fpr=0.05"`` → 0.05 (at most that share of validation reals called fake);
+    else ValueError."""
     value = str(text).strip().lower()
-    if value == "eer":
+    if value in ("eer", "auto"):
         return None
     if value.startswith("fpr="):
         try:
@@ -61,14 +62,23 @@ def parse_policy(text: str) -> float | None:
             share = math.nan
         if 0.0 < share < 1.0:
             return share
-    raise ValueError(f"threshold policy must be 'eer' or 'fpr=X' with 0 < X < 1, got {text!r}")
+    raise ValueError(f"threshold policy must be 'eer' or 'fpr=X' with 0 < X < 1 ('auto' is 'eer'), got {text!r}")
 
 
 def choose_threshold(labels, fake_probs, policy: str = "eer") -> float:
-    """The threshold a policy (see :func:`parse_policy`) picks on these (validation) predictions."""
+    """The threshold a policy (see :func:`parse_policy`) picks on these (validation) predictions.
+
+    Raises ValueError when they cannot support it: the EER point needs both classes, a cap on false positives needs
+    real images only (so a reals-only split will do).
+    """
     max_fpr = parse_policy(policy)
+    labels = np.asarray(labels)
     if max_fpr is None:
+        if len(np.unique(labels)) < 2:
+            raise ValueError("the EER threshold needs both real and fake images")
         return eer_threshold(labels, fake_probs)[1]
+    if not (labels == 0).any():
+        raise ValueError(f"threshold {policy!r} needs real images")
     return fpr_threshold(labels, fake_probs, max_fpr)
 
 

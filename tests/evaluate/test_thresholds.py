@@ -38,6 +38,12 @@ def test_policies_parse_choose_and_describe() -> None:
     probs = np.r_[np.linspace(0, 0.6, 100), np.linspace(0.4, 1.0, 100)]
     assert choose_threshold(labels, probs, "fpr=0.01") > choose_threshold(labels, probs, "eer")
     assert describe_policy("eer") == "validation EER" and "5 % of reals" in describe_policy("fpr=0.05")
+    assert parse_policy("auto") is None  # evaluate's --threshold auto is the EER point
+    with pytest.raises(ValueError, match="both real and fake"):
+        choose_threshold(np.zeros(5), np.linspace(0, 1, 5), "eer")
+    with pytest.raises(ValueError, match="needs real images"):
+        choose_threshold(np.ones(5), np.linspace(0, 1, 5), "fpr=0.05")
+    assert 0.6 < choose_threshold(np.zeros(5), np.linspace(0, 1, 5), "fpr=0.25") < 1.0  # reals only will do
 
 
 def test_train_threshold_policy_is_validated_and_reaches_the_card(tmp_path, easy_manifest) -> None:
@@ -72,5 +78,5 @@ def test_train_threshold_policy_is_validated_and_reaches_the_card(tmp_path, easy
     model = result.model_path
     metrics = evaluate_model(model, reals_only, tmp_path / "reals", threshold="fpr=0.1", num_workers=0)
     assert metrics["threshold"] == read_model_card(model).threshold
-    with pytest.raises(ValueError, match="both classes"):
+    with pytest.raises(ValueError, match="val split: the EER threshold needs both real and fake"):
         evaluate_model(model, reals_only, tmp_path / "eer", threshold="auto", num_workers=0)

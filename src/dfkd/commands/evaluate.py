@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands.common import fail, out_console, reported_errors
+from dfkd.commands.common import out_console, reported_errors
 
 
 def evaluate(
@@ -30,11 +30,11 @@ def evaluate(
     from dfkd.evaluate.evaluator import evaluate_model
 
     value: str | float | None = threshold
-    if threshold not in (None, "auto") and not threshold.lower().startswith(("fpr=", "eer")):
+    if threshold is not None:
         try:
             value = float(threshold)
         except ValueError:
-            raise fail(f"--threshold must be 'auto', 'fpr=X' or a number, got {threshold!r}") from None
+            value = threshold  # a policy ('auto', 'fpr=X'): evaluate_model says what a bad one should be
     with reported_errors():
         metrics = evaluate_model(
             model,

@@ -95,7 +95,7 @@ def evaluate_model(
 ) -> dict:
     """Write ``predictions.csv`` and ``metrics.json`` for one split and return the metrics.
 
-    ``threshold``: ``None`` uses the model file's; ``"auto"`` (or ``"eer"``) picks the EER point on the *validation*
+    ``threshold``: ``None`` uses the model file's; ``"auto"`` (``"eer"``) picks the EER point on the *validation*
     split and ``"fpr=0.05"`` the point calling at most 5 % of its reals fake, and stores it in the model file (the test
     split never chooses anything); a number is used as given.
     """
@@ -108,18 +108,16 @@ def evaluate_model(
     common = {"batch_size": batch_size, "num_workers": num_workers, "device": device}
     threshold_source = "model file"
     if isinstance(threshold, str):
-        policy = "eer" if threshold == "auto" else threshold
-        max_fpr = parse_policy(policy)  # a bad policy fails before any prediction
+        parse_policy(threshold)  # a bad policy fails before any prediction
         val = predict_split(model, manifest, "val", preprocessing, **common)
-        if max_fpr is None and len(np.unique(val.labels)) < 2:
-            raise ValueError(f"{manifest_path}: --threshold {threshold} needs both classes in the val split")
-        if not (val.labels == 0).any():  # a cap on false positives needs reals only (a reals-only split will do)
-            raise ValueError(f"{manifest_path}: --threshold {threshold} needs real images in the val split")
-        value = choose_threshold(val.labels, val.fake_probs, policy)
-        threshold_source = describe_policy(policy)
+        try:
+            value = choose_threshold(val.labels, val.fake_probs, threshold)
+        except ValueError as error:
+            raise ValueError(f"{manifest_path}: val split: {error}") from None
+        threshold_source = describe_policy(threshold)
         card = card.model_copy(update={"threshold": value, "threshold_source": threshold_source})
         save_model(model, model_path, card)  # same weights: caches keyed on the weights digest stay valid
-        logger.info("threshold %.4f chosen on the validation split (%s), stored in %s", value, policy, model_path)
+        logger.info("threshold %.4f chosen on the validation split (%s), stored in %s", value, threshold, model_path)
     elif threshold is None:
         value = card.threshold
         threshold_source = card.threshold_source or "model file"
