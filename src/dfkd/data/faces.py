@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from dfkd.data.blend import LANDMARKS_COLUMN, format_landmarks, landmarks_in_box
+from dfkd.data.blend import LANDMARKS_COLUMN, format_landmarks, landmarks_in_box, parse_landmarks
 from dfkd.data.crop_geometry import CROP_SIDECAR, class_geometry, fit_margin, geometry_warnings, suggested_margin
 from dfkd.data.images import ImageLoadError, is_image_path, open_image
 from dfkd.data.scan import path_label
@@ -422,10 +422,14 @@ def crop_dataset(
 class OutlineReport:
     """What :func:`add_face_outlines` did to a crop folder's ``faces.csv``."""
 
-    n_crops: int = 0
     n_added: int = 0
     n_kept: int = 0  # rows that already had an outline (an earlier run)
     missed: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason): the mean face stays
+
+    @property
+    def n_crops(self) -> int:
+        """The crops looked at (every ``ok`` row): each was given an outline, kept its earlier one, or missed."""
+        return self.n_added + self.n_kept + len(self.missed)
 
 
 def add_face_outlines(out: str | os.PathLike[str], *, mesh=None) -> OutlineReport:
@@ -448,21 +452,21 @@ def add_face_outlines(out: str | os.PathLike[str], *, mesh=None) -> OutlineRepor
         fieldnames, rows = list(reader.fieldnames or CSV_FIELDS), list(reader)
     if LANDMARKS_COLUMN not in fieldnames:
         raise ValueError(f"{csv_path}: no {LANDMARKS_COLUMN} column (made by an older dfkd: crop again)")
-    if mesh is None:
+    owned = mesh is None
+    if owned:
         from dfkd.faces.mesh import FaceMesh
 
         mesh = FaceMesh()
     report = OutlineReport()
     try:
         for row in track([row for row in rows if row.get("status") == "ok"], description="face outlines"):
-            report.n_crops += 1
             _add_outline(row, out_path, mesh, report)
     finally:  # an interrupted run keeps the outlines it measured (the next run resumes from them)
         with atomic_write(csv_path, "w", encoding="utf-8", errors=PATH_ERRORS, newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fieldnames, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-        if hasattr(mesh, "close"):
+        if owned:  # a caller's mesh is the caller's to close
             mesh.close()
     settings_path = out_path / SETTINGS_JSON
     settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
@@ -473,8 +477,6 @@ def add_face_outlines(out: str | os.PathLike[str], *, mesh=None) -> OutlineRepor
 
 def _add_outline(row: dict[str, str], out: Path, mesh, report: OutlineReport) -> None:
     """Append the mesh's outline to one ``ok`` row's landmarks (in place), or count why not."""
-    from dfkd.data.blend import parse_landmarks
-
     points = parse_landmarks(row.get(LANDMARKS_COLUMN) or "")
     if points is None:
         report.missed.append((row["path"], "no five landmarks recorded"))
