@@ -52,7 +52,7 @@ def crop_and_scan(data: Path, out: Path, face_model: str | None, margin: float =
     if not settings.is_file() or not json.loads(settings.read_text()).get("complete"):
         detector = "yunet" if face_model else "auto"
         crop_dataset(data, faces, margin=margin, size=256, face_model=face_model, detector=detector)
-    if outline and "outline" not in json.loads(settings.read_text()):
+    if outline:  # resumable: crops outlined by an earlier run are kept
         add_face_outlines(faces)
     manifest = out / "all.csv"
     if not manifest.is_file():

@@ -438,11 +438,9 @@ def add_face_outlines(out: str | os.PathLike[str], *, mesh=None) -> OutlineRepor
     ``out`` is a ``dfkd crop-faces`` output folder; each ``ok`` row's ``landmarks`` cell becomes its five points
     followed by the outline, which self-blending then uses as the face region instead of the mean face mapped onto the
     five points. Crops where the mesh finds no face (or that cannot be read) keep their five points and are listed.
-    Resumable: rows that already carry an outline are kept. ``faces.csv`` is rewritten atomically; ``crop.json``
-    records ``outline``. ``mesh``: an object with ``outline(rgb) -> [K, 2] | None`` (default: :class:`FaceMesh`).
+    Resumable: rows that already carry an outline are kept; ``faces.csv`` (the only record of them) is rewritten
+    atomically. ``mesh``: an object with ``outline(rgb) -> [K, 2] | None`` (default: :class:`FaceMesh`).
     """
-    import json
-
     out_path = Path(out)
     csv_path = out_path / FACES_CSV
     if not csv_path.is_file():
@@ -468,10 +466,6 @@ def add_face_outlines(out: str | os.PathLike[str], *, mesh=None) -> OutlineRepor
             writer.writerows(rows)
         if owned:  # a caller's mesh is the caller's to close
             mesh.close()
-    settings_path = out_path / SETTINGS_JSON
-    settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
-    outlined = report.n_added + report.n_kept
-    write_json(settings_path, {**settings, "outline": "mediapipe face mesh hull", "n_outlined": outlined})
     return report
 
 
