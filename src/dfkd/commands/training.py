@@ -74,4 +74,25 @@ def cache_logits(
     out_console.print(f"teacher logits cached in [bold]{path}[/]")
 
 
-COMMANDS = {"train": train_command, "cache-logits": cache_logits}
+def ensemble(
+    models: Annotated[list[Path], typer.Argument(help="Two or more trained model files (.safetensors).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The ensemble's model file (.safetensors).")],
+) -> None:
+    """Join trained models into one teacher that averages their fake logits (e.g. the same recipe from several seeds).
+
+    The members must share preprocessing and face crop. The file is a model like any other: distil from it
+    (teacher.model), evaluate it, export it. Its threshold is not chosen: `dfkd evaluate --threshold` sets one.
+    """
+    from dfkd.models import save_model
+    from dfkd.models.ensemble import build_ensemble
+
+    with reported_errors():
+        model, card = build_ensemble(models)
+        save_model(model, out, card)
+    out_console.print(
+        f"ensemble of {len(models)} models written to [bold]{out}[/]; choose its threshold with "
+        f"`dfkd evaluate {out} --manifest MANIFEST --out DIR --threshold fpr=0.05`"
+    )
+
+
+COMMANDS = {"train": train_command, "cache-logits": cache_logits, "ensemble": ensemble}

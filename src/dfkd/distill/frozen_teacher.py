@@ -10,6 +10,7 @@ from torch import nn
 
 from dfkd.distill.features import FeatureRecorder
 from dfkd.distill.logit_cache import teacher_view
+from dfkd.models.ensemble import ENSEMBLE_NAME
 from dfkd.models.fast import channels_last_input
 
 
@@ -86,6 +87,11 @@ def load_frozen_teacher(
     from dfkd.models.fast import frozen_inference_model
 
     model, card = load_model(path, device=device)
+    if record_features and card.architecture.name == ENSEMBLE_NAME:
+        raise ValueError(
+            f"{path}: an ensemble teacher has one set of feature maps per member, so attention transfer has no "
+            "single map to match; distil from its logits (distill.feature_loss=none) or from one member"
+        )
     model = frozen_inference_model(model, fold_batchnorm=not record_features, channels_last=channels_last)
     return FrozenTeacher(
         model,

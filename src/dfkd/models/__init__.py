@@ -1,6 +1,6 @@
 """Models: the registry, ResNet8 students, teachers, parameter / FLOP counts and the self-describing model file."""
 
-from dfkd.models import resnet_small, teacher  # noqa: F401  (importing registers the models)
+from dfkd.models import ensemble, resnet_small, teacher  # noqa: F401  (importing registers the models)
 from dfkd.models.checkpoint import card_for, load_model, read_model_card, save_model, update_card
 from dfkd.models.counting import count_flops, count_params
 from dfkd.models.registry import create_model, default_preprocessing, list_models, register_model

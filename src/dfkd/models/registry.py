@@ -36,15 +36,20 @@ class ModelSpec:
     builder: Callable[..., nn.Module]
     role: str
     preprocessing: dict[str, Any]
+    listed: bool = True
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(
-    name: str, *, role: str, preprocessing: dict[str, Any] | None = None
+    name: str, *, role: str, preprocessing: dict[str, Any] | None = None, listed: bool = True
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a keyword-only model builder under `name` (decorator); a duplicate name is an error."""
+    """Register a keyword-only model builder under `name` (decorator); a duplicate name is an error.
+
+    ``listed=False``: a model only rebuilt from a model file (an ensemble), never trained by name, so `list_models`
+    leaves it out.
+    """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     if name.startswith(TIMM_PREFIX):
@@ -53,17 +58,17 @@ def register_model(
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name].builder.__qualname__})")
-        _REGISTRY[name] = ModelSpec(name, builder, role, copy.deepcopy(preprocessing or make_preprocessing()))
+        _REGISTRY[name] = ModelSpec(name, builder, role, copy.deepcopy(preprocessing or make_preprocessing()), listed)
         return builder
 
     return decorator
 
 
 def list_models(role: str | None = None) -> list[str]:
-    """Registered model names, sorted, optionally only those of one role ("student" or "teacher")."""
+    """Registered model names one can train, sorted, optionally only those of one role ("student" or "teacher")."""
     if role is not None and role not in ROLES:
         raise ValueError(f"role must be one of {ROLES} or None, got {role!r}")
-    return sorted(name for name, spec in _REGISTRY.items() if role is None or spec.role == role)
+    return sorted(name for name, spec in _REGISTRY.items() if spec.listed and (role is None or spec.role == role))
 
 
 def is_known_model(name: str) -> bool:
