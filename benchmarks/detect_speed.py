@@ -13,7 +13,9 @@ Faces: YuNet (../shared/models/face_detection_yunet.onnx or --face-model) when p
 Every measurement runs in its own Python process (peak RSS is that process's ``ru_maxrss``), one after another:
 
 - ``today``: ``Detector(decode="full", workers=0)`` — every photo decoded at full size, one after another (the path
-  ``dfkd detect --full-decode --workers 0`` keeps); ``pipeline``: the defaults (scaled decode, overlapped workers);
+  ``dfkd detect --full-decode --workers 0`` keeps), with YuNet run by ``cv2.FaceDetectorYN`` as dfkd ran it when the
+  issue was filed (``OpenCvYuNet`` below, patched in; dfkd now runs the same network on onnxruntime);
+  ``pipeline``: the defaults (scaled decode, overlapped workers, YuNet on onnxruntime);
 - img/s over the folder, and CPU seconds per photo (user + system, all threads: what a photo costs on a shared
   machine); per-image latency p50/p95 scoring one photo at a time; peak RSS on the folder and on
   ``--rss-photos`` photos at --batch-size 32 and 1000; time to first result = wall time of the whole command
@@ -26,7 +28,7 @@ Every measurement runs in its own Python process (peak RSS is that process's ``r
   one-photo latency.
 
 Stages: on one thread, the median milliseconds per photo of a full decode, of the scaled decode the pipeline makes,
-and of face detection on its view: where the CPU goes.
+and of face detection on its view (onnxruntime, and OpenCV's FaceDetectorYN for comparison): where the CPU goes.
 
 Scores: the pipeline's fake probabilities against today's on the same photos (max |Δ|). The machine may be shared:
 take the ratios, which come from one run, not the seconds.
@@ -41,6 +43,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,7 @@ SHARED = ROOT.parent / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet.onnx"
 REALFACES = SHARED / "data" / "realfaces-dev"
 PHOTO_SIZE = (4032, 3024)
+TODAY_CLI = "--dfkd-with-opencv-yunet"  # run `dfkd ARGS` with OpenCvYuNet patched in: python detect_speed.py THIS ARGS
 NOISE = 2.0  # sensor-like grey noise (std, 8-bit levels): about 1.2 MB per photo at quality 90 (--noise)
 
 
@@ -144,6 +148,44 @@ def percentile(values: list[float], fraction: float) -> float:
     return float(np.quantile(np.asarray(values), fraction)) if values else float("nan")
 
 
+class OpenCvYuNet:
+    """YuNet as dfkd ran it when issue 18 was filed: ``cv2.FaceDetectorYN``, one instance per thread (it holds its
+    input size). Only today's path uses it, so the baseline is the issue's; boxes match dfkd's YuNet (tested)."""
+
+    name = "yunet"
+
+    def __init__(self, model_path: str, *, score_threshold: float = 0.6, max_side: int = 640) -> None:
+        self.model_path, self.score_threshold, self.max_side = str(model_path), score_threshold, max_side
+        self._local = threading.local()
+
+    def detect(self, image: Image.Image) -> list:
+        import cv2
+
+        from dfkd.faces.backends import _scaled_array, boxes_from_array
+
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = cv2.FaceDetectorYN.create(
+                self.model_path, "", (320, 320), self.score_threshold, 0.3, 5000
+            )
+        pixels, scale = _scaled_array(image, self.max_side)
+        detector.setInputSize((pixels.shape[1], pixels.shape[0]))
+        _, faces = detector.detect(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+        if faces is None or len(faces) == 0:
+            return []
+        corners = np.concatenate([faces[:, :2], faces[:, :2] + faces[:, 2:4]], axis=1)
+        landmarks = faces[:, 4:14].reshape(-1, 5, 2)
+        return boxes_from_array(corners, faces[:, -1], scale, image.width, image.height, landmarks=landmarks)
+
+
+def use_opencv_yunet() -> None:
+    """Make dfkd build ``OpenCvYuNet`` wherever it builds YuNet (this process only): today's path."""
+    from dfkd.faces import detect
+
+    detect.YuNetDetector = OpenCvYuNet  # type: ignore[misc, assignment]
+    detect._cached_detector.cache_clear()
+
+
 # ---- measurements, each in a child process -------------------------------------------------------------------------
 
 
@@ -159,7 +201,10 @@ def stages(spec: dict[str, Any]) -> dict[str, Any]:
     cv2.setNumThreads(1)
     paths = sorted(str(path) for path in Path(spec["folder"]).glob("*.jpg"))
     detector = build_face_detector("yunet" if spec["face_model"] else "auto", spec["face_model"])
+    opencv = OpenCvYuNet(spec["face_model"]) if spec["face_model"] else None
     times: dict[str, list[float]] = {"full_decode": [], "scaled_decode": [], "detect_on_view": []}
+    if opencv is not None:
+        times["detect_on_view_opencv"] = []
     for path in paths:
         started = time.perf_counter()
         decode_image(path)
@@ -170,6 +215,10 @@ def stages(spec: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         detector.detect(view)
         times["detect_on_view"].append(time.perf_counter() - started)
+        if opencv is not None:
+            started = time.perf_counter()
+            opencv.detect(view)
+            times["detect_on_view_opencv"].append(time.perf_counter() - started)
     report = {f"{name}_ms": 1000 * float(np.median(values)) for name, values in times.items()}
     report["view_size"] = list(view.size)
     return report
@@ -179,6 +228,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     """One measurement (in this process): ``folder``, ``latency``, ``video`` or ``stages``."""
     if spec["kind"] == "stages":
         return stages(spec)
+    if spec.get("opencv_yunet"):
+        use_opencv_yunet()
     from dfkd.inference.detector import Detector
 
     detector = Detector.load(
@@ -250,9 +301,13 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def first_result_s(model: Path, photo: Path, face_model: str | None, extra: list[str]) -> dict[str, float]:
-    """Wall and CPU time (user + system) of the whole command ``dfkd detect -m MODEL PHOTO`` (medians of 3)."""
-    command = [sys.executable, "-m", "dfkd", "-q", "detect", "-m", str(model), str(photo), *extra]
+def first_result_s(
+    model: Path, photo: Path, face_model: str | None, extra: list[str], *, opencv_yunet: bool = False
+) -> dict[str, float]:
+    """Wall and CPU time (user + system) of the whole command ``dfkd detect -m MODEL PHOTO`` (medians of 3); with
+    ``opencv_yunet`` the command runs through this script with ``OpenCvYuNet`` patched in (today's path)."""
+    launcher = [__file__, TODAY_CLI] if opencv_yunet else ["-m", "dfkd"]
+    command = [sys.executable, *launcher, "-q", "detect", "-m", str(model), str(photo), *extra]
     if face_model:
         command += ["--face-model", face_model]
     walls, cpus = [], []
@@ -365,6 +420,12 @@ def train_epoch_s(work: Path, epochs: int = 2, repeats: int = 2) -> dict[str, An
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == TODAY_CLI:
+        use_opencv_yunet()
+        from dfkd.cli import app
+
+        app(sys.argv[2:], prog_name="dfkd")
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=24)
     parser.add_argument("--rss-photos", type=int, default=1000)
@@ -386,7 +447,7 @@ def main() -> None:
     model = args.model or build_model(args.work)
     torch_model = model.with_suffix(".safetensors")
     base = {"model": str(model), "face_model": args.face_model, "batch_size": 32}
-    today = {**base, "decode": "full", "workers": 0}
+    today = {**base, "decode": "full", "workers": 0, "opencv_yunet": bool(args.face_model)}
     pipeline = {**base, "decode": "scaled", "workers": args.workers}
     figures: dict[str, Any] = {
         "photos": args.photos,
@@ -419,7 +480,9 @@ def main() -> None:
     extra_today = ["--full-decode", "--workers", "0"]
     figures["first_result_s"] = {
         "onnx_pipeline": first_result_s(model, inputs["one"], args.face_model, []),
-        "onnx_today": first_result_s(model, inputs["one"], args.face_model, extra_today),
+        "onnx_today": first_result_s(
+            model, inputs["one"], args.face_model, extra_today, opencv_yunet=bool(args.face_model)
+        ),
     }
     if torch_model.is_file():
         figures["first_result_s"]["torch_pipeline"] = first_result_s(torch_model, inputs["one"], args.face_model, [])
