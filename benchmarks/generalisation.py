@@ -2,7 +2,8 @@
 
     python benchmarks/generalisation.py --data ../shared/data/realfaces-dev --out runs/generalisation \
         [--face-model ../shared/models/face_detection_yunet.onnx] [--held-out inswapper_ffhq photoshop_ciplab] \
-        [--teacher-epochs 8] [--student-epochs 40] [--students] [--baseline] [--reals-only] [--sbi-cost] \
+        [--teacher-epochs 8] [--student-epochs 40] [--students] [--teacher-seeds 42 1 2] [--baseline] \
+        [--reals-only] [--sbi-cost] \
         [--bundle src/dfkd/pretrained/general_resnet8_fast.safetensors] [--margin 0.0] [--outline] \
         [--set key=value ...]
 
@@ -16,7 +17,9 @@
    the recipe's ``train.threshold`` (``fpr=0.05``: at most 5 % of validation reals called fake); with ``--students`` a
    resnet8_fast is distilled from it online (``configs/general_student_sbi_fm.yaml``). Reported per test source: AUC,
    and for X the false-positive rate on its reals and the share of its fakes caught, at the card's threshold.
-   ``--baseline``: the same teacher without self-blended fakes.
+   ``--baseline``: the same teacher without self-blended fakes. ``--teacher-seeds S1 S2 …``: the teacher trained
+   once per seed and the runs joined by ``dfkd ensemble`` (the mean of their logits), which is scored and teaches
+   the student; this holds for every fold and the bundle.
 3. ``--reals-only``: per held-out source (or over all sources without --held-out), a teacher (and with --students a
    student) trained on the reals + self-blended fakes only (no labelled fake at all); the threshold the trainer chose
    on its validation split (self-blended fakes count) by the same policy.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -101,6 +105,40 @@ def train_once(config: str, overrides: list[str], run: Path, manifest: Path, *, 
             evaluate_model(model, manifest, run / "eval", split="test", threshold=policy, num_workers=2)
         (run / "done").write_text("ok")
     return model
+
+
+def train_teacher(
+    fold: Path, manifest: Path, overrides: list[str], seeds: list[int], *, threshold: bool = True
+) -> Path:
+    """The recipe's teacher for this fold: one run, or with several ``seeds`` one run per seed joined by
+    ``dfkd ensemble`` (the mean of their logits), its threshold set like a single teacher's."""
+    if len(seeds) <= 1:
+        extra = [f"train.seed={seeds[0]}"] if seeds else []
+        return train_once("general_teacher_sbi", [*overrides, *extra], fold / "teacher", manifest, threshold=threshold)
+    from dfkd.config import load_config
+    from dfkd.configs import resolve_config
+    from dfkd.evaluate.evaluator import evaluate_model
+    from dfkd.models import save_model
+    from dfkd.models.ensemble import build_ensemble
+
+    members = [
+        train_once(
+            "general_teacher_sbi",
+            [*overrides, f"train.seed={seed}"],
+            fold / f"teacher_seed{seed}",
+            manifest,
+            threshold=threshold,
+        )
+        for seed in seeds
+    ]
+    path = fold / f"teacher_ensemble_{'_'.join(map(str, seeds))}.safetensors"
+    if not path.is_file():
+        model, card = build_ensemble(members)
+        save_model(model, path, card)
+        if threshold:
+            policy = load_config(resolve_config("general_teacher_sbi"), [f"data.manifest={manifest}"]).train.threshold
+            evaluate_model(path, manifest, fold / "teacher_ensemble_eval", split="test", threshold=policy)
+    return path
 
 
 def score(model: Path, manifest: Path, held_out: str | None) -> dict:
@@ -206,6 +244,7 @@ def bundle(
     student_epochs: list,
     command: str,
     face_model: str | None,
+    teacher_seeds: list[int],
 ) -> None:
     """Train the general detector on every source (reals, labelled fakes, self-blended fakes), distil the student,
     and write it to ``target`` with a card that states what the leave-one-source-out runs measured."""
@@ -215,7 +254,7 @@ def bundle(
 
     fold = out / "bundle"
     fold_manifest = held_out_manifest(manifest, None, fold)
-    teacher = train_once("general_teacher_sbi", teacher_epochs, fold / "teacher", fold_manifest)
+    teacher = train_teacher(fold, fold_manifest, teacher_epochs, teacher_seeds)
     student = train_once(
         "general_student_sbi_fm", [*student_epochs, f"teacher.model={teacher}"], fold / "student", fold_manifest
     )
@@ -227,7 +266,7 @@ def bundle(
     unseen: dict = {}
     for kind in ("teacher", "student"):  # the student's figure wins where both were measured
         for name, row in results["runs"].items():
-            if name.startswith(f"{kind}, no ") and row["held_out"]:
+            if re.match(rf"{kind}( \(ensemble of seeds [^)]*\))?, no ", name) and row["held_out"]:
                 cell = row["sources"][row["held_out"]]
                 unseen[row["held_out"]] = {
                     "auc": cell["auc"],
@@ -340,6 +379,13 @@ def main() -> None:
     parser.add_argument("--teacher-epochs", type=int, default=8)
     parser.add_argument("--student-epochs", type=int, default=40)
     parser.add_argument("--students", action="store_true", help="Distil a student from each held-out teacher.")
+    parser.add_argument(
+        "--teacher-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="Train the teacher once per seed and teach with their ensemble (dfkd ensemble); default: one, train.seed.",
+    )
     parser.add_argument("--baseline", action="store_true", help="Also the teachers without self-blended fakes.")
     parser.add_argument("--reals-only", action="store_true", help="Also teachers on reals + self-blended fakes only.")
     parser.add_argument("--reals-only-only", action="store_true", help="Only the reals + self-blended fakes runs.")
@@ -360,6 +406,9 @@ def main() -> None:
     student_epochs = [f"train.epochs={args.student_epochs}", f"train.patience={args.student_epochs}", *args.overrides]
     results_path = args.out / "generalisation.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
+    ensemble_label = (
+        f" (ensemble of seeds {', '.join(map(str, args.teacher_seeds))})" if len(args.teacher_seeds) > 1 else ""
+    )
 
     def record(name: str, model: Path, fold_manifest: Path, held_out: str | None) -> None:
         results["runs"][name] = {"held_out": held_out, "model": str(model), **score(model, fold_manifest, held_out)}
@@ -369,8 +418,8 @@ def main() -> None:
     for held_out in [] if args.reals_only_only else args.held_out:
         fold = args.out / f"without_{held_out}"
         fold_manifest = held_out_manifest(manifest, held_out, fold)
-        teacher = train_once("general_teacher_sbi", teacher_epochs, fold / "teacher", fold_manifest)
-        record(f"teacher, no {held_out}", teacher, fold_manifest, held_out)
+        teacher = train_teacher(fold, fold_manifest, teacher_epochs, args.teacher_seeds)
+        record(f"teacher{ensemble_label}, no {held_out}", teacher, fold_manifest, held_out)
         if args.baseline:
             plain = train_once(
                 "general_teacher_sbi", [*teacher_epochs, "data.synthetic_fakes=none"], fold / "plain", fold_manifest
@@ -380,12 +429,12 @@ def main() -> None:
             student = train_once(
                 "general_student_sbi_fm", [*student_epochs, f"teacher.model={teacher}"], fold / "student", fold_manifest
             )
-            record(f"student, no {held_out}", student, fold_manifest, held_out)
+            record(f"student{ensemble_label}, no {held_out}", student, fold_manifest, held_out)
     for held_out in (args.held_out or [None]) if args.reals_only else []:
         fold = args.out / ("reals_only" if held_out is None else f"reals_only_without_{held_out}")
         fold_manifest = held_out_manifest(manifest, held_out, fold, reals_only=True)
-        teacher = train_once("general_teacher_sbi", teacher_epochs, fold / "teacher", fold_manifest, threshold=False)
-        record(f"teacher, reals + SBI only, no {held_out}", teacher, fold_manifest, held_out)
+        teacher = train_teacher(fold, fold_manifest, teacher_epochs, args.teacher_seeds, threshold=False)
+        record(f"teacher{ensemble_label}, reals + SBI only, no {held_out}", teacher, fold_manifest, held_out)
         if args.students:
             student = train_once(
                 "general_student_sbi_fm",
@@ -394,7 +443,7 @@ def main() -> None:
                 fold_manifest,
                 threshold=False,
             )
-            record(f"student, reals + SBI only, no {held_out}", student, fold_manifest, held_out)
+            record(f"student{ensemble_label}, reals + SBI only, no {held_out}", student, fold_manifest, held_out)
     if args.bundle is not None:
         # The card's retrain command: this run's options, with the local paths of the data and YuNet named generically.
         command = ["python benchmarks/generalisation.py --data realfaces-dev --out runs/generalisation"]
@@ -403,10 +452,19 @@ def main() -> None:
         command += ["--outline"] if args.outline else []
         command += [f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs}"]
         command += ["--students"] if args.students else []
+        command += ["--teacher-seeds " + " ".join(map(str, args.teacher_seeds))] if args.teacher_seeds else []
         command += ["--set " + " ".join(args.overrides)] if args.overrides else []
         command += [f"--bundle {args.bundle}"]
         bundle(
-            manifest, args.out, args.bundle, results, teacher_epochs, student_epochs, " ".join(command), args.face_model
+            manifest,
+            args.out,
+            args.bundle,
+            results,
+            teacher_epochs,
+            student_epochs,
+            " ".join(command),
+            args.face_model,
+            args.teacher_seeds,
         )
         results_path.write_text(json.dumps(results, indent=2))
     if args.sbi_cost:
