@@ -110,3 +110,24 @@ def test_live_stream_without_a_display_prints_json_lines(tiny_model: Path, tmp_p
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 3
     assert all({"frame", "fps", "dropped", "fake_prob", "status"} <= set(line) for line in lines)
+
+
+def test_detect_lets_idle_model_threads_sleep_unless_the_user_chose(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenMP's spinning threads took the decoding workers' cores; a user's OMP_WAIT_POLICY stays."""
+    import os
+
+    from PIL import Image
+
+    image = tmp_path / "a.png"
+    Image.new("RGB", (64, 64), (120, 90, 60)).save(image)
+    arguments = ["detect", str(image), "--model", str(tiny_model), "--faces", "none"]
+    for preset, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        environment = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+        if preset:
+            environment["OMP_WAIT_POLICY"] = preset
+        monkeypatch.setattr(os, "environ", environment)  # the command's change stays inside this test
+        result = runner.invoke(app, arguments)
+        assert result.exit_code == 0, result.output
+        assert os.environ["OMP_WAIT_POLICY"] == expected

@@ -204,7 +204,10 @@ def detect(
     ] = None,
 ) -> None:
     """Score images, folders and videos (or a live camera / stream) for deepfakes; exit 1 when nothing worked."""
+    from dfkd.inference.backends import let_idle_threads_sleep
     from dfkd.inference.detector import Detector
+
+    let_idle_threads_sleep()  # before any torch import: the model's idle threads must not take the workers' cores
 
     live_source: int | str | None = camera if camera is not None else stream
     if not paths and live_source is None:

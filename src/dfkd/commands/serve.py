@@ -72,7 +72,10 @@ def serve(
     max_connections: Annotated[int, typer.Option(help=limit_help("max_connections"))] = DEFAULT_LIMITS.max_connections,
 ) -> None:
     """Serve the model over HTTP: POST /v1/detect, GET /v1/model, /healthz, the upload page at / and docs at /docs."""
+    from dfkd.inference.backends import let_idle_threads_sleep
     from dfkd.serve.server import build_app, run_server
+
+    let_idle_threads_sleep()  # before any torch import (and inherited by worker processes): decoding shares the cores
 
     model = model_or_bundled(model)
     try:

@@ -25,8 +25,12 @@ def write_onnx_card(model_proto: Any, card: ModelCard) -> None:
     entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(card.to_json_dict(), sort_keys=True)
 
 
-def open_onnx_session(path: str | Path, threads: int | None = None) -> Any:
-    """An onnxruntime CPU session of ``path``; a missing or unloadable file is an :class:`ModelFileError`."""
+def open_onnx_session(path: str | Path, threads: int | None = None, *, spin: bool = True) -> Any:
+    """An onnxruntime CPU session of ``path``; a missing or unloadable file is an :class:`ModelFileError`.
+
+    ``spin=False``: the intra-op threads sleep between runs instead of spinning (onnxruntime's default), so they leave
+    the cores to other work between batches (the detection pipeline's decoding threads).
+    """
     import onnxruntime as ort
 
     if not Path(path).is_file():
@@ -35,6 +39,8 @@ def open_onnx_session(path: str | Path, threads: int | None = None) -> Any:
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own Fail / InvalidProtobuf types
