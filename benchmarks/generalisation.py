@@ -5,7 +5,7 @@
         [--teacher-epochs 8] [--student-epochs 40] [--students] [--teacher-seeds 42 1 2] [--baseline] \
         [--reals-only] [--sbi-cost] \
         [--bundle src/dfkd/pretrained/general_resnet8_fast.safetensors] [--margin 0.0] [--outline] \
-        [--set key=value ...]
+        [--set key=value ...] [--student-set key=value ...]
 
 1. ``dfkd crop-faces`` of every source (``--margin``, default 0; 256 px; YuNet with --face-model, else the wheel
    detector), which also records each face's five landmarks; with ``--outline`` ``dfkd face-outlines`` adds
@@ -398,12 +398,20 @@ def main() -> None:
     parser.add_argument(
         "--set", dest="overrides", nargs="*", default=[], help="key=value settings for every teacher and student."
     )
+    parser.add_argument(
+        "--student-set",
+        dest="student_overrides",
+        nargs="*",
+        default=[],
+        help="key=value settings for the students only (e.g. distill.feature_loss=attention), after --set.",
+    )
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = crop_and_scan(args.data, args.out, args.face_model, args.margin, args.outline)
     teacher_epochs = [f"train.epochs={args.teacher_epochs}", f"train.patience={args.teacher_epochs}", *args.overrides]
     student_epochs = [f"train.epochs={args.student_epochs}", f"train.patience={args.student_epochs}", *args.overrides]
+    student_epochs += args.student_overrides
     results_path = args.out / "generalisation.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
     ensemble_label = (
@@ -454,6 +462,7 @@ def main() -> None:
         command += ["--students"] if args.students else []
         command += ["--teacher-seeds " + " ".join(map(str, args.teacher_seeds))] if args.teacher_seeds else []
         command += ["--set " + " ".join(args.overrides)] if args.overrides else []
+        command += ["--student-set " + " ".join(args.student_overrides)] if args.student_overrides else []
         command += [f"--bundle {args.bundle}"]
         bundle(
             manifest,
