@@ -84,3 +84,10 @@ def test_the_command_writes_an_ensemble_and_refuses_nesting(members: list[Path],
     assert nested.exit_code == 2
     assert "already an ensemble" in nested.output
     assert not (tmp_path / "nested.safetensors").exists()
+
+
+def test_an_ensemble_is_not_trained_by_name() -> None:
+    with pytest.raises(ValueError, match="dfkd ensemble"):
+        create_model("ensemble")
+    with pytest.raises(ValueError, match="dfkd ensemble"):
+        create_model("ensemble", pretrained="imagenet")

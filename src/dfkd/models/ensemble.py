@@ -33,10 +33,12 @@ class Ensemble(nn.Module):
 
 
 @register_model(ENSEMBLE_NAME, role="teacher", listed=False)
-def ensemble(*, members: list[dict[str, Any]], pretrained: str | None = None) -> Ensemble:
+def ensemble(*, members: list[dict[str, Any]] | None = None, pretrained: str | None = None) -> Ensemble:
     """An ensemble of untrained members, each ``{"name": registry name, "kwargs": {...}}`` as in a model card."""
-    if pretrained is not None:
-        raise ValueError("an ensemble is built from trained model files (dfkd ensemble), not from pretrained weights")
+    if members is None or pretrained is not None:
+        raise ValueError(
+            "an ensemble is not trained by name: train its members, then join their model files with `dfkd ensemble`"
+        )
     if not isinstance(members, list) or len(members) < 2:
         raise ValueError("an ensemble needs a list of at least two members")
     built = []
