@@ -80,3 +80,13 @@ def test_train_threshold_policy_is_validated_and_reaches_the_card(tmp_path, easy
     assert metrics["threshold"] == read_model_card(model).threshold
     with pytest.raises(ValueError, match="val split: the EER threshold needs both real and fake"):
         evaluate_model(model, reals_only, tmp_path / "eer", threshold="auto", num_workers=0)
+
+    # set_threshold stores the same point evaluate_model chooses, scoring the validation split only.
+    from dfkd.evaluate.evaluator import set_threshold
+
+    assert set_threshold(model, easy_manifest, "fpr=0.2", num_workers=0) == pytest.approx(
+        evaluate_model(model, easy_manifest, tmp_path / "again", threshold="fpr=0.2", num_workers=0)["threshold"]
+    )
+    assert read_model_card(model).threshold_source == "validation: ≤ 20 % of reals fake"
+    with pytest.raises(ValueError, match="reals_only.csv: val split: the EER threshold"):
+        set_threshold(model, reals_only, "eer", num_workers=0)

@@ -7,11 +7,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from dfkd.card import Preprocessing
+from dfkd.card import ModelCard, Preprocessing
 from dfkd.data.dataset import ManifestDataset, build_loader, scaled_decode_side
 from dfkd.data.manifest import Manifest, read_manifest
 from dfkd.data.transforms import build_eval_transform
@@ -82,6 +83,48 @@ def write_predictions(path: str | os.PathLike[str], predictions: Predictions) ->
             writer.writerow([path_, source, "fake" if label == 1 else "real", f"{prob:.6f}"])
 
 
+def _store_threshold(
+    model: torch.nn.Module,
+    card: ModelCard,
+    model_path: str | os.PathLike[str],
+    manifest: Manifest,
+    policy: str,
+    **predict_options: Any,
+) -> ModelCard:
+    """The card with the threshold ``policy`` picks on the manifest's validation split, also stored in the model file
+    (same weights: caches keyed on the weights digest stay valid)."""
+    from dfkd.models import save_model
+
+    parse_policy(policy)  # a bad policy fails before any prediction
+    val = predict_split(model, manifest, "val", card.preprocessing, **predict_options)
+    try:
+        value = choose_threshold(val.labels, val.fake_probs, policy)
+    except ValueError as error:
+        raise ValueError(f"{manifest.path}: val split: {error}") from None
+    card = card.model_copy(update={"threshold": value, "threshold_source": describe_policy(policy)})
+    save_model(model, model_path, card)
+    logger.info("threshold %.4f chosen on the validation split (%s), stored in %s", value, policy, model_path)
+    return card
+
+
+def set_threshold(
+    model_path: str | os.PathLike[str],
+    manifest_path: str | os.PathLike[str],
+    policy: str,
+    *,
+    batch_size: int = 64,
+    num_workers: int = 2,
+    device: str = "cpu",
+) -> float:
+    """Choose the threshold ``policy`` (``"eer"``, ``"fpr=0.05"``) picks on the manifest's validation split and store
+    it in the model file, predicting nothing else (``evaluate_model`` with a policy also scores a split)."""
+    from dfkd.models import load_model
+
+    model, card = load_model(model_path, device=device)
+    options = {"batch_size": batch_size, "num_workers": num_workers, "device": device}
+    return _store_threshold(model, card, model_path, read_manifest(manifest_path), policy, **options).threshold
+
+
 def evaluate_model(
     model_path: str | os.PathLike[str],
     manifest_path: str | os.PathLike[str],
@@ -99,7 +142,7 @@ def evaluate_model(
     split and ``"fpr=0.05"`` the point calling at most 5 % of its reals fake, and stores it in the model file (the test
     split never chooses anything); a number is used as given.
     """
-    from dfkd.models import load_model, save_model
+    from dfkd.models import load_model
 
     out = Path(out_dir)
     manifest = read_manifest(manifest_path)
@@ -108,16 +151,8 @@ def evaluate_model(
     common = {"batch_size": batch_size, "num_workers": num_workers, "device": device}
     threshold_source = "model file"
     if isinstance(threshold, str):
-        parse_policy(threshold)  # a bad policy fails before any prediction
-        val = predict_split(model, manifest, "val", preprocessing, **common)
-        try:
-            value = choose_threshold(val.labels, val.fake_probs, threshold)
-        except ValueError as error:
-            raise ValueError(f"{manifest_path}: val split: {error}") from None
-        threshold_source = describe_policy(threshold)
-        card = card.model_copy(update={"threshold": value, "threshold_source": threshold_source})
-        save_model(model, model_path, card)  # same weights: caches keyed on the weights digest stay valid
-        logger.info("threshold %.4f chosen on the validation split (%s), stored in %s", value, threshold, model_path)
+        card = _store_threshold(model, card, model_path, manifest, threshold, **common)
+        value, threshold_source = card.threshold, card.threshold_source or ""
     elif threshold is None:
         value = card.threshold
         threshold_source = card.threshold_source or "model file"
