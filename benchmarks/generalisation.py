@@ -18,8 +18,9 @@
    resnet8_fast is distilled from it online (``configs/general_student_sbi_fm.yaml``). Reported per test source: AUC,
    and for X the false-positive rate on its reals and the share of its fakes caught, at the card's threshold.
    ``--baseline``: the same teacher without self-blended fakes. ``--teacher-seeds S1 S2 …``: the teacher trained
-   once per seed and the runs joined by ``dfkd ensemble`` (the mean of their logits), which is scored and teaches
-   the student; this holds for every fold and the bundle.
+   once per seed and the runs joined by ``dfkd ensemble`` (the mean of their logits, its threshold set by the same
+   policy on the validation split, in reals-only folds too), which is scored and teaches the student; this holds for
+   every fold and the bundle.
 3. ``--reals-only``: per held-out source (or over all sources without --held-out), a teacher (and with --students a
    student) trained on the reals + self-blended fakes only (no labelled fake at all); the threshold the trainer chose
    on its validation split (self-blended fakes count) by the same policy.
@@ -88,21 +89,26 @@ def held_out_manifest(manifest: Path, held_out: str | None, out: Path, *, reals_
     return path
 
 
-def train_once(config: str, overrides: list[str], run: Path, manifest: Path, *, threshold: bool = True) -> Path:
-    """Train (unless finished) and set the threshold on the validation split by the recipe's policy; the model file."""
+def recipe(config: str, overrides: list[str], manifest: Path):
+    """A preset's settings for this fold's manifest with ``overrides``."""
     from dfkd.config import load_config
     from dfkd.configs import resolve_config
-    from dfkd.evaluate.evaluator import evaluate_model
+
+    return load_config(resolve_config(config), [f"data.manifest={manifest}", *overrides])
+
+
+def train_once(config: str, overrides: list[str], run: Path, manifest: Path, *, threshold: bool = True) -> Path:
+    """Train (unless finished) and set the threshold on the validation split by the recipe's policy; the model file."""
+    from dfkd.evaluate.evaluator import set_threshold
     from dfkd.train import train
 
     model = run / "model.safetensors"
     if not (run / "done").is_file():
         # an unfinished run (no "done" marker) is trained again from the start
-        settings = load_config(resolve_config(config), [f"data.manifest={manifest}", *overrides])
+        settings = recipe(config, overrides, manifest)
         train(settings, run, overwrite=True)
         if threshold:  # on the whole validation split of the kept weights, by the recipe's policy
-            policy = settings.train.threshold
-            evaluate_model(model, manifest, run / "eval", split="test", threshold=policy, num_workers=2)
+            set_threshold(model, manifest, settings.train.threshold)
         (run / "done").write_text("ok")
     return model
 
@@ -111,33 +117,29 @@ def train_teacher(
     fold: Path, manifest: Path, overrides: list[str], seeds: list[int], *, threshold: bool = True
 ) -> Path:
     """The recipe's teacher for this fold: one run, or with several ``seeds`` one run per seed joined by
-    ``dfkd ensemble`` (the mean of their logits), its threshold set like a single teacher's."""
+    ``dfkd ensemble`` (the mean of their logits).
+
+    A single teacher of a reals-only fold (``threshold=False``) keeps the threshold its trainer chose on validation
+    reals and self-blended fakes; an ensemble has no trainer, so its threshold is always set by the recipe's policy
+    on the validation split (a cap on false positives needs its reals only)."""
     if len(seeds) <= 1:
         extra = [f"train.seed={seeds[0]}"] if seeds else []
         return train_once("general_teacher_sbi", [*overrides, *extra], fold / "teacher", manifest, threshold=threshold)
-    from dfkd.config import load_config
-    from dfkd.configs import resolve_config
-    from dfkd.evaluate.evaluator import evaluate_model
+    from dfkd.evaluate.evaluator import set_threshold
     from dfkd.models import save_model
     from dfkd.models.ensemble import build_ensemble
 
+    runs = [(f"train.seed={seed}", fold / f"teacher_seed{seed}") for seed in seeds]
     members = [
-        train_once(
-            "general_teacher_sbi",
-            [*overrides, f"train.seed={seed}"],
-            fold / f"teacher_seed{seed}",
-            manifest,
-            threshold=threshold,
-        )
-        for seed in seeds
+        train_once("general_teacher_sbi", [*overrides, seed], run, manifest, threshold=False) for seed, run in runs
     ]
     path = fold / f"teacher_ensemble_{'_'.join(map(str, seeds))}.safetensors"
-    if not path.is_file():
+    if not path.is_file():  # written under its name only once thresholded: a reused file always has its threshold
+        partial = path.with_name(f".{path.name}.partial")
         model, card = build_ensemble(members)
-        save_model(model, path, card)
-        if threshold:
-            policy = load_config(resolve_config("general_teacher_sbi"), [f"data.manifest={manifest}"]).train.threshold
-            evaluate_model(path, manifest, fold / "teacher_ensemble_eval", split="test", threshold=policy)
+        save_model(model, partial, card)
+        set_threshold(partial, manifest, recipe("general_teacher_sbi", overrides, manifest).train.threshold)
+        partial.replace(path)
     return path
 
 
