@@ -27,6 +27,10 @@ Every measurement runs in its own Python process (peak RSS is that process's ``r
 - service: a real ``dfkd serve`` on 127.0.0.1 answering one 12-MP upload (median of 7), against the pipeline's
   one-photo latency.
 
+Idle model threads: on 300 of the photos, the pipeline with the model's idle threads spinning (onnxruntime's default,
+``OMP_WAIT_POLICY=ACTIVE`` for the PyTorch file) against sleeping (what detect and serve do), and the prepare stage
+alone on the workers' threads (no model), the ceiling of the whole.
+
 Stages: on one thread, the median milliseconds per photo of a full decode, of the scaled decode the pipeline makes,
 and of face detection on its view (onnxruntime, and OpenCV's FaceDetectorYN for comparison): where the CPU goes.
 
@@ -230,6 +234,11 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         return stages(spec)
     if spec.get("opencv_yunet"):
         use_opencv_yunet()
+    if spec.get("spinning_onnx"):  # onnxruntime's default, which detection sessions turn off
+        from dfkd.inference import backends
+
+        opened = backends.open_onnx_session
+        backends.open_onnx_session = lambda path, threads=None, spin=True: opened(path, threads, spin=True)
     from dfkd.inference.detector import Detector
 
     detector = Detector.load(
@@ -240,8 +249,23 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         batch_size=spec["batch_size"],
     )
     report: dict[str, Any] = {}
-    if spec["kind"] == "folder":
-        paths = sorted(str(path) for path in Path(spec["folder"]).glob("*.jpg"))
+    if spec["kind"] == "prepare":  # decode, faces, crops on the workers' threads, no model: the pipeline's ceiling
+        from concurrent.futures import ThreadPoolExecutor
+
+        from dfkd.inference.pipeline import prepare_input
+
+        paths = sorted(str(path) for path in Path(spec["folder"]).glob("*.jpg"))[: spec.get("limit")]
+        with ThreadPoolExecutor(detector.workers) as pool:
+            list(pool.map(lambda item: prepare_input(detector, item, faces=None), enumerate(paths[:4])))  # warm-up
+            started = time.perf_counter()
+            list(pool.map(lambda item: prepare_input(detector, item, faces=None), enumerate(paths)))
+        report = {
+            "n": len(paths),
+            "workers": detector.workers,
+            "img_per_s": len(paths) / (time.perf_counter() - started),
+        }
+    elif spec["kind"] == "folder":
+        paths = sorted(str(path) for path in Path(spec["folder"]).glob("*.jpg"))[: spec.get("limit")]
         started, cpu_started = time.perf_counter(), cpu_seconds()
         first = None
         probs = []
@@ -292,13 +316,31 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    """``child(spec)`` in a fresh Python process."""
+def run_child(spec: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``child(spec)`` in a fresh Python process (``env``: variables added to its environment)."""
     command = [sys.executable, __file__, "--child", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise RuntimeError(f"measurement {spec['kind']} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def idle_threads(pipeline: dict[str, Any], folder: Path, model: Path, torch_model: Path, n: int = 300) -> dict:
+    """img/s of the pipeline on ``n`` photos with the model's idle threads spinning (onnxruntime's default;
+    ``OMP_WAIT_POLICY=ACTIVE`` for PyTorch) and sleeping (what detect and serve now do), and of its prepare stage
+    alone (no model): what the model's threads take from the decoding workers."""
+    spec = {**pipeline, "kind": "folder", "folder": str(folder), "limit": n}
+    report = {
+        "photos": n,
+        "prepare_only_img_per_s": run_child({**spec, "kind": "prepare"})["img_per_s"],
+        "onnx_spinning_img_per_s": run_child({**spec, "spinning_onnx": True})["img_per_s"],
+        "onnx_sleeping_img_per_s": run_child(spec)["img_per_s"],
+    }
+    if torch_model.is_file():
+        for policy in ("ACTIVE", "PASSIVE"):
+            row = run_child({**spec, "model": str(torch_model)}, env={"OMP_WAIT_POLICY": policy})
+            report[f"torch_omp_{policy.lower()}_img_per_s"] = row["img_per_s"]
+    return report
 
 
 def first_result_s(
@@ -490,6 +532,8 @@ def main() -> None:
     for name, spec in (("today", today), ("pipeline", pipeline)):
         figures[f"video_{name}"] = run_child({**spec, "kind": "video", "video": str(inputs["video"])})
         print(f"video {name}", figures[f"video_{name}"], flush=True)
+    figures["idle_model_threads"] = idle_threads(pipeline, inputs["many"], model, torch_model)
+    print("idle model threads", figures["idle_model_threads"], flush=True)
     figures["loader_epoch"] = loader_epoch_s(args.work)
     print("loader", figures["loader_epoch"], flush=True)
     figures["train_epoch"] = train_epoch_s(args.work)

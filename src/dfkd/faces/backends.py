@@ -210,9 +210,9 @@ class YuNetDetector:
 
     The network's outputs are decoded as ``cv2.FaceDetectorYN`` decodes them (BGR input padded to multiples of 32;
     score = √(cls·obj); centre, size and five points per grid cell of strides 8/16/32; OpenCV's NMS on integer boxes),
-    so boxes and points match it. onnxruntime because it runs the network 2-2.5x faster than OpenCV 5's DNN on one
-    thread (10 against 25 ms on a 640-px view, benchmarks/detect_speed.py), and one session serves every thread at
-    once (OpenCV's detector holds its input size, so it needed one instance per thread).
+    so boxes and points match it. onnxruntime because it runs the network faster than OpenCV 5's DNN on one thread
+    (18 against 33 ms on a 640-px view: the stages of benchmarks/detect_speed.py), and one session serves every
+    thread at once (OpenCV's detector holds its input size, so it needed one instance per thread).
     """
 
     name = "yunet"

@@ -22,7 +22,7 @@ def let_idle_threads_sleep() -> None:
     (``OMP_WAIT_POLICY``).
 
     For processes where threads decode photos and find faces while the model scores: spinning model threads took
-    their cores (12-MP photos, a PyTorch resnet8_fast: 23 → 31 img/s on 2 cores). Takes effect only before torch
+    their cores (``idle_model_threads`` in benchmarks/detect_speed.py). Takes effect only before torch
     loads its OpenMP runtime, so the detect and serve commands call it first; it is theirs to set, as it is
     process-wide (a Python program using :class:`~dfkd.inference.detector.Detector` may set the variable itself).
     """
@@ -68,7 +68,7 @@ class OnnxBackend:
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         # Not spinning between batches: spinning threads took the cores the pipeline's decode and face-detection
-        # workers need (12-MP photos: 30 → 36 img/s on 2 cores, benchmarks/detect_speed.py).
+        # workers need (``idle_model_threads`` in benchmarks/detect_speed.py).
         self.session = open_onnx_session(path, threads, spin=False)
         self.card = session_card(self.session, str(path))
         self.input_name = self.session.get_inputs()[0].name
