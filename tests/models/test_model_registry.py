@@ -7,7 +7,16 @@ import torch
 
 from dfkd.models import create_model, default_preprocessing, list_models, register_model, registry
 
-STUDENTS = ["resnet8", "resnet8_fast", "resnet8_fast_w2", "resnet8_fast_w4", "resnet8_w2", "resnet8_w4"]
+STUDENTS = [
+    "resnet8",
+    "resnet8_fast",
+    "resnet8_fast_hp",
+    "resnet8_fast_w2",
+    "resnet8_fast_w4",
+    "resnet8_s2d",
+    "resnet8_w2",
+    "resnet8_w4",
+]
 TEACHERS = ["efficientnet_b0", "efficientnet_b7", "efficientnet_lite0", "mobilenet_v2", "resnet18"]
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from dfkd.models import count_flops, count_params, create_model
+from dfkd.deploy.onnx import export_onnx
+from dfkd.models import count_flops, count_params, create_model, save_model
+from dfkd.models.resnet_small import HighPassResidual, SmallResNet, SpaceToDepth
 
 RESNET8_PARAMS = 174_673
 
@@ -77,3 +81,47 @@ def test_students_train_with_gradients() -> None:
 def test_students_reject_imagenet_weights() -> None:
     with pytest.raises(ValueError, match="no ImageNet weights"):
         create_model("resnet8", pretrained="imagenet")
+
+
+def test_space_to_depth_keeps_every_pixel_and_pads_odd_sides() -> None:
+    images = torch.randn(2, 3, 10, 9)
+    folded = SpaceToDepth(4)(images)
+    assert folded.shape == (2, 48, 3, 3)
+    unfolded = torch.nn.functional.pixel_shuffle(folded, 4)
+    assert torch.equal(unfolded[..., :10, :9], images)  # nothing dropped or moved
+    assert not unfolded[..., 10:, :].any() and not unfolded[..., 9:].any()  # the padding is zeros
+
+
+def test_high_pass_residual_is_zero_on_flat_blocks_and_keeps_the_image() -> None:
+    flat = torch.full((1, 3, 8, 8), 0.7)
+    out = HighPassResidual()(flat)
+    assert out.shape == (1, 6, 8, 8)
+    assert torch.equal(out[:, :3], flat)
+    assert out[:, 3:].abs().max() < 1e-6
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2  # the finest detail there is
+    detail = HighPassResidual()(checker.float().expand(1, 3, 8, 8))[:, 3:]
+    assert torch.allclose(detail.abs(), torch.full_like(detail, 0.5))
+
+
+@pytest.mark.parametrize("name", ["resnet8_s2d", "resnet8_fast_hp"])
+def test_resolution_keeping_variants_are_same_size_and_fast(name: str) -> None:
+    variant, fast, reference = create_model(name).eval(), create_model("resnet8_fast"), create_model("resnet8")
+    assert abs(count_params(variant) - RESNET8_PARAMS) <= 0.05 * RESNET8_PARAMS
+    assert count_flops(variant, 224) <= 2 * count_flops(fast, 224)
+    assert count_flops(variant, 224) * 5 <= count_flops(reference, 224)
+    with torch.no_grad():
+        assert [tuple(f.shape[-2:]) for f in variant.features(torch.randn(1, 3, 64, 64))] == [(16, 16), (8, 8), (4, 4)]
+        assert variant(torch.randn(2, 3, 57, 61)).shape == (2,)
+
+
+def test_space_to_depth_refuses_a_second_downsampling() -> None:
+    with pytest.raises(ValueError, match="space_to_depth"):
+        SmallResNet(stem_stride=2, space_to_depth=True)
+
+
+@pytest.mark.parametrize("name", ["resnet8_s2d", "resnet8_fast_hp"])
+def test_resolution_keeping_variants_export_to_onnx(name: str, tmp_path: Path) -> None:
+    model = create_model(name).eval()
+    save_model(model, tmp_path / "student.safetensors")
+    report = export_onnx(tmp_path / "student.safetensors", tmp_path / "student.onnx")
+    assert report["parity"]["passed"] and report["parity"]["max_abs_logit_diff"] <= 1e-4

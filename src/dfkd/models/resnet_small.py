@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dfkd.models.registry import register_model
@@ -40,6 +41,41 @@ class BasicBlock(nn.Module):
         return self.relu(residual + self.shortcut(x))
 
 
+class HighPassResidual(nn.Module):
+    """Appends each image's high-frequency residual to its channels: [B, 3, H, W] → [B, 6, H, W].
+
+    The residual is the image minus its 2×2-block mean (NPR-style): zero where the image is locally flat, large at
+    fine detail. A strided stem and a max-pool keep one pixel in 16; the residual lets them keep *how much* fine
+    detail there was instead, which is what tells a pasted face generated at lower resolution from its sharper
+    surroundings. No parameters.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The image and its residual, concatenated along channels."""
+        block_mean = F.avg_pool2d(x, kernel_size=2, ceil_mode=True)
+        return torch.cat([x, x - F.interpolate(block_mean, size=x.shape[-2:], mode="nearest")], dim=1)
+
+
+class SpaceToDepth(nn.Module):
+    """Folds each ``factor``×``factor`` block of pixels into channels: [B, C, H, W] → [B, C·f², ⌈H/f⌉, ⌈W/f⌉].
+
+    Downsamples as much as a stride-2 stem and a max-pool (f = 4) while losing no pixel: the convolution after it
+    sees every pixel of its block. Sides that ``factor`` does not divide are zero-padded on the bottom and right.
+    """
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+        self.unshuffle = nn.PixelUnshuffle(factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad to a multiple of ``factor`` and fold the blocks into channels."""
+        pad_h, pad_w = -x.shape[-2] % self.factor, -x.shape[-1] % self.factor
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return self.unshuffle(x)
+
+
 class SmallResNet(nn.Module):
     """A small CIFAR-style ResNet of BasicBlocks with a single fake logit.
 
@@ -48,6 +84,10 @@ class SmallResNet(nn.Module):
         blocks_per_stage: BasicBlocks in each stage (2 for ResNet8).
         stem_stride: stride of the 3x3 stem convolution (1 in the reference).
         stem_pool: add a 3x3 stride-2 max-pool after the stem (False in the reference).
+        space_to_depth: fold 4×4 pixel blocks into channels before the stem convolution (stride 1, no pool): the
+            first block sees a quarter of the input side, as with ``stem_stride=2, stem_pool=True``, with every
+            pixel kept.
+        high_pass: give the stem the image's high-frequency residual as three more channels (`HighPassResidual`).
     """
 
     def __init__(
@@ -56,10 +96,22 @@ class SmallResNet(nn.Module):
         blocks_per_stage: int = 2,
         stem_stride: int = 1,
         stem_pool: bool = False,
+        space_to_depth: bool = False,
+        high_pass: bool = False,
     ) -> None:
         super().__init__()
-        stem: list[nn.Module] = [
-            nn.Conv2d(3, widths[0], 3, stride=stem_stride, padding=1, bias=False),
+        if space_to_depth and (stem_stride != 1 or stem_pool):
+            raise ValueError("space_to_depth already downsamples by 4: use it with stem_stride=1 and no stem_pool")
+        stem: list[nn.Module] = []
+        in_channels = 3
+        if high_pass:
+            stem.append(HighPassResidual())
+            in_channels *= 2
+        if space_to_depth:
+            stem.append(SpaceToDepth(4))
+            in_channels *= 16
+        stem += [
+            nn.Conv2d(in_channels, widths[0], 3, stride=stem_stride, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         ]
@@ -103,11 +155,15 @@ class SmallResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(last_stage), 1)).squeeze(1)
 
 
-def _build(pretrained: str | Path | None, width: int, fast: bool) -> SmallResNet:
+def _build(
+    pretrained: str | Path | None, width: int, fast: bool, space_to_depth: bool = False, high_pass: bool = False
+) -> SmallResNet:
     model = SmallResNet(
         widths=tuple(width * channels for channels in REFERENCE_WIDTHS),
         stem_stride=2 if fast else 1,
         stem_pool=fast,
+        space_to_depth=space_to_depth,
+        high_pass=high_pass,
     )
     if pretrained is not None:
         if str(pretrained) == "imagenet":
@@ -139,6 +195,18 @@ def resnet8_w4(*, pretrained: str | Path | None = None) -> SmallResNet:
 def resnet8_fast(*, pretrained: str | Path | None = None) -> SmallResNet:
     """ResNet8 with a stride-2 stem and a max-pool: the same parameters, about 16x fewer FLOPs."""
     return _build(pretrained, width=1, fast=True)
+
+
+@register_model("resnet8_s2d", role="student")
+def resnet8_s2d(*, pretrained: str | Path | None = None) -> SmallResNet:
+    """ResNet8 whose stem folds 4×4 pixel blocks into channels: the fast variant's FLOPs order, no pixel dropped."""
+    return _build(pretrained, width=1, fast=False, space_to_depth=True)
+
+
+@register_model("resnet8_fast_hp", role="student")
+def resnet8_fast_hp(*, pretrained: str | Path | None = None) -> SmallResNet:
+    """The fast ResNet8 with the image's high-frequency residual as three more input channels."""
+    return _build(pretrained, width=1, fast=True, high_pass=True)
 
 
 @register_model("resnet8_fast_w2", role="student")
