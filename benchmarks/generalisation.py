@@ -29,7 +29,9 @@
    this command.
 5. ``--sbi-cost``: the time self-blending adds to making a training batch, as a share of a student step.
 
-Writes ``OUT/generalisation.json`` and ``OUT/generalisation.md``; finished runs are reused.
+Writes ``OUT/generalisation.json`` and ``OUT/generalisation.md``. Finished runs are reused when asked for with the
+same settings (and refused, naming what differs, when not); a ``--student-set`` student gets its own folder and
+results row, so several students of one teacher can be run in one ``OUT``.
 """
 
 from __future__ import annotations
@@ -97,20 +99,51 @@ def recipe(config: str, overrides: list[str], manifest: Path):
     return load_config(resolve_config(config), [f"data.manifest={manifest}", *overrides])
 
 
+def _differing_keys(done: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested settings dicts."""
+    keys = []
+    for key in sorted(set(done) | set(wanted)):
+        a, b = done.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _differing_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def train_once(config: str, overrides: list[str], run: Path, manifest: Path, *, threshold: bool = True) -> Path:
-    """Train (unless finished) and set the threshold on the validation split by the recipe's policy; the model file."""
+    """Train (unless finished with the same settings) and set the threshold on the validation split by the recipe's
+    policy; the model file.
+
+    The "done" marker holds the settings the run was trained with; a finished run asked for with other settings is
+    refused (naming them) instead of being reported as theirs. Markers written before it held them ("ok") are trusted.
+    """
     from dfkd.evaluate.evaluator import set_threshold
     from dfkd.train import train
 
-    model = run / "model.safetensors"
-    if not (run / "done").is_file():
-        # an unfinished run (no "done" marker) is trained again from the start
-        settings = recipe(config, overrides, manifest)
-        train(settings, run, overwrite=True)
-        if threshold:  # on the whole validation split of the kept weights, by the recipe's policy
-            set_threshold(model, manifest, settings.train.threshold)
-        (run / "done").write_text("ok")
+    model, marker = run / "model.safetensors", run / "done"
+    settings = recipe(config, overrides, manifest)
+    wanted = settings.model_dump(mode="json")
+    if marker.is_file():
+        done = marker.read_text()
+        changed = [] if done == "ok" else _differing_keys(json.loads(done), wanted)
+        if changed:
+            raise SystemExit(f"{run} was trained with other {', '.join(changed)}: give another --out or --student-set")
+        return model
+    # an unfinished run (no "done" marker) is trained again from the start
+    train(settings, run, overwrite=True)
+    if threshold:  # on the whole validation split of the kept weights, by the recipe's policy
+        set_threshold(model, manifest, settings.train.threshold)
+    marker.write_text(json.dumps(wanted, sort_keys=True))
     return model
+
+
+def student_run_name(student_overrides: list[str]) -> str:
+    """The student's run folder in a fold: ``student``, or for ``--student-set`` settings a name that spells them, so
+    students of one teacher with different settings sit side by side instead of one being reused for another."""
+    if not student_overrides:
+        return "student"
+    return "student_" + re.sub(r"[^A-Za-z0-9.=_-]+", "-", "_".join(student_overrides))
 
 
 def train_teacher(
@@ -247,6 +280,8 @@ def bundle(
     command: str,
     face_model: str | None,
     teacher_seeds: list[int],
+    student_run: str,
+    row_labels: dict[str, str],
 ) -> None:
     """Train the general detector on every source (reals, labelled fakes, self-blended fakes), distil the student,
     and write it to ``target`` with a card that states what the leave-one-source-out runs measured."""
@@ -258,7 +293,7 @@ def bundle(
     fold_manifest = held_out_manifest(manifest, None, fold)
     teacher = train_teacher(fold, fold_manifest, teacher_epochs, teacher_seeds)
     student = train_once(
-        "general_student_sbi_fm", [*student_epochs, f"teacher.model={teacher}"], fold / "student", fold_manifest
+        "general_student_sbi_fm", [*student_epochs, f"teacher.model={teacher}"], fold / student_run, fold_manifest
     )
     results["runs"]["bundled student, all sources"] = {
         "held_out": None,
@@ -268,7 +303,8 @@ def bundle(
     unseen: dict = {}
     for kind in ("teacher", "student"):  # the student's figure wins where both were measured
         for name, row in results["runs"].items():
-            if re.match(rf"{kind}( \(ensemble of seeds [^)]*\))?, no ", name) and row["held_out"]:
+            # this recipe's held-out rows only (its seeds and student settings), not other runs recorded in OUT
+            if row["held_out"] and name == f"{row_labels[kind]}, no {row['held_out']}":
                 cell = row["sources"][row["held_out"]]
                 unseen[row["held_out"]] = {
                     "auc": cell["auc"],
@@ -419,6 +455,9 @@ def main() -> None:
     ensemble_label = (
         f" (ensemble of seeds {', '.join(map(str, args.teacher_seeds))})" if len(args.teacher_seeds) > 1 else ""
     )
+    student_run = student_run_name(args.student_overrides)
+    # the student's settings in its row's name, so that rows of one teacher's students do not overwrite each other
+    student_label = ensemble_label + (f" [{' '.join(args.student_overrides)}]" if args.student_overrides else "")
 
     def record(name: str, model: Path, fold_manifest: Path, held_out: str | None) -> None:
         results["runs"][name] = {"held_out": held_out, "model": str(model), **score(model, fold_manifest, held_out)}
@@ -437,9 +476,12 @@ def main() -> None:
             record(f"teacher without SBI, no {held_out}", plain, fold_manifest, held_out)
         if args.students:
             student = train_once(
-                "general_student_sbi_fm", [*student_epochs, f"teacher.model={teacher}"], fold / "student", fold_manifest
+                "general_student_sbi_fm",
+                [*student_epochs, f"teacher.model={teacher}"],
+                fold / student_run,
+                fold_manifest,
             )
-            record(f"student{ensemble_label}, no {held_out}", student, fold_manifest, held_out)
+            record(f"student{student_label}, no {held_out}", student, fold_manifest, held_out)
     for held_out in (args.held_out or [None]) if args.reals_only else []:
         fold = args.out / ("reals_only" if held_out is None else f"reals_only_without_{held_out}")
         fold_manifest = held_out_manifest(manifest, held_out, fold, reals_only=True)
@@ -449,11 +491,11 @@ def main() -> None:
             student = train_once(
                 "general_student_sbi_fm",
                 [*student_epochs, f"teacher.model={teacher}"],
-                fold / "student",
+                fold / student_run,
                 fold_manifest,
                 threshold=False,
             )
-            record(f"student{ensemble_label}, reals + SBI only, no {held_out}", student, fold_manifest, held_out)
+            record(f"student{student_label}, reals + SBI only, no {held_out}", student, fold_manifest, held_out)
     if args.bundle is not None:
         # The card's retrain command: this run's options, with the local paths of the data and YuNet named generically.
         command = ["python benchmarks/generalisation.py --data realfaces-dev --out runs/generalisation"]
@@ -476,6 +518,8 @@ def main() -> None:
             " ".join(command),
             args.face_model,
             args.teacher_seeds,
+            student_run,
+            {"teacher": f"teacher{ensemble_label}", "student": f"student{student_label}"},
         )
         results_path.write_text(json.dumps(results, indent=2))
     if args.sbi_cost:
