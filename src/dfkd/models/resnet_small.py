@@ -46,8 +46,9 @@ class HighPassResidual(nn.Module):
 
     The residual is the image minus its 2×2-block mean (NPR-style): zero where the image is locally flat, large at
     fine detail. A strided stem and a max-pool keep one pixel in 16; the residual lets them keep *how much* fine
-    detail there was instead, which is what tells a pasted face generated at lower resolution from its sharper
-    surroundings. No parameters.
+    detail there was, the hoped-for tell of a face generated at lower resolution than its surroundings. Measured, it
+    did not help: the student fed it scored lower on unseen face swaps and no better on unseen StyleGAN2 faces
+    (docs/results/generalisation.md, fourth round). No parameters.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,7 +200,8 @@ def resnet8_fast(*, pretrained: str | Path | None = None) -> SmallResNet:
 
 @register_model("resnet8_s2d", role="student")
 def resnet8_s2d(*, pretrained: str | Path | None = None) -> SmallResNet:
-    """ResNet8 whose stem folds 4×4 pixel blocks into channels: the fast variant's FLOPs order, no pixel dropped."""
+    """ResNet8 whose stem folds 4×4 pixel blocks into channels: the fast variant's FLOPs order, no pixel dropped
+    (measured worse than ``resnet8_fast`` on unseen face swaps: docs/results/generalisation.md)."""
     return _build(pretrained, width=1, fast=False, space_to_depth=True)
 
 
