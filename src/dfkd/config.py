@@ -42,6 +42,9 @@ class DataConfig(_Section):
     # Share of those blends confined to one to three facial parts (eyes, nose, mouth) instead of the whole face: the
     # boundaries of hand-made composites, which whole-face blends do not teach.
     synthetic_parts: float = Field(0.0, ge=0.0, le=1.0)
+    # Share of those blends pasted from another real face of the same split (aligned on the five points) instead of
+    # the face itself: another identity's face or parts, as face swaps and hand-made composites have (Face X-ray).
+    synthetic_donor: float = Field(0.0, ge=0.0, le=1.0)
 
     @field_validator("mean", "std")
     @classmethod

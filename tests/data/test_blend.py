@@ -205,3 +205,113 @@ def test_parts_share_zero_keeps_the_whole_face_blends_of_a_seed(pixels: np.ndarr
     plain = self_blend(pixels, ASTRONAUT_LANDMARKS, np.random.default_rng(3))
     zero = self_blend(pixels, ASTRONAUT_LANDMARKS, np.random.default_rng(3), parts_share=0.0)
     assert np.array_equal(plain[0], zero[0])
+
+
+def test_a_donor_is_aligned_onto_the_faces_five_points(pixels: np.ndarray) -> None:
+    from dfkd.data.blend import align_donor
+
+    # The donor: the astronaut shrunk to half size and moved; aligning it must bring its face back onto hers.
+    matrix = np.array([[0.5, 0.0, 40.0], [0.0, 0.5, 90.0]])
+    donor = cv2.warpAffine(pixels, matrix, (300, 300))
+    donor_points = ASTRONAUT_LANDMARKS * 0.5 + np.array([40.0, 90.0])
+    aligned = align_donor(donor, donor_points, ASTRONAUT_LANDMARKS, pixels.shape[:2])
+    assert aligned.shape == pixels.shape
+    x0, y0, x1, y1 = ASTRONAUT_BOX
+    face, back = aligned[y0:y1, x0:x1].astype(int), pixels[y0:y1, x0:x1].astype(int)
+    assert np.abs(face - back).mean() < 12  # the same face, blurred by the round trip through half size
+
+
+def _stripes(colour: tuple[int, int, int], size: int = 96) -> np.ndarray:
+    image = np.zeros((size, size, 3), dtype=np.uint8)
+    image[:] = colour
+    image[::4] = 128  # some structure, so the alterations have something to act on
+    return image
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_donor_blend_pastes_the_other_face_and_only_inside_the_mask(seed: int) -> None:
+    points = landmarks_in_box(10, 10, 86, 86)
+    red, blue = _stripes((220, 30, 30)), _stripes((30, 30, 220))
+    blended, mask = self_blend(red, points, np.random.default_rng(seed), donor=(blue, points))
+    changed = (blended != red).any(axis=2)
+    assert changed.any() and not changed[mask == 0].any()
+    strong = mask > 0.9 * mask.max()
+    # Where the blend is strongest the pixels lean blue: they came from the donor, not from the face itself.
+    assert (blended[strong][:, 2].astype(int) - blended[strong][:, 0].astype(int)).mean() > 0
+
+
+def test_donor_blends_in_a_dataset_come_from_another_real_and_are_fixed_for_a_seed(tmp_path: Path) -> None:
+    from dfkd.config import ConfigError, load_config
+    from dfkd.data import build_manifest, read_manifest
+    from dfkd.data.blend import SelfBlendedDataset
+    from dfkd.data.dataset import ManifestDataset
+    from dfkd.train.data import build_datasets
+    from dfkd.train.setup import student_view
+    from tests.conftest import TINY
+
+    folder = tmp_path / "data" / "val" / "real"
+    folder.mkdir(parents=True)
+    Image.fromarray(_stripes((220, 30, 30), 64)).save(folder / "red.png")
+    Image.fromarray(_stripes((30, 30, 220), 64)).save(folder / "blue.png")
+    (tmp_path / "data" / "train" / "real").mkdir(parents=True)
+    Image.fromarray(_stripes((30, 220, 30), 64)).save(tmp_path / "data" / "train" / "real" / "green.png")
+    build_manifest([tmp_path / "data"], tmp_path / "m.csv")
+    base = ManifestDataset(read_manifest(tmp_path / "m.csv"), "val")
+    made = [
+        SelfBlendedDataset(base, LandmarkTable({}), share=1.0, blend_size=64, fixed_seed=5, jpeg_p=0.0, donor_share=1.0)
+        for _ in range(2)
+    ]
+    for index in range(len(base)):
+        image, label, _ = made[0][index]
+        assert label == 1 and np.array_equal(np.asarray(image), np.asarray(made[1][index][0]))
+        pixels = np.asarray(image).astype(int)
+        own = np.asarray(Image.open(base.samples[index].path).convert("RGB")).astype(int)
+        centre = (pixels - own)[24:40, 24:40].mean(axis=(0, 1))
+        # The red face took blue from its only fellow real of the split, and the blue face red: never green, which
+        # is in another split.
+        red_face = own[1, 1, 0] > own[1, 1, 2]
+        assert (centre[2] > 0 and centre[0] < 0) if red_face else (centre[0] > 0 and centre[2] < 0)
+        assert abs(centre[1]) < max(abs(centre[0]), abs(centre[2]))
+    with pytest.raises(ValueError, match="another face"):
+        SelfBlendedDataset(base, LandmarkTable({}), share=1.0, blend_size=64, donor_share=2.0)
+    # The setting reaches both splits' datasets, and is validated.
+    settings = [*TINY, f"data.manifest={tmp_path / 'm.csv'}", "data.synthetic_fakes=sbi"]
+    config = load_config(None, [*settings, "data.synthetic_donor=0.4"])
+    data = build_datasets(config, read_manifest(tmp_path / "m.csv"), student_view(config))
+    assert data.train_set.donor_share == 0.4 and data.val_set.donor_share == 0.4
+    with pytest.raises(ConfigError, match="synthetic_donor"):
+        load_config(None, [*settings, "data.synthetic_donor=1.5"])
+
+
+def test_donor_share_zero_keeps_the_self_blends_of_a_seed(tmp_path: Path) -> None:
+    from dfkd.data import build_manifest, read_manifest
+    from dfkd.data.blend import SelfBlendedDataset
+    from dfkd.data.dataset import ManifestDataset
+
+    _real_faces(tmp_path / "data", 6)
+    build_manifest([tmp_path / "data"], tmp_path / "m.csv")
+    base = ManifestDataset(read_manifest(tmp_path / "m.csv"), "val")
+    plain = SelfBlendedDataset(base, LandmarkTable({}), share=1.0, blend_size=64, fixed_seed=2, jpeg_p=0.0)
+    zero = SelfBlendedDataset(
+        base, LandmarkTable({}), share=1.0, blend_size=64, fixed_seed=2, jpeg_p=0.0, donor_share=0
+    )
+    for index in range(len(base)):
+        assert np.array_equal(np.asarray(plain[index][0]), np.asarray(zero[index][0]))
+
+
+def test_blend_preview_shows_donor_blends_when_asked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dfkd.cli import app
+
+    folder = tmp_path / "data" / "real"
+    folder.mkdir(parents=True)
+    Image.fromarray(_stripes((220, 30, 30), 48)).save(folder / "a_red.png")
+    Image.fromarray(_stripes((30, 30, 220), 48)).save(folder / "b_blue.png")
+    result = CliRunner().invoke(
+        app, ["blend-preview", str(tmp_path / "data"), "--out", str(tmp_path / "g.png"), "--size", "48", "--donor", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    grid = np.asarray(Image.open(tmp_path / "g.png")).astype(int)
+    blue_row_fake = grid[48:96, 96:144][16:32, 16:32].mean(axis=(0, 1))
+    assert blue_row_fake[0] > 60  # the blue face's fake took the red face above it

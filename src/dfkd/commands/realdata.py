@@ -96,6 +96,10 @@ def blend_preview(
     parts: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of blends confined to facial parts (data.synthetic_parts).")
     ] = 0.0,
+    donor: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of blends pasted from another face (data.synthetic_donor)."),
+    ] = 0.0,
 ) -> None:
     """Show what self-blended training teaches: rows of real face | blending mask | self-blended fake."""
     import random
@@ -119,7 +123,7 @@ def blend_preview(
         if not paths:
             raise ValueError(f"{data}: no real images found")
         chosen = sorted(random.Random(seed).sample(paths, min(count, len(paths))))
-        grid, unreadable = preview_grid(chosen, landmarks, size=size, seed=seed, parts_share=parts)
+        grid, unreadable = preview_grid(chosen, landmarks, size=size, seed=seed, parts_share=parts, donor_share=donor)
         with atomic_write(out, "wb") as handle:
             grid.save(handle, format="PNG")
     for path in unreadable:

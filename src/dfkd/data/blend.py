@@ -10,6 +10,11 @@ The face region comes from five landmarks (eyes, nose tip, mouth corners) found 
 and stored in its ``faces.csv``: a mean-face outline (jaw and brows, as the convex hull of the 68-point layout) is
 mapped onto them by a similarity transform. When ``dfkd face-outlines`` has added a measured face outline (the hull
 of MediaPipe's face mesh) after the five points, that outline is the face region instead.
+
+A share of the blends may take their pasted region from another real face instead (``donor_share``): the donor is
+aligned onto the face's five points by a similarity transform and then altered like a self-blend's source. That is
+Face X-ray's blended image (Li et al., CVPR 2020): another person's face or facial parts pasted into a photo, as in
+face swaps and hand-made composites, where a self-blend changes no identity and no facial geometry.
 """
 
 from __future__ import annotations
@@ -181,18 +186,34 @@ def _shift_and_scale(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return cv2.warpAffine(pixels, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
 
 
+def align_donor(
+    donor: np.ndarray, donor_landmarks: np.ndarray, landmarks: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
+    """``donor`` (uint8 [h, w, 3]) warped so that its five points fall on ``landmarks``: an [H, W, 3] image of
+    ``shape`` whose face lies where the target's does (edges reflected)."""
+    matrix = similarity_transform(np.asarray(donor_landmarks)[:5], np.asarray(landmarks)[:5])
+    return cv2.warpAffine(donor, matrix, (shape[1], shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
 def self_blend(
-    pixels: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, *, parts_share: float = 0.0
+    pixels: np.ndarray,
+    landmarks: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    parts_share: float = 0.0,
+    donor: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A self-blended fake of one real face: (blended uint8 [H, W, 3], mask float32 [H, W]).
 
     The source copy is altered (colour, then frequency), shifted and scaled, and blended into the untouched image
     through the mask, so the result differs from the image only where the mask is non-zero. (The paper also alters
     the target instead, half the time; keeping the frame original means the only cue is inside the face region.)
-    ``parts_share``: the share of blends confined to facial parts (see :func:`blend_mask`). Deterministic for a given
-    ``rng`` state.
+    ``parts_share``: the share of blends confined to facial parts (see :func:`blend_mask`). ``donor``: (pixels,
+    landmarks) of another real face to paste from instead of the image itself (:func:`align_donor`). Deterministic
+    for a given ``rng`` state.
     """
-    source = _shift_and_scale(_alter_frequency(_alter_colour(pixels, rng), rng), rng)
+    base = pixels if donor is None else align_donor(donor[0], donor[1], landmarks, pixels.shape[:2])
+    source = _shift_and_scale(_alter_frequency(_alter_colour(base, rng), rng), rng)
     mask = blend_mask(pixels.shape[:2], landmarks, rng, parts_share=parts_share)
     weight = mask[..., None]
     blended = source.astype(np.float32) * weight + pixels.astype(np.float32) * (1.0 - weight)
@@ -295,14 +316,18 @@ class SelfBlendedDataset(Dataset):
         fixed_seed: int | None = None,
         jpeg_p: float = 0.5,
         parts_share: float = 0.0,
+        donor_share: float = 0.0,
     ) -> None:
         if not 0.0 < share <= 1.0:
             raise ValueError(f"the share of reals turned into self-blended fakes must be in (0, 1], got {share}")
         if not 0.0 <= parts_share <= 1.0:
             raise ValueError(f"the share of blends confined to facial parts must be in [0, 1], got {parts_share}")
+        if not 0.0 <= donor_share <= 1.0:
+            raise ValueError(f"the share of blends pasted from another face must be in [0, 1], got {donor_share}")
         self.base, self.landmarks, self.share, self.blend_size = base, landmarks, share, blend_size
-        self.fixed_seed, self.jpeg_p, self.parts_share = fixed_seed, jpeg_p, parts_share
+        self.fixed_seed, self.jpeg_p, self.parts_share, self.donor_share = fixed_seed, jpeg_p, parts_share, donor_share
         self.samples, self.split, self.on_error = base.samples, base.split, base.on_error
+        self.real_indices = [index for index, sample in enumerate(self.samples) if sample.label == "real"]
         labels = base.labels.clone()
         if fixed_seed is not None:  # known in advance: the teacher gate and validation AUC read them
             for index, sample in enumerate(self.samples):
@@ -328,15 +353,30 @@ class SelfBlendedDataset(Dataset):
         label = self.base.labels[index]
         if sample.label == "real" and rng.random() < self.share:
             points = self.landmarks.get(sample.path, decoded.full_size) * decoded.scale  # stored → decoded pixels
-            image, label = self.blend(image, points, rng), torch.tensor(1.0)
+            # No draw at donor_share 0, so the self-blends of a given seed stay what they were.
+            donor = self._donor(index, rng) if self.donor_share > 0 and rng.random() < self.donor_share else None
+            image, label = self.blend(image, points, rng, donor=donor), torch.tensor(1.0)
         if rng.random() < self.jpeg_p:
             image = recompress(image, rng)
         if self.base.transform is not None:
             image = self.base.transform(image)
         return image, label, index
 
-    def blend(self, image: Image.Image, points: np.ndarray, rng: np.random.Generator) -> Image.Image:
-        """The self-blended fake of one real image (landmarks as LandmarkTable's, in its pixels) at ``blend_size``."""
+    def _donor(self, index: int, rng: np.random.Generator) -> tuple[Image.Image, np.ndarray] | None:
+        """Another real face of the split and its landmarks (its decoded pixels), or None when there is none or it
+        cannot be read (the blend then pastes the face itself)."""
+        if len(self.real_indices) < 2:
+            return None
+        # Uniform over the other reals: draw among all but the last, and take the last in place of the face itself.
+        chosen = self.real_indices[int(rng.integers(len(self.real_indices) - 1))]
+        if chosen == index:
+            chosen = self.real_indices[-1]
+        decoded = self.base.load_decoded(chosen)
+        if decoded is None:
+            return None
+        return decoded.image, self.landmarks.get(self.samples[chosen].path, decoded.full_size) * decoded.scale
+
+    def _at_blend_size(self, image: Image.Image, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scale = self.blend_size / min(image.size)
         if scale < 1.0:
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
@@ -344,22 +384,44 @@ class SelfBlendedDataset(Dataset):
                 image.resize(size, Image.BILINEAR),
                 points * np.array([size[0] / image.width, size[1] / image.height]),
             )
-        blended, _ = self_blend(np.asarray(image.convert("RGB")), points, rng, parts_share=self.parts_share)
+        return np.asarray(image.convert("RGB")), points
+
+    def blend(
+        self,
+        image: Image.Image,
+        points: np.ndarray,
+        rng: np.random.Generator,
+        *,
+        donor: tuple[Image.Image, np.ndarray] | None = None,
+    ) -> Image.Image:
+        """The self-blended fake of one real image (landmarks as LandmarkTable's, in its pixels) at ``blend_size``;
+        with ``donor`` (image, landmarks), pasted from that other face instead."""
+        pixels, points = self._at_blend_size(image, points)
+        donor_pixels = None if donor is None else self._at_blend_size(*donor)
+        blended, _ = self_blend(pixels, points, rng, parts_share=self.parts_share, donor=donor_pixels)
         return Image.fromarray(blended)
 
 
 def preview_grid(
-    paths: list[str], landmarks: LandmarkTable, *, size: int = 192, seed: int = 0, parts_share: float = 0.0
+    paths: list[str],
+    landmarks: LandmarkTable,
+    *,
+    size: int = 192,
+    seed: int = 0,
+    parts_share: float = 0.0,
+    donor_share: float = 0.0,
 ) -> tuple[Image.Image, list[str]]:
     """Rows of (real | mask | self-blended fake) for ``paths``, ``size`` px each; returns (grid, unreadable paths).
 
     What a model trained with ``data.synthetic_fakes=sbi`` is taught: the mask's deformed, blurred edge is the
-    blending boundary it learns to find.
+    blending boundary it learns to find. With ``donor_share``, that share of the rows pastes from the previous
+    readable image of ``paths`` (another face) instead of the face itself.
     """
     from dfkd.data.images import ImageLoadError, open_image
 
     rows, unreadable = [], []
     rng = np.random.default_rng(seed)
+    previous: tuple[np.ndarray, np.ndarray] | None = None
     for path in paths:
         try:
             image = open_image(path)
@@ -368,7 +430,9 @@ def preview_grid(
             continue
         points = landmarks.get(path, image.size) * np.array([size / image.width, size / image.height])
         pixels = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
-        blended, mask = self_blend(pixels, points, rng, parts_share=parts_share)
+        use_donor = previous is not None and donor_share > 0 and rng.random() < donor_share
+        blended, mask = self_blend(pixels, points, rng, parts_share=parts_share, donor=previous if use_donor else None)
+        previous = (pixels, points)
         mask_rgb = np.repeat((mask * 255).astype(np.uint8)[..., None], 3, axis=2)
         rows.append(np.concatenate([pixels, mask_rgb, blended], axis=1))
     if not rows:
