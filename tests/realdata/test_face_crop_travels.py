@@ -136,6 +136,53 @@ def test_framing_that_differs_between_classes_is_reported_with_a_margin_that_fit
     assert geometry_warnings(class_geometry(_rows("real", 0.0, 0.62, 0.6) + _rows("fake", 0.0, 0.63, 0.5)), 0.3) == []
 
 
+def _source_rows(source: str, label: str, shares: np.ndarray) -> list[dict]:
+    return [
+        {
+            "path": f"{source}/{label}/{i}.jpg",
+            "label": label,
+            "shrunk": 1,
+            "overhang": 0.0,
+            "face_share": share,
+            "fit_margin": 0.05,
+        }
+        for i, share in enumerate(shares)
+    ]
+
+
+def test_a_source_whose_classes_differ_in_face_size_is_reported_even_when_the_pooled_figures_agree() -> None:
+    from dfkd.data.crop_geometry import face_share_auc, geometry_group, source_geometry
+
+    rng = np.random.default_rng(0)
+    # Source "gan": reals fill the crop (a shrunk margin), fakes do not; source "swap": the other way round, with
+    # more reals, so pooled over both the real and fake medians agree. Source "fair": no difference.
+    rows = (
+        _source_rows("gan", "real", rng.uniform(0.95, 1.0, 30))
+        + _source_rows("gan", "fake", rng.uniform(0.70, 0.80, 30))
+        + _source_rows("swap", "real", rng.uniform(0.70, 0.80, 60))
+        + _source_rows("swap", "fake", rng.uniform(0.95, 1.0, 12))
+        + _source_rows("fair", "real", rng.uniform(0.70, 1.0, 20))
+        + _source_rows("fair", "fake", rng.uniform(0.70, 1.0, 20))
+    )
+    pooled = class_geometry(rows)
+    assert geometry_warnings(pooled, 0.3) == []  # what crop-faces said before it looked per source
+    sources = source_geometry(rows)
+    assert set(sources) == {"gan", "swap", "fair"}
+    assert sources["gan"]["face_share_auc"] < 0.05 and sources["swap"]["face_share_auc"] > 0.95
+    warnings = geometry_warnings(pooled, 0.3, face_share_auc(rows), sources=sources)
+    assert any(line.startswith("gan: the face fills") and "AUC 1.00" in line for line in warnings)
+    assert any(line.startswith("swap: the face fills") for line in warnings)
+    assert not any(line.startswith("fair:") for line in warnings)
+    assert "--margin 0.05" in warnings[-1]
+    # A source needs enough crops of both classes for figures of its own.
+    assert "tiny" not in source_geometry(
+        rows + _source_rows("tiny", "real", np.ones(5)) + _source_rows("tiny", "fake", np.ones(30))
+    )
+    assert source_geometry(_source_rows("only", "real", np.ones(20)) + _source_rows("only", "fake", np.ones(20))) == {}
+    assert geometry_group("gan/fake/1.jpg") == "gan" and geometry_group("real/1.jpg") == ""
+    assert geometry_group("set/train/Fake/1.jpg") == "set" and geometry_group("a/b/val/real/x/1.jpg") == "a/b"
+
+
 def test_crop_faces_reports_per_class_framing(
     tmp_path: Path, detector_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:

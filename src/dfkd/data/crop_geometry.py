@@ -2,8 +2,11 @@
 
 A crop's framing can carry the label: when real photos are framed tightly and fakes loosely, a margin that has to
 shrink to fit the photo shrinks for one class only, and the face's share of the crop (or a black overhang) then
-tells the classes apart without looking at any forgery. ``dfkd crop-faces`` reports these figures per class and
-training repeats the warnings from the crop's sidecar.
+tells the classes apart without looking at any forgery. ``dfkd crop-faces`` reports these figures per class, over
+the whole folder and for each source in it (the folders above ``real`` / ``fake``), and training repeats the
+warnings from the crop's sidecar. Per source matters: pooled over sources, one source's tightly framed reals can be
+outweighed by another's loosely framed ones, and the warning would stay silent while that source's classes are told
+apart by the face's size alone.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ CROP_SIDECAR = "crop.json"  # written by dfkd crop-faces at the top of its outpu
 MAX_SHRUNK_RATE_GAP = 0.10
 MAX_OVERHANG_RATE_GAP = 0.05
 MAX_FACE_SHARE_GAP = 0.05
+# How far from 0.5 the AUC of the face's share of the crop (fake against real) may go before face size alone is a
+# label cue: 0.7 or 0.3.
+MAX_FACE_SHARE_AUC_GAP = 0.2
+MIN_CLASS_ROWS = 10  # crops of each class a source needs for its own figures
 OVERHANG_CUE = 0.02  # share of a crop outside the image (black fill) counted as overhanging
 FIT_QUANTILE = 0.10  # the suggested margin fits at least 90 % of each class without shrinking
 MARGIN_STEP = 0.05
@@ -61,16 +68,87 @@ def class_geometry(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, flo
     return stats
 
 
-def suggested_margin(stats: Mapping[str, Mapping[str, float]]) -> float | None:
-    """The largest margin (a multiple of 0.05) that fits at least 90 % of each class's images without shrinking."""
-    if not stats:
+def face_share_auc(rows: Iterable[Mapping[str, Any]]) -> float | None:
+    """How well the face's share of the crop alone tells fake from real: the ROC AUC of ``face_share`` with fake as
+    positive (0.5: not at all; near 0 or 1: almost perfectly). None with fewer than MIN_CLASS_ROWS crops of a class."""
+    from sklearn.metrics import roc_auc_score
+
+    pairs = [(row["label"] == "fake", float(row["face_share"])) for row in rows if row.get("label") in ("real", "fake")]
+    fakes = sum(is_fake for is_fake, _ in pairs)
+    if fakes < MIN_CLASS_ROWS or len(pairs) - fakes < MIN_CLASS_ROWS:
         return None
-    fitting = min(values["fit_margin_q10"] for values in stats.values())
+    return float(roc_auc_score([is_fake for is_fake, _ in pairs], [share for _, share in pairs]))
+
+
+def geometry_group(relative: str) -> str:
+    """The source a crop belongs to: the folders of its path above its ``real`` / ``fake`` folder, split folders
+    (train, val, test …) left out; ``""`` for a folder without sources."""
+    from dfkd.data.scan import LABEL_FOLDERS, SPLIT_FOLDERS
+
+    folders = Path(relative).parts[:-1]
+    labelled = [index for index, part in enumerate(folders) if part.lower() in LABEL_FOLDERS]
+    above = folders[: labelled[-1]] if labelled else folders
+    return "/".join(part for part in above if part.lower() not in SPLIT_FOLDERS)
+
+
+def source_geometry(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per source (:func:`geometry_group` of each row's ``path``) holding both classes, MIN_CLASS_ROWS crops each:
+    ``{"classes": class_geometry, "face_share_auc": …}``. Empty when the rows come from one source (the pooled figures
+    are that source's)."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(geometry_group(str(row.get("path", ""))), []).append(row)
+    if len(groups) < 2:
+        return {}
+    found = {}
+    for name, group in sorted(groups.items()):
+        counts = [sum(row.get("label") == label for row in group) for label in ("real", "fake")]
+        if min(counts) >= MIN_CLASS_ROWS:
+            found[name or "."] = {"classes": class_geometry(group), "face_share_auc": face_share_auc(group)}
+    return found
+
+
+def suggested_margin(
+    stats: Mapping[str, Mapping[str, float]], sources: Mapping[str, Mapping[str, Any]] | None = None
+) -> float | None:
+    """The largest margin (a multiple of 0.05) that fits at least 90 % of each class's images without shrinking, in
+    every source of ``sources`` (:func:`source_geometry`) too."""
+    classes = [
+        *stats.values(),
+        *(values for source in (sources or {}).values() for values in source["classes"].values()),
+    ]
+    if not classes:
+        return None
+    fitting = min(values["fit_margin_q10"] for values in classes)
     return math.floor(fitting / MARGIN_STEP + 1e-9) * MARGIN_STEP
 
 
-def geometry_warnings(stats: Mapping[str, Mapping[str, float]], margin: float) -> list[str]:
-    """Sentences naming each framing figure that differs between real and fake crops (empty when they agree)."""
+def geometry_warnings(
+    stats: Mapping[str, Mapping[str, float]],
+    margin: float,
+    face_auc: float | None = None,
+    *,
+    sources: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[str]:
+    """Sentences naming each framing figure that differs between real and fake crops, over all crops (``stats``,
+    ``face_auc``) and within each source (``sources``, prefixed with its name); empty when they agree."""
+    lines = _framing_cues(stats, margin, face_auc)
+    for name, source in (sources or {}).items():
+        lines += [f"{name}: {line}" for line in _framing_cues(source["classes"], margin, source["face_share_auc"])]
+    if lines:
+        suggestion = suggested_margin(stats, sources)
+        lines.append(
+            "the crop's framing tells the classes apart on its own (a shortcut, not forgery); "
+            + (
+                f"margin {suggestion:.2f} fits at least 90 % of both classes: dfkd crop-faces --margin {suggestion:.2f}"
+                if suggestion is not None and suggestion < margin
+                else "use a smaller --margin (0 keeps every crop inside its image)"
+            )
+        )
+    return lines
+
+
+def _framing_cues(stats: Mapping[str, Mapping[str, float]], margin: float, face_auc: float | None) -> list[str]:
     if "real" not in stats or "fake" not in stats:
         return []
     real, fake = stats["real"], stats["fake"]
@@ -85,19 +163,15 @@ def geometry_warnings(stats: Mapping[str, Mapping[str, float]], margin: float) -
             f"{real['overhang_rate']:.0%} of real and {fake['overhang_rate']:.0%} of fake crops reach past the "
             "image border (black fill)"
         )
-    if abs(real["face_share_median"] - fake["face_share_median"]) > MAX_FACE_SHARE_GAP:
+    separates = face_auc is not None and abs(face_auc - 0.5) >= MAX_FACE_SHARE_AUC_GAP
+    if separates or abs(real["face_share_median"] - fake["face_share_median"]) > MAX_FACE_SHARE_GAP:
         lines.append(
             f"the face fills {real['face_share_median']:.0%} of a real crop and {fake['face_share_median']:.0%} of "
             "a fake one (medians)"
-        )
-    if lines:
-        suggestion = suggested_margin(stats)
-        lines.append(
-            "the crop's framing tells the classes apart on its own (a shortcut, not forgery); "
             + (
-                f"margin {suggestion:.2f} fits at least 90 % of both classes: dfkd crop-faces --margin {suggestion:.2f}"
-                if suggestion is not None and suggestion < margin
-                else "use a smaller --margin (0 keeps every crop inside its image)"
+                f"; the face's size alone tells them apart with AUC {max(face_auc, 1 - face_auc):.2f}"
+                if separates
+                else ""
             )
         )
     return lines

@@ -36,7 +36,15 @@ from typing import Any
 import numpy as np
 
 from dfkd.data.blend import LANDMARKS_COLUMN, format_landmarks, landmarks_in_box, parse_landmarks
-from dfkd.data.crop_geometry import CROP_SIDECAR, class_geometry, fit_margin, geometry_warnings, suggested_margin
+from dfkd.data.crop_geometry import (
+    CROP_SIDECAR,
+    class_geometry,
+    face_share_auc,
+    fit_margin,
+    geometry_warnings,
+    source_geometry,
+    suggested_margin,
+)
 from dfkd.data.images import ImageLoadError, is_image_path, open_image
 from dfkd.data.scan import path_label
 from dfkd.faces.detect import (
@@ -98,6 +106,7 @@ class CropReport:
     n_overhang: int = 0  # crops reaching more than 2 % past the image border (black fill)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason) of every image without crop
     geometry: dict[str, dict[str, float]] = field(default_factory=dict)  # per class, see dfkd.data.crop_geometry
+    source_geometry: dict[str, dict] = field(default_factory=dict)  # per source: its classes' and face size's figures
     warnings: list[str] = field(default_factory=list)  # framing differences between real and fake crops
     suggested_margin: float | None = None  # the largest margin fitting >= 90 % of each class without shrinking
 
@@ -379,18 +388,18 @@ def crop_dataset(
         "n_error": report.n_error,
         "n_overhang": report.n_overhang,
     }
-    geometry = class_geometry(
-        row for row in ordered if row["status"] == "ok" and row.get("face_share") not in (None, "")
-    )
-    report.geometry = geometry
-    report.warnings = geometry_warnings(geometry, margin)
-    report.suggested_margin = suggested_margin(geometry)
+    framed = [row for row in ordered if row["status"] == "ok" and row.get("face_share") not in (None, "")]
+    geometry, sources = class_geometry(framed), source_geometry(framed)
+    report.geometry, report.source_geometry = geometry, sources
+    report.warnings = geometry_warnings(geometry, margin, face_share_auc(framed), sources=sources)
+    report.suggested_margin = suggested_margin(geometry, sources)
     write_json(
         out_path / SETTINGS_JSON,
         {
             **settings,
             **counts,
             "geometry": geometry,
+            "geometry_by_source": sources,
             "suggested_margin": report.suggested_margin,
             "warnings": report.warnings,
             "complete": True,
