@@ -14,6 +14,7 @@ from dfkd.data.crop_geometry import face_crop_of_roots
 from dfkd.data.images import ImageLoadError, open_image
 from dfkd.data.manifest import DEFAULT_RATIOS, assign_splits, count_table, write_manifest
 from dfkd.data.scan import Sample, scan_roots
+from dfkd.data.shortcuts import file_size_warnings
 from dfkd.utils import PATH_ERRORS, atomic_write, track
 
 logger = logging.getLogger(__name__)
@@ -120,10 +121,14 @@ def build_manifest(
     face_crop, crop_warnings = face_crop_of_roots(roots)
     for line in crop_warnings:
         logger.warning("face crops: %s", line)
+    size_warnings = file_size_warnings(samples, list(roots))
+    for line in size_warnings:
+        logger.warning("file sizes: %s", line)
     info = {
         "roots": [str(Path(r).resolve()) for r in roots],
         "face_crop": face_crop,
         "face_crop_warnings": crop_warnings,
+        "file_size_warnings": size_warnings,
         "ratios": list(ratios),
         "seed": seed,
         "resplit": resplit,
