@@ -14,7 +14,7 @@ from dfkd.data.crop_geometry import face_crop_of_roots
 from dfkd.data.images import ImageLoadError, open_image
 from dfkd.data.manifest import DEFAULT_RATIOS, assign_splits, count_table, write_manifest
 from dfkd.data.scan import Sample, scan_roots
-from dfkd.data.shortcuts import file_size_warnings
+from dfkd.data.shortcuts import encoding_signature, file_encoding_warnings, file_size_warnings
 from dfkd.utils import PATH_ERRORS, atomic_write, track
 
 logger = logging.getLogger(__name__)
@@ -40,33 +40,39 @@ class ScanReport:
         return count_table(self.samples)
 
 
-def _check_one(path: str) -> tuple[str, str | None, str | None]:
-    """Decode one file fully; return (path, reason or None, sha1 of its bytes or None)."""
+def _check_one(path: str) -> tuple[str, str | None, str | None, str | None]:
+    """Decode one file fully; return (path, reason or None, sha1 of its bytes or None, its encoding or None).
+
+    The encoding (:func:`dfkd.data.shortcuts.encoding_signature`) says how the file was saved: format, pixel size and,
+    for a JPEG, its quantisation tables."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as error:
-        return path, f"cannot read file ({error.strerror or error})", None
+        return path, f"cannot read file ({error.strerror or error})", None, None
     try:
         open_image(data, name=path)
     except ImageLoadError as error:
-        return path, error.reason, None
-    return path, None, hashlib.sha1(data).hexdigest()
+        return path, error.reason, None, None
+    return path, None, hashlib.sha1(data).hexdigest(), encoding_signature(data)
 
 
-def verify_images(paths: list[str], *, workers: int | None = None) -> dict[str, tuple[str | None, str | None]]:
-    """Decode every image in parallel; map path → (reason it failed or None, content sha1 or None)."""
+def verify_images(
+    paths: list[str], *, workers: int | None = None
+) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """Decode every image in parallel; map path → (reason it failed or None, content sha1 or None, encoding or
+    None)."""
     workers = workers or min(os.cpu_count() or 1, 8)
-    results: dict[str, tuple[str | None, str | None]] = {}
+    results: dict[str, tuple[str | None, str | None, str | None]] = {}
     if workers <= 1 or len(paths) < 64:
         iterator = map(_check_one, paths)
-        for path, reason, digest in track(iterator, total=len(paths), description="verifying images"):
-            results[path] = (reason, digest)
+        for path, reason, digest, encoding in track(iterator, total=len(paths), description="verifying images"):
+            results[path] = (reason, digest, encoding)
         return results
     with ProcessPoolExecutor(max_workers=workers) as pool:
         iterator = pool.map(_check_one, paths, chunksize=max(1, min(256, len(paths) // (workers * 8) or 1)))
-        for path, reason, digest in track(iterator, total=len(paths), description="verifying images"):
-            results[path] = (reason, digest)
+        for path, reason, digest, encoding in track(iterator, total=len(paths), description="verifying images"):
+            results[path] = (reason, digest, encoding)
     return results
 
 
@@ -105,12 +111,14 @@ def build_manifest(
     rejected: list[tuple[str, str]] = []
     leakage: list[tuple[str, list[str]]] = []
     digests: dict[str, str] = {}
+    encodings: dict[str, str] = {}  # how each file was saved, known when verifying (a header read per file)
     if verify:
         checks = verify_images([s.path for s in samples], workers=workers)
-        rejected = sorted((path, reason) for path, (reason, _) in checks.items() if reason is not None)
+        rejected = sorted((path, reason) for path, (reason, _, _) in checks.items() if reason is not None)
         bad = {path for path, _ in rejected}
         samples = [s for s in samples if s.path not in bad]
-        digests = {path: digest for path, (_, digest) in checks.items() if digest is not None}
+        digests = {path: digest for path, (_, digest, _) in checks.items() if digest is not None}
+        encodings = {path: encoding for path, (_, _, encoding) in checks.items() if encoding is not None}
     else:
         rejected = sorted((s.path, "empty file (0 bytes)") for s in samples if s.size == 0)
         bad = {path for path, _ in rejected}
@@ -124,11 +132,15 @@ def build_manifest(
     size_warnings = file_size_warnings(samples, list(roots))
     for line in size_warnings:
         logger.warning("file sizes: %s", line)
+    encoding_warnings = file_encoding_warnings(samples, list(roots), encodings) if verify else []
+    for line in encoding_warnings:
+        logger.warning("file encodings: %s", line)
     info = {
         "roots": [str(Path(r).resolve()) for r in roots],
         "face_crop": face_crop,
         "face_crop_warnings": crop_warnings,
         "file_size_warnings": size_warnings,
+        "file_encoding_warnings": encoding_warnings if verify else None,
         "ratios": list(ratios),
         "seed": seed,
         "resplit": resplit,

@@ -1,15 +1,18 @@
-"""Label cues in the files themselves: file size per class within each source.
+"""Label cues in the files themselves: file size, JPEG compression and pixel size per class within each source.
 
-When one class of a source was saved at another JPEG quality or resolution than the other, the file's size alone
-tells them apart, and a detector can learn that instead of the forgery (realfaces-dev's ``inswapper_ffhq``: the
-swaps compress smaller, AUC ≈ 0.83 from size alone). ``dfkd scan`` measures it per source from the sizes it already
-has and warns, before anything is trained.
+When one class of a source was saved at another JPEG quality or resolution than the other, the file's size, its
+quantisation tables or its pixel size tell them apart, and a detector can learn that instead of the forgery
+(realfaces-dev's ``inswapper_ffhq``: the swaps compress smaller, AUC ≈ 0.83 from size alone; in the original CIPLAB
+set a quarter of the fakes carry JPEG tables no real has). ``dfkd scan`` measures the file size per source from the
+sizes it already has; with ``--verify``, which reads every file, the compression and the pixel size too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,107 @@ from dfkd.data.scan import Sample, source_names
 
 # How far from 0.5 the AUC of file size (fake against real) may go before size alone is a label cue: 0.7 or 0.3.
 MAX_FILE_SIZE_AUC_GAP = 0.2
+
+
+# How a file was saved, split into the traits checked one by one: (name, what is compared, advice).
+ENCODING_TRAITS = (
+    ("compression", "format and JPEG quantisation tables", "re-encode both classes alike"),
+    ("pixel size", "width x height", "resize both classes alike"),
+)
+
+
+def encoding_signature(data: bytes) -> str | None:
+    """How an encoded image was saved: ``"FORMAT tables|WxH"`` (tables: a digest of a JPEG's quantisation tables,
+    ``-`` for other formats), from its header; None when Pillow cannot read the header."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            tables = getattr(image, "quantization", None) or {}
+            digest = hashlib.sha1(repr(sorted((k, list(v)) for k, v in tables.items())).encode()).hexdigest()[:12]
+            return f"{image.format} {digest if tables else '-'}|{image.width}x{image.height}"
+    except (OSError, ValueError, Image.DecompressionBombError):  # the decode check reports unreadable files
+        return None
+
+
+def _source_name(sample: Sample, root_of: Mapping[str, Path]) -> str:
+    root = root_of.get(sample.source)
+    inner = geometry_group(os.path.relpath(sample.path, root)) if root is not None else ""
+    return f"{sample.source}/{inner}" if inner else sample.source
+
+
+def _categorical_auc(values: list[str], is_fake: np.ndarray) -> float:
+    """How well a categorical trait tells the classes apart: each file scored by the fake share among the files of
+    the other half of the source with the same value (the halves alternate, so a file never scores itself; a value
+    the other half lacks scores the source's fake share), then the ROC AUC. 0.5 for a trait every file shares and
+    for one no two files share."""
+    from sklearn.metrics import roc_auc_score
+
+    prior = float(is_fake.mean())
+    half = np.arange(len(values)) % 2
+    scores = np.empty(len(values))
+    for side in (0, 1):
+        other: dict[str, list[float]] = {}
+        for value, fake, h in zip(values, is_fake, half, strict=True):
+            if h != side:
+                other.setdefault(value, []).append(float(fake))
+        for index in np.flatnonzero(half == side):
+            seen = other.get(values[index])
+            scores[index] = (sum(seen) + prior) / (len(seen) + 1) if seen else prior
+    return float(roc_auc_score(is_fake, scores))
+
+
+def _exclusive_values(values: list[str], is_fake: np.ndarray, trait: str) -> list[str]:
+    """Sentences for a value that MIN_CLASS_ROWS or more files of one class share and no file of the other has: a
+    sure label for those files even when the trait's AUC is modest (a quarter of the fakes saved another way)."""
+    counts: dict[str, list[int]] = {}
+    for value, fake in zip(values, is_fake, strict=True):
+        counts.setdefault(value, [0, 0])[int(fake)] += 1
+    lines = []
+    for label, other in ((1, 0), (0, 1)):
+        exclusive = sum(
+            count[label] for count in counts.values() if count[label] >= MIN_CLASS_ROWS and not count[other]
+        )
+        total = int((is_fake == bool(label)).sum())
+        if exclusive and exclusive < total:  # a class that is all one value against another's mix is the AUC's case
+            name, other_name = ("fake", "real") if label else ("real", "fake")
+            lines.append(
+                f"{exclusive} of {total} {name} files ({exclusive / total:.0%}) have a {trait} no {other_name} file has"
+            )
+    return lines
+
+
+def file_encoding_warnings(
+    samples: Iterable[Sample], roots: list[str | os.PathLike[str]], encodings: Mapping[str, str]
+) -> list[str]:
+    """A sentence for each source and trait of :data:`ENCODING_TRAITS` that tells its real and fake files apart
+    (``encodings``: path → :func:`encoding_signature`)."""
+    resolved = [Path(root).resolve() for root in roots]
+    root_of = dict(zip(source_names(resolved), resolved, strict=True))
+    groups: dict[str, list[tuple[bool, str]]] = {}
+    for sample in samples:
+        if sample.label in ("real", "fake") and sample.path in encodings:
+            groups.setdefault(_source_name(sample, root_of), []).append(
+                (sample.label == "fake", encodings[sample.path])
+            )
+    lines = []
+    for name, pairs in sorted(groups.items()):
+        is_fake = np.array([fake for fake, _ in pairs])
+        if is_fake.sum() < MIN_CLASS_ROWS or (~is_fake).sum() < MIN_CLASS_ROWS:
+            continue
+        for position, (trait, compared, advice) in enumerate(ENCODING_TRAITS):
+            values = [signature.split("|")[position] for _, signature in pairs]
+            auc = _categorical_auc(values, is_fake)
+            found = []
+            if abs(auc - 0.5) >= MAX_FILE_SIZE_AUC_GAP:
+                found.append(f"the {trait} alone tells real from fake (AUC {max(auc, 1 - auc):.2f})")
+            found += _exclusive_values(values, is_fake, trait)
+            lines += [
+                f"{name}: {finding}, judged by {compared}: a shortcut a detector can learn instead of the forgery; "
+                f"{advice} (dfkd crop-faces re-encodes and resizes every crop the same way)"
+                for finding in found
+            ]
+    return lines
 
 
 def file_size_warnings(samples: Iterable[Sample], roots: list[str | os.PathLike[str]]) -> list[str]:
@@ -32,10 +136,7 @@ def file_size_warnings(samples: Iterable[Sample], roots: list[str | os.PathLike[
     for sample in samples:
         if sample.label not in ("real", "fake"):
             continue
-        root = root_of.get(sample.source)
-        inner = geometry_group(os.path.relpath(sample.path, root)) if root is not None else ""
-        name = f"{sample.source}/{inner}" if inner else sample.source
-        groups.setdefault(name, []).append((sample.label == "fake", sample.size))
+        groups.setdefault(_source_name(sample, root_of), []).append((sample.label == "fake", sample.size))
     lines = []
     for name, pairs in sorted(groups.items()):
         fakes = sum(is_fake for is_fake, _ in pairs)
