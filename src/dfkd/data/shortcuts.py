@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,10 +46,29 @@ def encoding_signature(data: bytes) -> str | None:
         return None
 
 
-def _source_name(sample: Sample, root_of: Mapping[str, Path]) -> str:
-    root = root_of.get(sample.source)
-    inner = geometry_group(os.path.relpath(sample.path, root)) if root is not None else ""
-    return f"{sample.source}/{inner}" if inner else sample.source
+def _by_source(
+    samples: Iterable[Sample], roots: list[str | os.PathLike[str]], value_of: Callable[[Sample], Any]
+) -> dict[str, tuple[np.ndarray, list[Any]]]:
+    """Per source (a scanned root, or a folder above ``real`` / ``fake`` in it) with MIN_CLASS_ROWS files of each
+    class or more: (is_fake per file, ``value_of`` per file); files whose value is None are left out."""
+    resolved = [Path(root).resolve() for root in roots]
+    root_of = dict(zip(source_names(resolved), resolved, strict=True))
+    groups: dict[str, list[tuple[bool, Any]]] = {}
+    for sample in samples:
+        value = value_of(sample) if sample.label in ("real", "fake") else None
+        if value is None:
+            continue
+        root = root_of.get(sample.source)
+        inner = geometry_group(os.path.relpath(sample.path, root)) if root is not None else ""
+        groups.setdefault(f"{sample.source}/{inner}" if inner else sample.source, []).append(
+            (sample.label == "fake", value)
+        )
+    found = {}
+    for name, pairs in sorted(groups.items()):
+        is_fake = np.array([fake for fake, _ in pairs], dtype=bool)
+        if is_fake.sum() >= MIN_CLASS_ROWS and (~is_fake).sum() >= MIN_CLASS_ROWS:
+            found[name] = (is_fake, [value for _, value in pairs])
+    return found
 
 
 def _categorical_auc(values: list[str], is_fake: np.ndarray) -> float:
@@ -97,21 +117,10 @@ def file_encoding_warnings(
 ) -> list[str]:
     """A sentence for each source and trait of :data:`ENCODING_TRAITS` that tells its real and fake files apart
     (``encodings``: path → :func:`encoding_signature`)."""
-    resolved = [Path(root).resolve() for root in roots]
-    root_of = dict(zip(source_names(resolved), resolved, strict=True))
-    groups: dict[str, list[tuple[bool, str]]] = {}
-    for sample in samples:
-        if sample.label in ("real", "fake") and sample.path in encodings:
-            groups.setdefault(_source_name(sample, root_of), []).append(
-                (sample.label == "fake", encodings[sample.path])
-            )
     lines = []
-    for name, pairs in sorted(groups.items()):
-        is_fake = np.array([fake for fake, _ in pairs])
-        if is_fake.sum() < MIN_CLASS_ROWS or (~is_fake).sum() < MIN_CLASS_ROWS:
-            continue
+    for name, (is_fake, signatures) in _by_source(samples, roots, lambda sample: encodings.get(sample.path)).items():
         for position, (trait, compared, advice) in enumerate(ENCODING_TRAITS):
-            values = [signature.split("|")[position] for _, signature in pairs]
+            values = [signature.split("|")[position] for signature in signatures]
             auc = _categorical_auc(values, is_fake)
             found = []
             if abs(auc - 0.5) >= MAX_FILE_SIZE_AUC_GAP:
@@ -130,24 +139,12 @@ def file_size_warnings(samples: Iterable[Sample], roots: list[str | os.PathLike[
     files differ in size enough to tell the classes apart (with MIN_CLASS_ROWS files of each class or more)."""
     from sklearn.metrics import roc_auc_score
 
-    resolved = [Path(root).resolve() for root in roots]
-    root_of = dict(zip(source_names(resolved), resolved, strict=True))
-    groups: dict[str, list[tuple[bool, int]]] = {}
-    for sample in samples:
-        if sample.label not in ("real", "fake"):
-            continue
-        groups.setdefault(_source_name(sample, root_of), []).append((sample.label == "fake", sample.size))
     lines = []
-    for name, pairs in sorted(groups.items()):
-        fakes = sum(is_fake for is_fake, _ in pairs)
-        if fakes < MIN_CLASS_ROWS or len(pairs) - fakes < MIN_CLASS_ROWS:
-            continue
-        labels = [is_fake for is_fake, _ in pairs]
-        sizes = np.array([size for _, size in pairs], dtype=np.float64)
-        auc = float(roc_auc_score(labels, sizes))
+    for name, (is_fake, values) in _by_source(samples, roots, lambda sample: sample.size).items():
+        sizes = np.array(values, dtype=np.float64)
+        auc = float(roc_auc_score(is_fake, sizes))
         if abs(auc - 0.5) < MAX_FILE_SIZE_AUC_GAP:
             continue
-        is_fake = np.array(labels)
         lines.append(
             f"{name}: file size alone tells real from fake (AUC {max(auc, 1 - auc):.2f}; median "
             f"{np.median(sizes[~is_fake]) / 1024:.0f} KiB real, {np.median(sizes[is_fake]) / 1024:.0f} KiB fake): the "
