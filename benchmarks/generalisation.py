@@ -99,17 +99,13 @@ def recipe(config: str, overrides: list[str], manifest: Path):
     return load_config(resolve_config(config), [f"data.manifest={manifest}", *overrides])
 
 
-def _differing_keys(done: dict, wanted: dict, defaults: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested settings dicts. A key the finished run's settings lack was
-    added to dfkd after it ran, when its behaviour was the key's default: it differs only when ``wanted`` is not the
-    default (``defaults``: dfkd's own, without a preset)."""
+def _differing_keys(done: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested settings dicts."""
     keys = []
     for key in sorted(set(done) | set(wanted)):
-        a, b, default = done.get(key), wanted.get(key), (defaults or {}).get(key)
+        a, b = done.get(key), wanted.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            keys += _differing_keys(a, b, default if isinstance(default, dict) else {}, f"{prefix}{key}.")
-        elif key not in done and key in (defaults or {}) and b == default:
-            continue
+            keys += _differing_keys(a, b, f"{prefix}{key}.")
         elif a != b:
             keys.append(f"{prefix}{key}")
     return keys
@@ -122,7 +118,9 @@ def train_once(config: str, overrides: list[str], run: Path, manifest: Path, *, 
     The "done" marker holds the settings the run was trained with; a finished run asked for with other settings is
     refused (naming them) instead of being reported as theirs. Markers written before it held them ("ok") are trusted.
     """
-    from dfkd.config import load_config
+    from pydantic import ValidationError
+
+    from dfkd.config import RunConfig
     from dfkd.evaluate.evaluator import set_threshold
     from dfkd.train import train
 
@@ -131,8 +129,11 @@ def train_once(config: str, overrides: list[str], run: Path, manifest: Path, *, 
     wanted = settings.model_dump(mode="json")
     if marker.is_file():
         done = marker.read_text()
-        defaults = load_config(None, [f"data.manifest={manifest}"]).model_dump(mode="json")
-        changed = [] if done == "ok" else _differing_keys(json.loads(done), wanted, defaults)
+        try:  # read back through the settings schema: a setting added since the run takes its default, as it ran
+            finished = None if done == "ok" else RunConfig.model_validate(json.loads(done)).model_dump(mode="json")
+        except ValidationError as error:
+            raise SystemExit(f"{run} was trained with settings dfkd no longer takes: {error}") from None
+        changed = [] if finished is None else _differing_keys(finished, wanted)
         if changed:
             raise SystemExit(f"{run} was trained with other {', '.join(changed)}: give another --out or --student-set")
         return model
