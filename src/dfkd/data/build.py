@@ -132,15 +132,16 @@ def build_manifest(
     size_warnings = file_size_warnings(samples, list(roots))
     for line in size_warnings:
         logger.warning("file sizes: %s", line)
-    encoding_warnings = file_encoding_warnings(samples, list(roots), encodings) if verify else []
-    for line in encoding_warnings:
+    # None without --verify: no file was read, so how the files were saved is unknown, not fine.
+    encoding_warnings = file_encoding_warnings(samples, list(roots), encodings) if verify else None
+    for line in encoding_warnings or []:
         logger.warning("file encodings: %s", line)
     info = {
         "roots": [str(Path(r).resolve()) for r in roots],
         "face_crop": face_crop,
         "face_crop_warnings": crop_warnings,
         "file_size_warnings": size_warnings,
-        "file_encoding_warnings": encoding_warnings if verify else None,
+        "file_encoding_warnings": encoding_warnings,
         "ratios": list(ratios),
         "seed": seed,
         "resplit": resplit,

@@ -15,13 +15,16 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from dfkd.data.scan import LABEL_FOLDERS, SPLIT_FOLDERS
+
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CROP_SIDECAR = "crop.json"  # written by dfkd crop-faces at the top of its output folder
 
@@ -83,29 +86,38 @@ def face_share_auc(rows: Iterable[Mapping[str, Any]]) -> float | None:
 def geometry_group(relative: str) -> str:
     """The source a crop belongs to: the folders of its path above its ``real`` / ``fake`` folder, split folders
     (train, val, test …) left out; ``""`` for a folder without sources."""
-    from dfkd.data.scan import LABEL_FOLDERS, SPLIT_FOLDERS
-
     folders = Path(relative).parts[:-1]
     labelled = [index for index, part in enumerate(folders) if part.lower() in LABEL_FOLDERS]
     above = folders[: labelled[-1]] if labelled else folders
     return "/".join(part for part in above if part.lower() not in SPLIT_FOLDERS)
 
 
+def group_by_source(items: Iterable[T], path_of: Callable[[T], str]) -> dict[str, list[T]]:
+    """``items`` by source (:func:`geometry_group` of each one's relative path), in name order."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(geometry_group(path_of(item)), []).append(item)
+    return dict(sorted(groups.items()))
+
+
+def has_both_classes(labels: Iterable[str]) -> bool:
+    """Whether MIN_CLASS_ROWS or more of ``labels`` are real and as many fake: enough for a source's own figures."""
+    labels = list(labels)
+    return min(labels.count("real"), labels.count("fake")) >= MIN_CLASS_ROWS
+
+
 def source_geometry(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per source (:func:`geometry_group` of each row's ``path``) holding both classes, MIN_CLASS_ROWS crops each:
     ``{"classes": class_geometry, "face_share_auc": …}``. Empty when the rows come from one source (the pooled figures
     are that source's)."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(geometry_group(str(row.get("path", ""))), []).append(row)
+    groups = group_by_source(rows, lambda row: str(row.get("path", "")))
     if len(groups) < 2:
         return {}
-    found = {}
-    for name, group in sorted(groups.items()):
-        counts = [sum(row.get("label") == label for row in group) for label in ("real", "fake")]
-        if min(counts) >= MIN_CLASS_ROWS:
-            found[name or "."] = {"classes": class_geometry(group), "face_share_auc": face_share_auc(group)}
-    return found
+    return {
+        name or ".": {"classes": class_geometry(group), "face_share_auc": face_share_auc(group)}
+        for name, group in groups.items()
+        if has_both_classes(str(row.get("label")) for row in group)
+    }
 
 
 def suggested_margin(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dfkd.data.crop_geometry import MIN_CLASS_ROWS, geometry_group
+from dfkd.data.crop_geometry import MIN_CLASS_ROWS, group_by_source, has_both_classes
 from dfkd.data.scan import Sample, source_names
 
 # How far from 0.5 the AUC of file size (fake against real) may go before size alone is a label cue: 0.7 or 0.3.
@@ -53,22 +53,15 @@ def _by_source(
     class or more: (is_fake per file, ``value_of`` per file); files whose value is None are left out."""
     resolved = [Path(root).resolve() for root in roots]
     root_of = dict(zip(source_names(resolved), resolved, strict=True))
-    groups: dict[str, list[tuple[bool, Any]]] = {}
-    for sample in samples:
-        value = value_of(sample) if sample.label in ("real", "fake") else None
-        if value is None:
-            continue
-        root = root_of.get(sample.source)
-        inner = geometry_group(os.path.relpath(sample.path, root)) if root is not None else ""
-        groups.setdefault(f"{sample.source}/{inner}" if inner else sample.source, []).append(
-            (sample.label == "fake", value)
-        )
-    found = {}
-    for name, pairs in sorted(groups.items()):
-        is_fake = np.array([fake for fake, _ in pairs], dtype=bool)
-        if is_fake.sum() >= MIN_CLASS_ROWS and (~is_fake).sum() >= MIN_CLASS_ROWS:
-            found[name] = (is_fake, [value for _, value in pairs])
-    return found
+    kept = [sample for sample in samples if sample.label in ("real", "fake") and value_of(sample) is not None]
+    groups = group_by_source(
+        kept, lambda sample: f"{sample.source}/{os.path.relpath(sample.path, root_of[sample.source])}"
+    )
+    return {
+        name or ".": (np.array([sample.label == "fake" for sample in group]), [value_of(sample) for sample in group])
+        for name, group in groups.items()
+        if has_both_classes(sample.label for sample in group)
+    }
 
 
 def _categorical_auc(values: list[str], is_fake: np.ndarray) -> float:
