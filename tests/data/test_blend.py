@@ -99,7 +99,10 @@ def test_a_real_only_dataset_trains_on_self_blended_fakes(tmp_path: Path) -> Non
     assert np.isfinite(result.history[0]["val_loss"]) and np.isfinite(result.history[0]["val_auc"])
 
 
-def test_synthetic_parts_reaches_the_blends_and_is_validated(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("setting", "attribute"), [("synthetic_parts", "parts_share"), ("synthetic_donor", "donor_share")]
+)
+def test_blend_settings_reach_both_splits_and_are_validated(tmp_path: Path, setting: str, attribute: str) -> None:
     from dfkd.config import ConfigError, load_config
     from dfkd.data import build_manifest, read_manifest
     from dfkd.train.data import build_datasets
@@ -109,11 +112,11 @@ def test_synthetic_parts_reaches_the_blends_and_is_validated(tmp_path: Path) -> 
     _real_faces(tmp_path / "data", 4)
     build_manifest([tmp_path / "data"], tmp_path / "m.csv")
     settings = [*TINY, f"data.manifest={tmp_path / 'm.csv'}", "data.synthetic_fakes=sbi"]
-    config = load_config(None, [*settings, "data.synthetic_parts=0.7"])
+    config = load_config(None, [*settings, f"data.{setting}=0.7"])
     data = build_datasets(config, read_manifest(tmp_path / "m.csv"), student_view(config))
-    assert data.train_set.parts_share == 0.7 and data.val_set.parts_share == 0.7
-    with pytest.raises(ConfigError, match="synthetic_parts"):
-        load_config(None, [*settings, "data.synthetic_parts=1.5"])
+    assert getattr(data.train_set, attribute) == 0.7 and getattr(data.val_set, attribute) == 0.7
+    with pytest.raises(ConfigError, match=setting):
+        load_config(None, [*settings, f"data.{setting}=1.5"])
 
 
 def test_self_blended_validation_fakes_are_fixed_and_labelled(tmp_path: Path) -> None:
@@ -241,13 +244,9 @@ def test_a_donor_blend_pastes_the_other_face_and_only_inside_the_mask(seed: int)
 
 
 def test_donor_blends_in_a_dataset_come_from_another_real_and_are_fixed_for_a_seed(tmp_path: Path) -> None:
-    from dfkd.config import ConfigError, load_config
     from dfkd.data import build_manifest, read_manifest
     from dfkd.data.blend import SelfBlendedDataset
     from dfkd.data.dataset import ManifestDataset
-    from dfkd.train.data import build_datasets
-    from dfkd.train.setup import student_view
-    from tests.conftest import TINY
 
     folder = tmp_path / "data" / "val" / "real"
     folder.mkdir(parents=True)
@@ -274,13 +273,6 @@ def test_donor_blends_in_a_dataset_come_from_another_real_and_are_fixed_for_a_se
         assert abs(centre[1]) < max(abs(centre[0]), abs(centre[2]))
     with pytest.raises(ValueError, match="another face"):
         SelfBlendedDataset(base, LandmarkTable({}), share=1.0, blend_size=64, donor_share=2.0)
-    # The setting reaches both splits' datasets, and is validated.
-    settings = [*TINY, f"data.manifest={tmp_path / 'm.csv'}", "data.synthetic_fakes=sbi"]
-    config = load_config(None, [*settings, "data.synthetic_donor=0.4"])
-    data = build_datasets(config, read_manifest(tmp_path / "m.csv"), student_view(config))
-    assert data.train_set.donor_share == 0.4 and data.val_set.donor_share == 0.4
-    with pytest.raises(ConfigError, match="synthetic_donor"):
-        load_config(None, [*settings, "data.synthetic_donor=1.5"])
 
 
 def test_donor_share_zero_keeps_the_self_blends_of_a_seed(tmp_path: Path) -> None:
