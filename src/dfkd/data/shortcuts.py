@@ -53,14 +53,15 @@ def _by_source(
     class or more: (is_fake per file, ``value_of`` per file); files whose value is None are left out."""
     resolved = [Path(root).resolve() for root in roots]
     root_of = dict(zip(source_names(resolved), resolved, strict=True))
-    kept = [sample for sample in samples if sample.label in ("real", "fake") and value_of(sample) is not None]
+    valued = [(sample, value_of(sample)) for sample in samples if sample.label in ("real", "fake")]
     groups = group_by_source(
-        kept, lambda sample: f"{sample.source}/{os.path.relpath(sample.path, root_of[sample.source])}"
+        [(sample, value) for sample, value in valued if value is not None],
+        lambda pair: f"{pair[0].source}/{os.path.relpath(pair[0].path, root_of[pair[0].source])}",
     )
     return {
-        name or ".": (np.array([sample.label == "fake" for sample in group]), [value_of(sample) for sample in group])
+        name or ".": (np.array([sample.label == "fake" for sample, _ in group]), [value for _, value in group])
         for name, group in groups.items()
-        if has_both_classes(sample.label for sample in group)
+        if has_both_classes(sample.label for sample, _ in group)
     }
 
 
