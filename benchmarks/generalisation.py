@@ -3,7 +3,7 @@
     python benchmarks/generalisation.py --data ../shared/data/realfaces-dev --out runs/generalisation \
         [--face-model ../shared/models/face_detection_yunet.onnx] [--held-out inswapper_ffhq photoshop_ciplab] \
         [--teacher-epochs 8] [--student-epochs 40] [--students] [--teacher-seeds 42 1 2] [--baseline] \
-        [--reals-only] [--sbi-cost] \
+        [--reals-only] [--held-out-fakes-only] [--sbi-cost] \
         [--bundle src/dfkd/pretrained/general_resnet8_fast.safetensors] [--margin 0.0] [--outline] \
         [--set key=value ...] [--student-set key=value ...]
 
@@ -17,6 +17,8 @@
    the recipe's ``train.threshold`` (``fpr=0.05``: at most 5 % of validation reals called fake); with ``--students`` a
    resnet8_fast is distilled from it online (``configs/general_student_sbi_fm.yaml``). Reported per test source: AUC,
    and for X the false-positive rate on its reals and the share of its fakes caught, at the card's threshold.
+   ``--held-out-fakes-only``: only X's fakes are held out; X's training reals stay in training, its validation and
+   test reals are tested (a user with genuine photos of a collection but no example of its manipulations).
    ``--baseline``: the same teacher without self-blended fakes. ``--teacher-seeds S1 S2 …``: the teacher trained
    once per seed and the runs joined by ``dfkd ensemble`` (the mean of their logits, its threshold set by the same
    policy on the validation split, in reals-only folds too), which is scored and teaches the student; this holds for
@@ -67,9 +69,15 @@ def crop_and_scan(data: Path, out: Path, face_model: str | None, margin: float =
     return manifest
 
 
-def held_out_manifest(manifest: Path, held_out: str | None, out: Path, *, reals_only: bool = False) -> Path:
+def held_out_manifest(
+    manifest: Path, held_out: str | None, out: Path, *, reals_only: bool = False, fakes_only: bool = False
+) -> Path:
     """A copy of ``manifest`` where ``held_out``'s images are all test images (and, with ``reals_only``, no labelled
-    fake is trained or validated on)."""
+    fake is trained or validated on).
+
+    With ``fakes_only`` only its fakes are held out: its training reals stay in training (and are self-blended like
+    any real), its validation and test reals are tested with all its fakes. A user with genuine photos of their own
+    collection but no example of its manipulations is in this case."""
     from dfkd.data.manifest import read_manifest, read_sidecar, write_manifest
     from dfkd.data.scan import Sample
 
@@ -79,7 +87,7 @@ def held_out_manifest(manifest: Path, held_out: str | None, out: Path, *, reals_
     rows = []
     for sample in read_manifest(manifest).samples:
         split = sample.split
-        if sample.source == held_out:
+        if sample.source == held_out and not (fakes_only and sample.label == "real" and split == "train"):
             split = "test"
         elif reals_only and sample.label == "fake" and split != "test":
             continue
@@ -434,6 +442,12 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="Also the teachers without self-blended fakes.")
     parser.add_argument("--reals-only", action="store_true", help="Also teachers on reals + self-blended fakes only.")
     parser.add_argument("--reals-only-only", action="store_true", help="Only the reals + self-blended fakes runs.")
+    parser.add_argument(
+        "--held-out-fakes-only",
+        action="store_true",
+        help="Hold out only the fakes of each --held-out source: its training reals are trained on, its other reals "
+        "are tested with its fakes (folds and rows named '… fakes').",
+    )
     parser.add_argument("--sbi-cost", action="store_true")
     parser.add_argument("--bundle", type=Path, default=None, help="Train on every source and write the student here.")
     parser.add_argument("--margin", type=float, default=0.0, help="Face-crop margin (each side, share of the box).")
@@ -451,6 +465,9 @@ def main() -> None:
         help="key=value settings for the students only (e.g. distill.feature_loss=attention), after --set.",
     )
     args = parser.parse_args()
+    if args.bundle is not None and args.held_out_fakes_only:
+        # the card states how the recipe detects sources it never saw at all; "no X fakes" rows would not answer that
+        parser.error("--bundle quotes whole held-out sources: run it without --held-out-fakes-only")
 
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = crop_and_scan(args.data, args.out, args.face_model, args.margin, args.outline)
@@ -471,16 +488,18 @@ def main() -> None:
         results_path.write_text(json.dumps(results, indent=2))
         print(markdown(results), flush=True)
 
+    # "no X": all of X held out; "no X fakes": only its fakes (--held-out-fakes-only)
+    unseen_part, fold_part = (" fakes", "_fakes") if args.held_out_fakes_only else ("", "")
     for held_out in [] if args.reals_only_only else args.held_out:
-        fold = args.out / f"without_{held_out}"
-        fold_manifest = held_out_manifest(manifest, held_out, fold)
+        fold = args.out / f"without_{held_out}{fold_part}"
+        fold_manifest = held_out_manifest(manifest, held_out, fold, fakes_only=args.held_out_fakes_only)
         teacher = train_teacher(fold, fold_manifest, teacher_epochs, args.teacher_seeds)
-        record(f"teacher{ensemble_label}, no {held_out}", teacher, fold_manifest, held_out)
+        record(f"teacher{ensemble_label}, no {held_out}{unseen_part}", teacher, fold_manifest, held_out)
         if args.baseline:
             plain = train_once(
                 "general_teacher_sbi", [*teacher_epochs, "data.synthetic_fakes=none"], fold / "plain", fold_manifest
             )
-            record(f"teacher without SBI, no {held_out}", plain, fold_manifest, held_out)
+            record(f"teacher without SBI, no {held_out}{unseen_part}", plain, fold_manifest, held_out)
         if args.students:
             student = train_once(
                 "general_student_sbi_fm",
@@ -488,12 +507,15 @@ def main() -> None:
                 fold / student_run,
                 fold_manifest,
             )
-            record(f"student{student_label}, no {held_out}", student, fold_manifest, held_out)
+            record(f"student{student_label}, no {held_out}{unseen_part}", student, fold_manifest, held_out)
     for held_out in (args.held_out or [None]) if args.reals_only else []:
-        fold = args.out / ("reals_only" if held_out is None else f"reals_only_without_{held_out}")
-        fold_manifest = held_out_manifest(manifest, held_out, fold, reals_only=True)
+        fold = args.out / ("reals_only" if held_out is None else f"reals_only_without_{held_out}{fold_part}")
+        fold_manifest = held_out_manifest(
+            manifest, held_out, fold, reals_only=True, fakes_only=args.held_out_fakes_only
+        )
         teacher = train_teacher(fold, fold_manifest, teacher_epochs, args.teacher_seeds, threshold=False)
-        record(f"teacher{ensemble_label}, reals + SBI only, no {held_out}", teacher, fold_manifest, held_out)
+        row = f"reals + SBI only, no {held_out}{unseen_part if held_out else ''}"
+        record(f"teacher{ensemble_label}, {row}", teacher, fold_manifest, held_out)
         if args.students:
             student = train_once(
                 "general_student_sbi_fm",
@@ -502,7 +524,7 @@ def main() -> None:
                 fold_manifest,
                 threshold=False,
             )
-            record(f"student{student_label}, reals + SBI only, no {held_out}", student, fold_manifest, held_out)
+            record(f"student{student_label}, {row}", student, fold_manifest, held_out)
     if args.bundle is not None:
         # The card's retrain command: this run's options, with the local paths of the data and YuNet named generically.
         command = ["python benchmarks/generalisation.py --data realfaces-dev --out runs/generalisation"]
