@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from dfkd.data.manifest import read_manifest
-from dfkd.experiments.cross_source import plan_training_sets, write_subset_manifest
+from dfkd.experiments.cross_source import (
+    cross_source_markdown,
+    plan_training_sets,
+    seen_in_training,
+    write_subset_manifest,
+)
 
 
 def test_plan_has_each_source_all_but_one_and_all() -> None:
@@ -32,3 +37,35 @@ def test_subset_manifest_keeps_train_and_val_of_its_sources(two_source_manifest:
     assert {s.split for s in subset.samples} == {"train", "val"}
     full = read_manifest(two_source_manifest)
     assert len(subset.samples) == sum(1 for s in full.samples if s.source == "alpha" and s.split != "test")
+
+
+def test_all_but_fakes_sets_keep_every_sources_reals_and_drop_one_sources_fakes(
+    two_source_manifest: Path, tmp_path: Path
+) -> None:
+    plan = plan_training_sets(["a", "b"], all_but_fakes=True, include_all=False)
+    assert [t.name for t in plan] == ["a", "b", "all_but_a_fakes", "all_but_b_fakes"]
+    assert plan[2].sources == ("a", "b") and plan[2].fakes_excluded == ("a",)
+    path = write_subset_manifest(two_source_manifest, ("alpha", "beta"), tmp_path / "m.csv", fakes_excluded=("alpha",))
+    kept = {(s.source, s.label) for s in read_manifest(path).samples}
+    assert kept == {("alpha", "real"), ("beta", "real"), ("beta", "fake")}
+
+
+def test_the_matrix_marks_sources_seen_whole_and_by_their_reals_only() -> None:
+    train_sets = [
+        {"name": "a", "sources": ["a"], "kind": "only"},
+        {"name": "all_but_a_fakes", "sources": ["a", "b"], "kind": "all_but_fakes", "fakes_excluded": ["a"]},
+        {"name": "reals_sbi", "sources": ["a", "b"], "kind": "reals_sbi"},
+    ]
+    assert [seen_in_training(train_sets[1], s) for s in "ab"] == ["reals", "all"]
+    assert [seen_in_training(train_sets[0], s) for s in "ab"] == ["all", "none"]
+    assert [seen_in_training(train_sets[2], s) for s in "ab"] == ["reals", "reals"]
+    cell = {"auc": 0.5, "accuracy": 0.5, "fpr": 0.1, "n": 4}
+    result = {
+        "model": "m",
+        "manifest": "m.csv",
+        "test_sources": ["a", "b"],
+        "train_sets": train_sets,
+        "matrix": {t["name"]: {"a": cell, "b": cell} for t in train_sets},
+    }
+    auc_table = cross_source_markdown(result).split("**AUC**")[1].split("**accuracy")[0]
+    assert "| all_but_a_fakes | 0.500° | 0.500* |" in auc_table and "| a | 0.500* | 0.500 |" in auc_table

@@ -69,18 +69,21 @@ def test_cross_source_command_has_one_cell_per_pair(two_source_manifest: Path, t
     out = tmp_path / "cross"
     args = ["cross-source", "--manifest", str(two_source_manifest), "--config", str(tmp_path / "recipe.yaml")]
     (tmp_path / "recipe.yaml").write_text("model: {name: resnet8_fast}\n")
-    args += ["--out", str(out), "--reals-sbi", *(item for override in TINY for item in ("--set", override))]
+    args += ["--out", str(out), "--reals-sbi", "--all-but-fakes"]
+    args += [item for override in TINY for item in ("--set", override)]
     _invoke(args)
     data = json.loads((out / "cross_source.json").read_text())
     assert data["test_sources"] == ["alpha", "beta"]
-    assert [t["name"] for t in data["train_sets"]] == ["alpha", "beta", "all", "reals_sbi"]
-    assert set(data["matrix"]) == {"alpha", "beta", "all", "reals_sbi"}
+    names = ["alpha", "beta", "all_but_alpha_fakes", "all_but_beta_fakes", "all", "reals_sbi"]
+    assert [t["name"] for t in data["train_sets"]] == names and set(data["matrix"]) == set(names)
     for row in data["matrix"].values():
         assert set(row) == {"alpha", "beta"}
         assert all(cell["n"] == 8 and 0.0 <= cell["accuracy"] <= 1.0 for cell in row.values())
         assert all(0.0 <= cell["fpr"] <= 1.0 for cell in row.values())  # false positives on each source's reals
     reals_sbi = read_manifest(out / "manifests" / "reals_sbi.csv")
     assert {s.label for s in reals_sbi.samples} == {"real"}  # no labelled fake: the fakes are self-blended
+    trained = {(s.source, s.label) for s in read_manifest(out / "manifests" / "all_but_alpha_fakes.csv").samples}
+    assert trained == {("alpha", "real"), ("beta", "real"), ("beta", "fake")}
     assert yaml.safe_load((out / "runs" / "reals_sbi" / "config.yaml").read_text())["data"]["synthetic_fakes"] == "sbi"
     markdown = (out / "cross_source.md").read_text()
     assert markdown.count("| all |") == 3 and "alpha (n=8)" in markdown and "false positives on reals" in markdown

@@ -142,6 +142,13 @@ def cross_source(
         list[str] | None, typer.Option("--set", "-s", help="Override a key: section.key=value (repeatable).")
     ] = None,
     all_but: Annotated[bool, typer.Option(help="Also train on all sources but one (three or more sources).")] = True,
+    all_but_fakes: Annotated[
+        bool,
+        typer.Option(
+            help="Also train on every source's reals and all fakes but one source's: its manipulations unseen on "
+            "photos of a collection the model knows."
+        ),
+    ] = False,
     include_all: Annotated[bool, typer.Option("--all/--no-all", help="Also train on all sources together.")] = True,
     reals_sbi: Annotated[
         bool,
@@ -161,6 +168,7 @@ def cross_source(
             run_config,
             out,
             all_but=all_but,
+            all_but_fakes=all_but_fakes,
             include_all=include_all,
             reals_sbi=reals_sbi,
             eval_device=device,

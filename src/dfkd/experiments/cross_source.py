@@ -5,8 +5,10 @@ answers the reference's future-work question, "does a detector trained on one so
 
 - training sets: each source alone; each "all but S" (leave one source out — trained without S's reals and fakes:
   "how well is S detected by a model that never saw it"; skipped where it equals a single source, as with two
-  sources); all sources together; and with ``reals_sbi``, the reals of every source with self-blended fakes only
-  (no labelled fake at all: which manipulations blending alone teaches);
+  sources); with ``all_but_fakes``, each "all but S's fakes" (every source's reals, every other source's fakes: "with
+  genuine photos of S but no example of its manipulations, how well are they caught"); all sources together; and with
+  ``reals_sbi``, the reals of every source with self-blended fakes only (no labelled fake at all: which manipulations
+  blending alone teaches);
 - each training set gets its own manifest (the train and val rows of its sources only: the model is selected on
   validation images of the sources it was trained on, never on the held-out one) and its own run folder;
 - every trained model is scored on the test split of every source, at its decision threshold (0.5 unless set):
@@ -43,14 +45,31 @@ class TrainingSet:
 
     name: str
     sources: tuple[str, ...]
-    kind: str  # "only", "all_but", "all" or "reals_sbi"
+    kind: str  # "only", "all_but", "all_but_fakes", "all" or "reals_sbi"
+    fakes_excluded: tuple[str, ...] = ()  # sources whose reals are trained on but not their fakes ("all_but_fakes")
+
+
+def seen_in_training(training_set: dict[str, Any], source: str) -> str:
+    """What a training set (an entry of ``train_sets``) saw of a source: ``"all"``, ``"reals"`` (its reals but none of
+    its fakes: the reals + self-blended row and the all-but-fakes rows) or ``"none"``."""
+    if source not in training_set["sources"]:
+        return "none"
+    if training_set["kind"] == "reals_sbi" or source in training_set.get("fakes_excluded", ()):
+        return "reals"
+    return "all"
 
 
 def plan_training_sets(
-    sources: list[str], *, all_but: bool = True, include_all: bool = True, reals_sbi: bool = False
+    sources: list[str],
+    *,
+    all_but: bool = True,
+    all_but_fakes: bool = False,
+    include_all: bool = True,
+    reals_sbi: bool = False,
 ) -> list[TrainingSet]:
-    """Each source alone, then each leave-one-out set (when it differs from a single source), then all sources, then
-    (``reals_sbi``) the reals of all sources with self-blended fakes only.
+    """Each source alone, then each leave-one-out set (when it differs from a single source), then (``all_but_fakes``)
+    each all-sources set without one source's fakes, then all sources, then (``reals_sbi``) the reals of all sources
+    with self-blended fakes only.
 
     Raises:
         ValueError: fewer than two sources.
@@ -67,6 +86,10 @@ def plan_training_sets(
         plan += [
             TrainingSet(f"all_but_{source}", tuple(s for s in sources if s != source), "all_but") for source in sources
         ]
+    if all_but_fakes:
+        plan += [
+            TrainingSet(f"all_but_{source}_fakes", tuple(sources), "all_but_fakes", (source,)) for source in sources
+        ]
     if include_all:
         plan.append(TrainingSet("all", tuple(sources), "all"))
     if reals_sbi:
@@ -75,9 +98,15 @@ def plan_training_sets(
 
 
 def write_subset_manifest(
-    manifest_path: str | os.PathLike[str], sources: tuple[str, ...], out: Path, *, reals_only: bool = False
+    manifest_path: str | os.PathLike[str],
+    sources: tuple[str, ...],
+    out: Path,
+    *,
+    reals_only: bool = False,
+    fakes_excluded: tuple[str, ...] = (),
 ) -> Path:
-    """A manifest holding the train and val rows of ``sources`` only (paths absolute; ``reals_only``: no fakes).
+    """A manifest holding the train and val rows of ``sources`` only (paths absolute; ``reals_only``: no fakes;
+    ``fakes_excluded``: none of these sources' fakes).
 
     The parent's scanned roots and face-crop record travel with it, so landmarks and the crop settings are found.
     """
@@ -87,7 +116,9 @@ def write_subset_manifest(
     samples = [
         s
         for s in manifest.samples
-        if s.source in sources and s.split in ("train", "val") and not (reals_only and s.label == "fake")
+        if s.source in sources
+        and s.split in ("train", "val")
+        and not (s.label == "fake" and (reals_only or s.source in fakes_excluded))
     ]
     for split in ("train", "val"):
         if not any(s.split == split for s in samples):
@@ -95,6 +126,8 @@ def write_subset_manifest(
     parent = read_sidecar(manifest_path)
     info = {key: parent[key] for key in ("roots", "face_crop", "face_crop_warnings") if key in parent}
     info.update(parent_manifest=str(Path(manifest_path).resolve()), sources=list(sources), reals_only=reals_only)
+    if fakes_excluded:
+        info["fakes_excluded"] = list(fakes_excluded)
     write_manifest(out, samples, info)
     return out
 
@@ -144,6 +177,7 @@ def run_cross_source(
     out: str | os.PathLike[str],
     *,
     all_but: bool = True,
+    all_but_fakes: bool = False,
     include_all: bool = True,
     reals_sbi: bool = False,
     eval_device: str = "cpu",
@@ -152,14 +186,16 @@ def run_cross_source(
     """Train one model per training set (see the module docstring) and score it on every source's test split.
 
     ``config`` is the training recipe (its ``data.manifest`` is replaced per training set). Returns the result
-    written to ``cross_source.json``: ``train_sets`` (in order: ``[{name, sources, kind}]``), ``test_sources`` and
-    ``matrix[train_set][test_source] = {auc, accuracy, n}``.
+    written to ``cross_source.json``: ``train_sets`` (in order: ``[{name, sources, kind, fakes_excluded}]``),
+    ``test_sources`` and ``matrix[train_set][test_source] = {auc, accuracy, n}``.
     """
     from dfkd.train import train
 
     out = Path(out)
     manifest = read_manifest(manifest_path)
-    plan = plan_training_sets(manifest.sources, all_but=all_but, include_all=include_all, reals_sbi=reals_sbi)
+    plan = plan_training_sets(
+        manifest.sources, all_but=all_but, all_but_fakes=all_but_fakes, include_all=include_all, reals_sbi=reals_sbi
+    )
     test_sources = manifest.sources
     missing = [source for source in test_sources if not any(s.source == source for s in manifest.split("test"))]
     if missing:
@@ -174,7 +210,10 @@ def run_cross_source(
     result: dict[str, Any] = {
         "manifest": str(manifest_path),
         "model": config.model.name,
-        "train_sets": [{"name": t.name, "sources": list(t.sources), "kind": t.kind} for t in plan],
+        "train_sets": [
+            {"name": t.name, "sources": list(t.sources), "kind": t.kind, "fakes_excluded": list(t.fakes_excluded)}
+            for t in plan
+        ],
         "test_sources": test_sources,
         "matrix": {},
         "runs": {},
@@ -191,6 +230,7 @@ def run_cross_source(
                 training_set.sources,
                 out / "manifests" / f"{training_set.name}.csv",
                 reals_only=reals_only,
+                fakes_excluded=training_set.fakes_excluded,
             )
             cell_config = config.model_copy(deep=True)
             cell_config.data.manifest = str(subset.resolve())
@@ -234,7 +274,8 @@ def cross_source_markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Model `{result['model']}` trained on each row's sources (train split; val split of the same sources "
         f"for selection) and scored on each column's test split, manifest `{result['manifest']}`. "
-        "`*` marks a test source the model was trained on (in-source); the others measure transfer.",
+        "`*` marks a test source the model was trained on (in-source), `°` one whose reals it was trained on but "
+        "none of whose fakes (a manipulation unseen on that collection's photos); the others measure transfer.",
     ]
     metrics = (
         ("auc", "AUC", 1.0, 3),
@@ -244,11 +285,11 @@ def cross_source_markdown(result: dict[str, Any]) -> str:
     for metric, label, scale, digits in metrics:
         rows = []
         for training_set in result["train_sets"]:
-            name, sets = training_set["name"], training_set["sources"]
+            name = training_set["name"]
             cells = result["matrix"][name]
             row = [name]
             for source in sources:
-                mark = "*" if source in sets and training_set["kind"] != "reals_sbi" else ""
+                mark = {"all": "*", "reals": "°", "none": ""}[seen_in_training(training_set, source)]
                 row.append(_fmt(cells[source].get(metric), scale, digits) + mark)
             rows.append(row)
         test_n = {s: next(iter(result["matrix"].values()))[s]["n"] for s in sources}
@@ -258,7 +299,8 @@ def cross_source_markdown(result: dict[str, Any]) -> str:
 
 
 def plot_cross_source(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Two heat maps (AUC, accuracy): training set × test source, annotated, in-source cells outlined."""
+    """Two heat maps (AUC, accuracy): training set × test source, annotated; in-source cells outlined, cells whose
+    reals only were trained on outlined dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -268,7 +310,7 @@ def plot_cross_source(result: dict[str, Any], path: str | os.PathLike[str]) -> P
     from dfkd.evaluate.plots import save_figure
 
     names, sources = [t["name"] for t in result["train_sets"]], result["test_sources"]
-    trained_on = {t["name"]: t["sources"] for t in result["train_sets"]}
+    seen = {t["name"]: {s: seen_in_training(t, s) for s in sources} for t in result["train_sets"]}
     fig, axes = plt.subplots(1, 2, figsize=(2.2 + 2.0 * len(sources) * 2, 1.4 + 0.55 * len(names)), squeeze=False)
     for ax, (metric, title) in zip(axes.flat, (("auc", "AUC"), ("accuracy", "accuracy")), strict=True):
         values = np.array(
@@ -280,11 +322,16 @@ def plot_cross_source(result: dict[str, Any], path: str | os.PathLike[str]) -> P
             for j, source in enumerate(sources):
                 text = "–" if np.isnan(values[i, j]) else f"{values[i, j]:.2f}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=9)
-                if source in trained_on[name]:
-                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
+                if seen[name][source] != "none":
+                    style = "solid" if seen[name][source] == "all" else "dashed"
+                    ax.add_patch(
+                        Rectangle(
+                            (j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5, linestyle=style
+                        )
+                    )
         ax.set_xticks(range(len(sources)), sources, rotation=20, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)), names, fontsize=8)
-        ax.set(xlabel="tested on", ylabel="trained on", title=f"{title} (outlined: in-source)")
+        ax.set(xlabel="tested on", ylabel="trained on", title=f"{title} (outlined: in-source; dashed: its reals only)")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return save_figure(fig, path)
 
