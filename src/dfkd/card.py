@@ -220,6 +220,24 @@ def card_from_dict(record: Any, source: str = "model") -> ModelCard:
         raise CardError(f"{source}: invalid model card\n  " + "\n  ".join(lines)) from None
 
 
+def _readable(value: Any, indent: int = 0) -> str:
+    """A card value for people: floats to four significant digits; nested dicts and lists one item per line,
+    indented (``key: value``, ``- item``), strings unquoted."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = (("-", inner) for inner in value)
+    else:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+    lines = []
+    for key, inner in items:
+        label = key if key == "-" else f"{key}:"
+        nested = isinstance(inner, dict | list | tuple) and inner
+        lines.append(f"{pad}{label}\n{_readable(inner, indent + 1)}" if nested else f"{pad}{label} {_readable(inner)}")
+    return "\n".join(lines)
+
+
 def describe_card(card: ModelCard) -> list[tuple[str, str]]:
     """(field, value) rows for people: what ``dfkd info`` prints."""
     pre = card.preprocessing
@@ -245,7 +263,7 @@ def describe_card(card: ModelCard) -> list[tuple[str, str]]:
     if card.training is not None:
         for key, value in card.training.model_dump(exclude_none=True).items():
             if value not in ([], {}, None):
-                rows.append((f"training {key}", str(value)))
+                rows.append((f"training {key}", _readable(value)))
     if card.export:
         rows.append(("export", ", ".join(f"{key}={value}" for key, value in card.export.items())))
     rows.append(("dfkd version", card.dfkd_version))

@@ -279,3 +279,18 @@ def test_same_shaped_weights_under_another_architecture_name_are_refused(tmp_pat
 def _saved_digest(model: torch.nn.Module, folder: Path) -> str | None:
     save_model(model, folder / "other.safetensors")
     return read_model_card(folder / "other.safetensors").architecture.digest
+
+
+def test_info_shows_nested_training_fields_one_per_line_with_short_numbers() -> None:
+    from dfkd.card import describe_card
+
+    training = {
+        "generalisation": {"unseen_source": {"swaps": {"auc": 0.6182000000000001, "measured_with": "a student"}}},
+        "blind_spots": ["small faces: under 100 px", "profile views"],
+    }
+    card = ModelCard.model_validate({"architecture": {"name": "resnet8_fast"}, "training": training})
+    rows = dict(describe_card(card))
+    assert rows["training generalisation"] == (
+        "unseen_source:\n  swaps:\n    auc: 0.6182\n    measured_with: a student"
+    )
+    assert rows["training blind_spots"] == "- small faces: under 100 px\n- profile views"
