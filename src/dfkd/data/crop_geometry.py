@@ -32,9 +32,9 @@ CROP_SIDECAR = "crop.json"  # written by dfkd crop-faces at the top of its outpu
 MAX_SHRUNK_RATE_GAP = 0.10
 MAX_OVERHANG_RATE_GAP = 0.05
 MAX_FACE_SHARE_GAP = 0.05
-# How far from 0.5 the AUC of the face's share of the crop (fake against real) may go before face size alone is a
-# label cue: 0.7 or 0.3.
-MAX_FACE_SHARE_AUC_GAP = 0.2
+# How far from 0.5 the AUC of one trait alone (face size in the crop, file size, compression …; fake against real)
+# may go before the trait is a label cue: 0.7 or 0.3.
+LABEL_CUE_AUC_GAP = 0.2
 MIN_CLASS_ROWS = 10  # crops of each class a source needs for its own figures
 OVERHANG_CUE = 0.02  # share of a crop outside the image (black fill) counted as overhanging
 FIT_QUANTILE = 0.10  # the suggested margin fits at least 90 % of each class without shrinking
@@ -81,6 +81,14 @@ def face_share_auc(rows: Iterable[Mapping[str, Any]]) -> float | None:
     if fakes < MIN_CLASS_ROWS or len(pairs) - fakes < MIN_CLASS_ROWS:
         return None
     return float(roc_auc_score([is_fake for is_fake, _ in pairs], [share for _, share in pairs]))
+
+
+def label_cue_strength(auc: float | None) -> float | None:
+    """How well a trait alone tells the classes apart, whichever way round (``max(auc, 1 - auc)``), when that is
+    enough to be a label cue (``LABEL_CUE_AUC_GAP``); None when it is not, or was not measured."""
+    if auc is None or abs(auc - 0.5) < LABEL_CUE_AUC_GAP:
+        return None
+    return max(auc, 1.0 - auc)
 
 
 def geometry_group(relative: str) -> str:
@@ -175,16 +183,12 @@ def _framing_cues(stats: Mapping[str, Mapping[str, float]], margin: float, face_
             f"{real['overhang_rate']:.0%} of real and {fake['overhang_rate']:.0%} of fake crops reach past the "
             "image border (black fill)"
         )
-    separates = face_auc is not None and abs(face_auc - 0.5) >= MAX_FACE_SHARE_AUC_GAP
+    separates = label_cue_strength(face_auc)
     if separates or abs(real["face_share_median"] - fake["face_share_median"]) > MAX_FACE_SHARE_GAP:
         lines.append(
             f"the face fills {real['face_share_median']:.0%} of a real crop and {fake['face_share_median']:.0%} of "
             "a fake one (medians)"
-            + (
-                f"; the face's size alone tells them apart with AUC {max(face_auc, 1 - face_auc):.2f}"
-                if separates
-                else ""
-            )
+            + (f"; the face's size alone tells them apart with AUC {separates:.2f}" if separates else "")
         )
     return lines
 

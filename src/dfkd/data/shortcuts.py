@@ -18,12 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from dfkd.data.crop_geometry import MIN_CLASS_ROWS, group_by_source, has_both_classes
+from dfkd.data.crop_geometry import MIN_CLASS_ROWS, group_by_source, has_both_classes, label_cue_strength
 from dfkd.data.scan import Sample, source_names
-
-# How far from 0.5 the AUC of file size (fake against real) may go before size alone is a label cue: 0.7 or 0.3.
-MAX_FILE_SIZE_AUC_GAP = 0.2
-
 
 # How a file was saved, split into the traits checked one by one: (name, what is compared, advice).
 ENCODING_TRAITS = (
@@ -115,10 +111,8 @@ def file_encoding_warnings(
     for name, (is_fake, signatures) in _by_source(samples, roots, lambda sample: encodings.get(sample.path)).items():
         for position, (trait, compared, advice) in enumerate(ENCODING_TRAITS):
             values = [signature.split("|")[position] for signature in signatures]
-            auc = _categorical_auc(values, is_fake)
-            found = []
-            if abs(auc - 0.5) >= MAX_FILE_SIZE_AUC_GAP:
-                found.append(f"the {trait} alone tells real from fake (AUC {max(auc, 1 - auc):.2f})")
+            strength = label_cue_strength(_categorical_auc(values, is_fake))
+            found = [f"the {trait} alone tells real from fake (AUC {strength:.2f})"] if strength else []
             found += _exclusive_values(values, is_fake, trait)
             lines += [
                 f"{name}: {finding}, judged by {compared}: a shortcut a detector can learn instead of the forgery; "
@@ -136,14 +130,14 @@ def file_size_warnings(samples: Iterable[Sample], roots: list[str | os.PathLike[
     lines = []
     for name, (is_fake, values) in _by_source(samples, roots, lambda sample: sample.size).items():
         sizes = np.array(values, dtype=np.float64)
-        auc = float(roc_auc_score(is_fake, sizes))
-        if abs(auc - 0.5) < MAX_FILE_SIZE_AUC_GAP:
+        strength = label_cue_strength(float(roc_auc_score(is_fake, sizes)))
+        if strength is None:
             continue
         lines.append(
-            f"{name}: file size alone tells real from fake (AUC {max(auc, 1 - auc):.2f}; median "
+            f"{name}: file size alone tells real from fake (AUC {strength:.2f}; median "
             f"{np.median(sizes[~is_fake]) / 1024:.0f} KiB real, {np.median(sizes[is_fake]) / 1024:.0f} KiB fake): the "
             "classes differ in how they were saved or in how much fine detail they hold, a shortcut a detector can "
             f"learn instead of the forgery; a model's AUC on this source means little unless it clearly beats "
-            f"{max(auc, 1 - auc):.2f}"
+            f"{strength:.2f}"
         )
     return lines
