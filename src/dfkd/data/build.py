@@ -40,7 +40,7 @@ class ScanReport:
         return count_table(self.samples)
 
 
-def _check_one(path: str) -> tuple[str, str | None, str | None, str | None]:
+def _check_one(path: str) -> tuple[str, str | None, str | None, dict[str, str] | None]:
     """Decode one file fully; return (path, reason or None, sha1 of its bytes or None, its encoding or None).
 
     The encoding (:func:`dfkd.data.shortcuts.encoding_signature`) says how the file was saved: format, pixel size and,
@@ -59,11 +59,11 @@ def _check_one(path: str) -> tuple[str, str | None, str | None, str | None]:
 
 def verify_images(
     paths: list[str], *, workers: int | None = None
-) -> dict[str, tuple[str | None, str | None, str | None]]:
+) -> dict[str, tuple[str | None, str | None, dict[str, str] | None]]:
     """Decode every image in parallel; map path → (reason it failed or None, content sha1 or None, encoding or
     None)."""
     workers = workers or min(os.cpu_count() or 1, 8)
-    results: dict[str, tuple[str | None, str | None, str | None]] = {}
+    results: dict[str, tuple[str | None, str | None, dict[str, str] | None]] = {}
     if workers <= 1 or len(paths) < 64:
         iterator = map(_check_one, paths)
         for path, reason, digest, encoding in track(iterator, total=len(paths), description="verifying images"):
@@ -111,7 +111,7 @@ def build_manifest(
     rejected: list[tuple[str, str]] = []
     leakage: list[tuple[str, list[str]]] = []
     digests: dict[str, str] = {}
-    encodings: dict[str, str] = {}  # how each file was saved, known when verifying (a header read per file)
+    encodings: dict[str, dict[str, str]] = {}  # how each file was saved, known when verifying (a header read per file)
     if verify:
         checks = verify_images([s.path for s in samples], workers=workers)
         rejected = sorted((path, reason) for path, (reason, _, _) in checks.items() if reason is not None)

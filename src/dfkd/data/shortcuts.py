@@ -28,16 +28,18 @@ ENCODING_TRAITS = (
 )
 
 
-def encoding_signature(data: bytes) -> str | None:
-    """How an encoded image was saved: ``"FORMAT tables|WxH"`` (tables: a digest of a JPEG's quantisation tables,
-    ``-`` for other formats), from its header; None when Pillow cannot read the header."""
+def encoding_signature(data: bytes) -> dict[str, str] | None:
+    """How an encoded image was saved, per trait of :data:`ENCODING_TRAITS`: ``{"compression": "FORMAT tables",
+    "pixel size": "WxH"}`` (tables: a digest of a JPEG's quantisation tables, ``-`` for other formats), from its
+    header; None when Pillow cannot read the header."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as image:
             tables = getattr(image, "quantization", None) or {}
             digest = hashlib.sha1(repr(sorted((k, list(v)) for k, v in tables.items())).encode()).hexdigest()[:12]
-            return f"{image.format} {digest if tables else '-'}|{image.width}x{image.height}"
+            compression = f"{image.format} {digest if tables else '-'}"
+            return {"compression": compression, "pixel size": f"{image.width}x{image.height}"}
     except (OSError, ValueError, Image.DecompressionBombError):  # the decode check reports unreadable files
         return None
 
@@ -103,14 +105,14 @@ def _exclusive_values(values: list[str], is_fake: np.ndarray, trait: str) -> lis
 
 
 def file_encoding_warnings(
-    samples: Iterable[Sample], roots: list[str | os.PathLike[str]], encodings: Mapping[str, str]
+    samples: Iterable[Sample], roots: list[str | os.PathLike[str]], encodings: Mapping[str, Mapping[str, str]]
 ) -> list[str]:
     """A sentence for each source and trait of :data:`ENCODING_TRAITS` that tells its real and fake files apart
     (``encodings``: path → :func:`encoding_signature`)."""
     lines = []
     for name, (is_fake, signatures) in _by_source(samples, roots, lambda sample: encodings.get(sample.path)).items():
-        for position, (trait, compared, advice) in enumerate(ENCODING_TRAITS):
-            values = [signature.split("|")[position] for signature in signatures]
+        for trait, compared, advice in ENCODING_TRAITS:
+            values = [signature[trait] for signature in signatures]
             strength = label_cue_strength(_categorical_auc(values, is_fake))
             found = [f"the {trait} alone tells real from fake (AUC {strength:.2f})"] if strength else []
             found += _exclusive_values(values, is_fake, trait)
