@@ -45,6 +45,7 @@ def test_all_but_fakes_sets_keep_every_sources_reals_and_drop_one_sources_fakes(
     plan = plan_training_sets(["a", "b"], all_but_fakes=True, include_all=False)
     assert [t.name for t in plan] == ["a", "b", "all_but_a_fakes", "all_but_b_fakes"]
     assert plan[2].sources == ("a", "b") and plan[2].fakes_excluded == ("a",)
+    assert plan_training_sets(["a", "b"], reals_sbi=True)[-1].fakes_excluded == ("a", "b")
     path = write_subset_manifest(two_source_manifest, ("alpha", "beta"), tmp_path / "m.csv", fakes_excluded=("alpha",))
     kept = {(s.source, s.label) for s in read_manifest(path).samples}
     assert kept == {("alpha", "real"), ("beta", "real"), ("beta", "fake")}
@@ -52,9 +53,9 @@ def test_all_but_fakes_sets_keep_every_sources_reals_and_drop_one_sources_fakes(
 
 def test_the_matrix_marks_sources_seen_whole_and_by_their_reals_only() -> None:
     train_sets = [
-        {"name": "a", "sources": ["a"], "kind": "only"},
+        {"name": "a", "sources": ["a"], "kind": "only", "fakes_excluded": []},
         {"name": "all_but_a_fakes", "sources": ["a", "b"], "kind": "all_but_fakes", "fakes_excluded": ["a"]},
-        {"name": "reals_sbi", "sources": ["a", "b"], "kind": "reals_sbi"},
+        {"name": "reals_sbi", "sources": ["a", "b"], "kind": "reals_sbi", "fakes_excluded": ["a", "b"]},
     ]
     assert [seen_in_training(train_sets[1], s) for s in "ab"] == ["reals", "all"]
     assert [seen_in_training(train_sets[0], s) for s in "ab"] == ["all", "none"]

@@ -46,17 +46,16 @@ class TrainingSet:
     name: str
     sources: tuple[str, ...]
     kind: str  # "only", "all_but", "all_but_fakes", "all" or "reals_sbi"
-    fakes_excluded: tuple[str, ...] = ()  # sources whose reals are trained on but not their fakes ("all_but_fakes")
+    # sources whose reals are trained on but not their fakes: one for "all_but_fakes", every one for "reals_sbi"
+    fakes_excluded: tuple[str, ...] = ()
 
 
 def seen_in_training(training_set: dict[str, Any], source: str) -> str:
     """What a training set (an entry of ``train_sets``) saw of a source: ``"all"``, ``"reals"`` (its reals but none of
-    its fakes: the reals + self-blended row and the all-but-fakes rows) or ``"none"``."""
+    its fakes) or ``"none"``."""
     if source not in training_set["sources"]:
         return "none"
-    if training_set["kind"] == "reals_sbi" or source in training_set.get("fakes_excluded", ()):
-        return "reals"
-    return "all"
+    return "reals" if source in training_set["fakes_excluded"] else "all"
 
 
 def plan_training_sets(
@@ -93,7 +92,7 @@ def plan_training_sets(
     if include_all:
         plan.append(TrainingSet("all", tuple(sources), "all"))
     if reals_sbi:
-        plan.append(TrainingSet("reals_sbi", tuple(sources), "reals_sbi"))
+        plan.append(TrainingSet("reals_sbi", tuple(sources), "reals_sbi", tuple(sources)))
     return plan
 
 
@@ -102,11 +101,10 @@ def write_subset_manifest(
     sources: tuple[str, ...],
     out: Path,
     *,
-    reals_only: bool = False,
     fakes_excluded: tuple[str, ...] = (),
 ) -> Path:
-    """A manifest holding the train and val rows of ``sources`` only (paths absolute; ``reals_only``: no fakes;
-    ``fakes_excluded``: none of these sources' fakes).
+    """A manifest holding the train and val rows of ``sources`` only (paths absolute), without the fakes of the
+    sources in ``fakes_excluded``.
 
     The parent's scanned roots and face-crop record travel with it, so landmarks and the crop settings are found.
     """
@@ -118,16 +116,19 @@ def write_subset_manifest(
         for s in manifest.samples
         if s.source in sources
         and s.split in ("train", "val")
-        and not (s.label == "fake" and (reals_only or s.source in fakes_excluded))
+        and not (s.label == "fake" and s.source in fakes_excluded)
     ]
     for split in ("train", "val"):
         if not any(s.split == split for s in samples):
             raise ValueError(f"{manifest_path}: sources {', '.join(sources)} have no {split} images")
     parent = read_sidecar(manifest_path)
     info = {key: parent[key] for key in ("roots", "face_crop", "face_crop_warnings") if key in parent}
-    info.update(parent_manifest=str(Path(manifest_path).resolve()), sources=list(sources), reals_only=reals_only)
-    if fakes_excluded:
-        info["fakes_excluded"] = list(fakes_excluded)
+    info.update(
+        parent_manifest=str(Path(manifest_path).resolve()),
+        sources=list(sources),
+        reals_only=set(sources) <= set(fakes_excluded),
+        fakes_excluded=list(fakes_excluded),
+    )
     write_manifest(out, samples, info)
     return out
 
@@ -224,17 +225,15 @@ def run_cross_source(
         done = run_dir / DONE_FILE
         logger.info("cross-source %d/%d: training on %s", index, len(plan), ", ".join(training_set.sources))
         if retrain or not (done.exists() and model_path.exists()):
-            reals_only = training_set.kind == "reals_sbi"
             subset = write_subset_manifest(
                 manifest_path,
                 training_set.sources,
                 out / "manifests" / f"{training_set.name}.csv",
-                reals_only=reals_only,
                 fakes_excluded=training_set.fakes_excluded,
             )
             cell_config = config.model_copy(deep=True)
             cell_config.data.manifest = str(subset.resolve())
-            if reals_only:
+            if training_set.kind == "reals_sbi":
                 cell_config.data.synthetic_fakes = "sbi"
             started = time.perf_counter()
             resume = not retrain and (run_dir / "last.ckpt").exists()  # an interrupted cell continues
