@@ -1,4 +1,4 @@
-"""dfkd scan warns when file size alone tells the classes of a source apart."""
+"""dfkd scan warns when file size, or with --verify compression or pixel size, alone tells a source's classes apart."""
 
 from __future__ import annotations
 

@@ -74,12 +74,12 @@ def class_geometry(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, flo
 def face_share_auc(rows: Iterable[Mapping[str, Any]]) -> float | None:
     """How well the face's share of the crop alone tells fake from real: the ROC AUC of ``face_share`` with fake as
     positive (0.5: not at all; near 0 or 1: almost perfectly). None with fewer than MIN_CLASS_ROWS crops of a class."""
-    from sklearn.metrics import roc_auc_score
-
     pairs = [(row["label"] == "fake", float(row["face_share"])) for row in rows if row.get("label") in ("real", "fake")]
     fakes = sum(is_fake for is_fake, _ in pairs)
     if fakes < MIN_CLASS_ROWS or len(pairs) - fakes < MIN_CLASS_ROWS:
         return None
+    from sklearn.metrics import roc_auc_score  # only when there is something to measure: a second to import
+
     return float(roc_auc_score([is_fake for is_fake, _ in pairs], [share for _, share in pairs]))
 
 

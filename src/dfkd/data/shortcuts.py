@@ -127,10 +127,11 @@ def file_encoding_warnings(
 def file_size_warnings(samples: Iterable[Sample], roots: list[str | os.PathLike[str]]) -> list[str]:
     """A sentence for each source (a scanned root, or a folder above ``real`` / ``fake`` in it) whose real and fake
     files differ in size enough to tell the classes apart (with MIN_CLASS_ROWS files of each class or more)."""
-    from sklearn.metrics import roc_auc_score
-
     lines = []
     for name, (is_fake, values) in _by_source(samples, roots, lambda sample: sample.size).items():
+        # imported here: most scans (one class, or few files per source) never need scikit-learn's import second
+        from sklearn.metrics import roc_auc_score
+
         sizes = np.array(values, dtype=np.float64)
         strength = label_cue_strength(float(roc_auc_score(is_fake, sizes)))
         if strength is None:
