@@ -62,7 +62,7 @@ def test_a_broken_file_among_good_ones_is_reported_in_its_place(server: LiveServ
         None,
         "undecodable_image",
         "unsupported_media_type",
-        "undecodable_image",
+        "unsupported_media_type",  # declared a PNG, but no image format at all: the bytes decide
     ]
     assert [result["input"] for result in results] == ["good.png", "broken.jpg", "notes.txt", "fake.png"]
     assert results[1]["error"] and "broken.jpg" not in results[1]["error"]  # the name is in "input"

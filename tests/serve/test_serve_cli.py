@@ -51,6 +51,9 @@ def test_dfkd_serve_answers_over_http_with_the_key_from_the_environment(serve_mo
             process.kill()
             process.wait(10)
     assert process.returncode == 0
+    output = process.stdout.read().decode() if process.stdout else ""
+    # -q: warnings only, so neither uvicorn's startup lines nor its access lines.
+    assert "Application startup complete" not in output and "POST /v1/detect" not in output, output
 
 
 def test_dfkd_serve_fails_clearly_on_a_missing_model(tmp_path: Path) -> None:

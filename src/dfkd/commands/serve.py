@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +32,12 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes, each with its own model copy.")] = 1,
     threads: Annotated[
-        int | None, typer.Option(help="PyTorch CPU threads per worker (default: PyTorch's; cores / workers).")
+        int | None,
+        typer.Option(
+            help="CPU threads per worker, for both the model runtime (PyTorch's or onnxruntime's) and the pipeline's "
+            "decoding (default: the runtime's own and one decoder per core, at most 4; cores / workers with several "
+            "workers)."
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda … (PyTorch models).")] = "cpu",
     faces: Annotated[str, typer.Option(help="Default face mode: auto, none, yunet, centerface or mtcnn.")] = "auto",
@@ -90,6 +96,7 @@ def serve(
             workers=workers,
             threads=threads,
             api_key=api_key or None,
+            log_level=uvicorn_log_level(),
             limits=ServeLimits(
                 max_request_bytes=int(max_request_mb * MIB),
                 max_files=max_files,
@@ -120,6 +127,12 @@ def serve(
         run_server(settings)
     else:
         run_server(settings, app=service)
+
+
+def uvicorn_log_level() -> str:
+    """uvicorn's log level under dfkd's own (set by the root options): ``warning`` with ``dfkd -q``, so that neither
+    uvicorn's startup lines nor its access lines print (``run_server`` drops the access log below info)."""
+    return "warning" if logging.getLogger().getEffectiveLevel() >= logging.WARNING else "info"
 
 
 def listening_on(host: str, port: int) -> str:

@@ -1,16 +1,19 @@
 """The HTTP service: ``create_app(detector, limits)`` builds a FastAPI app that scores uploaded images.
 
-Endpoints: ``POST /v1/detect`` (multipart field ``files``; query ``faces=auto|none``, ``explain=true|false``),
-``GET /v1/model``, ``GET /healthz``, ``GET /`` (the page), ``/docs`` (OpenAPI). Limits and their answers (all errors
-are JSON ``{"error": {"code", "message", "file"}}``, see ``dfkd.serve.errors``; the limits are a
-``dfkd.serve.settings.ServeLimits``):
+Endpoints: ``POST /v1/detect`` (multipart field ``files``; query ``faces=auto|none|yunet|centerface|mtcnn``,
+``explain=true|false``), ``GET /v1/model``, ``GET /healthz``, ``GET /`` (the page), ``/docs`` (OpenAPI). Limits and
+their answers (all errors are JSON ``{"error": {"code", "message", "file"}}``, see ``dfkd.serve.errors``; the limits
+are a ``dfkd.serve.settings.ServeLimits``):
 
 - request body above ``max_request_bytes`` → 413 ``request_too_large`` (from Content-Length before reading, else
   while streaming);
-- more than ``max_files`` files → 413 ``too_many_files``; none → 400 ``no_files``; not multipart → 415;
-- per file: not an image → 415 ``unsupported_media_type``; an image that does not decode → 422
-  ``undecodable_image``; more than ``max_pixels`` pixels → 413 ``image_too_large`` (checked from the header, before
-  decoding); all files together above ``max_request_pixels`` → 413 ``too_many_pixels``;
+- more than ``max_files`` files → 413 ``too_many_files``; none → 400 ``no_files``; not multipart → 415; a
+  multipart body that is malformed or ends before its closing boundary → 400 ``bad_multipart``;
+- a face detector the server cannot run (``faces=yunet`` without its model file) → 400 ``invalid_request``;
+- per file: bytes of no image format (whatever the name or declared type) → 415 ``unsupported_media_type``; an
+  empty file, or an image format that does not decode (truncated, corrupt) → 422 ``undecodable_image``; more than
+  ``max_pixels`` pixels → 413 ``image_too_large`` (checked from the header, before decoding); all files together
+  above ``max_request_pixels`` → 413 ``too_many_pixels``;
 - the queue full (``max_queue`` images or ``max_pixels_in_flight`` decoded pixels queued or being scored) → 503
   ``overloaded`` with ``Retry-After``: the server sheds load rather than letting requests time out;
 - several files: when at least one decodes the answer is 200 and each failed file has ``status: "error"`` with its

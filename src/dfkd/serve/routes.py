@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse
 from fastapi.security import APIKeyHeader
 
 from dfkd import __version__
+from dfkd.faces.detect import DETECTOR_NAMES, FaceDetectorUnavailable, build_face_detector
 from dfkd.serve.batcher import MicroBatcher, QueueFull
 from dfkd.serve.errors import ApiError
 from dfkd.serve.schemas import DetectResponse, ErrorResponse, Health, ModelInfo
@@ -31,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_KEY_HEADER = "X-API-Key"
+# The face modes a request may choose: those of `dfkd serve --faces` (and Detector), built from the detector names.
+FACE_MODES: tuple[str, ...] = ("auto", "none", *DETECTOR_NAMES)
+FaceMode = Literal[FACE_MODES]  # type: ignore[valid-type]  # Literal of a tuple: one value per mode
 
 DETECT_REQUEST_BODY = {
     "required": True,
@@ -53,11 +57,11 @@ DETECT_REQUEST_BODY = {
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in (
-        (400, "invalid query, malformed multipart body or no files"),
+        (400, "invalid query (or a face detector this server lacks), malformed or truncated multipart body, no files"),
         (401, "missing or wrong X-API-Key (when the server has one)"),
         (413, "request too large, too many files, or an image (or all together) with too many pixels"),
-        (415, "not multipart, or a file that is not an image"),
-        (422, "an image that does not decode (when no file of the request decodes)"),
+        (415, "not multipart, or a file whose bytes are no image format (whatever its name or declared type)"),
+        (422, "an empty file or an image that does not decode, e.g. truncated (when no file of the request decodes)"),
         (503, "the server's queue is full: retry after the Retry-After header's seconds"),
         (504, "processing took longer than the server's timeout"),
     )
@@ -114,6 +118,28 @@ async def require_key(key: str | None = Depends(key_header), service: ServiceSta
 
 
 router = APIRouter()
+
+
+async def check_face_mode(service: ServiceState, faces: str) -> None:
+    """Refuse (400) a named face detector that this server cannot run, saying why; ``auto`` and ``none`` always run.
+
+    Detectors are built once per name and shared (``build_face_detector``), so only a detector's first request pays
+    for loading it, on a decoding thread rather than the event loop.
+    """
+    if faces in ("auto", "none"):
+        return
+    face_model = getattr(service.detector, "face_model", None)
+    if faces == "yunet" and not face_model:
+        raise ApiError(
+            "invalid_request",
+            "faces=yunet needs a YuNet model file on the server, and this server was started without one "
+            "(`dfkd serve --face-model FILE` or DFKD_FACE_MODEL): use faces=auto, centerface or mtcnn",
+        )
+    build = functools.partial(build_face_detector, faces, face_model)
+    try:
+        await asyncio.get_running_loop().run_in_executor(service.decoders, build)
+    except FaceDetectorUnavailable as error:
+        raise ApiError("invalid_request", f"faces={faces} is not available on this server: {error}") from None
 
 
 def _raise_when_all_failed(failures: list[ApiError | None]) -> None:
@@ -194,16 +220,18 @@ async def detect_uploads(service: ServiceState, request: Request, faces: str, ex
 )
 async def detect(
     request: Request,
-    faces: Literal["auto", "none"] | None = Query(
+    faces: FaceMode | None = Query(
         None,
-        description="auto: find faces and score each (the image takes its most fake face); none: score "
-        "the whole image. Default: the server's setting.",
+        description="auto: find faces and score each (the image takes its most fake face) with the best detector "
+        "the server has; yunet, centerface or mtcnn: with that detector (yunet only when the server has its model "
+        "file); none: score the whole image. Default: the server's setting.",
     ),
     explain: bool = Query(False, description="Add a Grad-CAM overlay per image (base64 PNG in explain_png)."),
     service: ServiceState = Depends(get_service),
 ) -> dict[str, Any]:
     """One result per uploaded file, in order, shaped like ``Detector.predict``'s."""
     mode = faces or service.default_faces
+    await check_face_mode(service, mode)
     timeout_s = service.limits.timeout_s
     try:
         return await asyncio.wait_for(detect_uploads(service, request, mode, explain), timeout=timeout_s)

@@ -111,6 +111,8 @@ def run_server(settings: ServeSettings, app: FastAPI | None = None) -> None:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
+        # Access lines are logged at info: a quieter level (dfkd -q) silences them, as it does uvicorn's startup lines.
+        "access_log": settings.log_level in ("trace", "debug", "info"),
         **uvicorn_options(settings.limits),
     }
     if settings.workers > 1:

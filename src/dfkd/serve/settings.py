@@ -63,7 +63,12 @@ class ServeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, description="Server processes, each with its own model copy.")
-    threads: int | None = Field(None, ge=1, description="PyTorch CPU threads per worker (None: PyTorch's).")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads per worker for the model runtime (PyTorch's or onnxruntime's) and the pipeline's "
+        "decoding (None: their defaults; cores / workers with several workers).",
+    )
     api_key: str | None = None
-    log_level: str = "info"
+    log_level: str = Field("info", description="uvicorn's log level; below info (warning …) drops the access log.")
     limits: ServeLimits = DEFAULT_LIMITS

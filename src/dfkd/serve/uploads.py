@@ -5,27 +5,28 @@ takes them, at the size the model needs (``dfkd.inference.pipeline``), and a fai
 
 The decision for one file:
 
-- empty, or an image format whose bytes do not decode → ``undecodable_image`` (422), with ``open_image``'s reason;
-- bytes that are no supported image (JPEG, PNG, WebP, BMP, GIF, TIFF): ``undecodable_image`` (422) when the part
-  was declared an image (content type or file extension), else ``unsupported_media_type`` (415);
+- bytes that are no supported image format at all (JPEG, PNG, WebP, BMP, GIF, TIFF by their first bytes) →
+  ``unsupported_media_type`` (415), whatever the part's declared type or file name;
+- empty, or bytes of a supported format that do not decode (a broken header, truncated data) →
+  ``undecodable_image`` (422), with ``open_image``'s reason;
 - width x height above ``max_pixels`` (read from the header, before decoding) → ``image_too_large`` (413).
 
-The content decides, not the declared type: a PNG sent as ``application/octet-stream`` (curl's default) is fine.
+The content decides, not the declared type: a PNG sent as ``application/octet-stream`` (curl's default) is fine, and a
+text file named ``x.jpg`` is still not an image (415).
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from PIL import Image, UnidentifiedImageError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
-from dfkd.data.images import IMAGE_EXTENSIONS
 from dfkd.serve.errors import ApiError
 from dfkd.serve.limits import BodyTooLarge
 
@@ -33,21 +34,6 @@ logger = logging.getLogger(__name__)
 
 # Pillow's format names of what the service accepts, by the magic bytes that open each format.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
-IMAGE_CONTENT_TYPES = frozenset(
-    {
-        "image/jpeg",
-        "image/jpg",
-        "image/pjpeg",
-        "image/png",
-        "image/webp",
-        "image/bmp",
-        "image/x-bmp",
-        "image/x-ms-bmp",
-        "image/gif",
-        "image/tiff",
-    }
-)
-DECLARED_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".gif", ".tif", ".tiff"}
 ACCEPTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 # How ``ImageLoadError`` reasons of undecodable bytes begin (see dfkd.data.images.decode_image).
 DECODE_FAILURES = ("empty file", "not an image", "truncated", "undecodable", "cannot read")
@@ -84,12 +70,6 @@ def sniff_image_format(data: bytes) -> str | None:
     return None
 
 
-def declared_image(upload: Upload) -> bool:
-    """True when the client declared the part an image we accept (by content type or file extension)."""
-    content_type = upload.content_type.split(";")[0].strip().lower()
-    return content_type in IMAGE_CONTENT_TYPES or os.path.splitext(upload.name)[1].lower() in DECLARED_IMAGE_EXTENSIONS
-
-
 def check_pixels(upload: Upload, image_format: str, max_pixels: int) -> int:
     """Read only the header and refuse an image of more than ``max_pixels`` pixels (a decompression bomb); its
     pixel count otherwise.
@@ -97,19 +77,25 @@ def check_pixels(upload: Upload, image_format: str, max_pixels: int) -> int:
     Raises:
         ApiError: ``image_too_large`` (413) or ``undecodable_image`` (422) for a header Pillow cannot read.
     """
+    limit = max_pixels
     try:
         with Image.open(io.BytesIO(upload.data), formats=[image_format]) as image:
             width, height = image.size
-    except Image.DecompressionBombError as error:
-        raise file_error("image_too_large", upload.name, f"image too large ({error})") from None
+    except Image.DecompressionBombError:
+        # Pillow refuses sizes above its own bomb limit without telling the size: read it as Image.open did, minus that
+        # check, so the answer words it like every other size refusal (the lower of the two limits applied).
+        with Image.OPEN[image_format][0](io.BytesIO(upload.data)) as image:
+            width, height = image.size
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or 0))
     except UnidentifiedImageError:
         reason = f"starts like a {image_format} image but its header does not decode"
         raise file_error("undecodable_image", upload.name, reason) from None
     except Exception as error:  # Pillow raises many types on a broken header
         reason = f"undecodable {image_format} header ({type(error).__name__}: {error})"
         raise file_error("undecodable_image", upload.name, reason) from None
-    if width * height > max_pixels:
-        reason = f"{width}x{height} = {width * height:,} pixels is above the limit of {max_pixels:,} pixels"
+    if width * height > limit:
+        whose = " (Pillow's decompression-bomb limit)" if limit < max_pixels else ""
+        reason = f"{width}x{height} = {width * height:,} pixels is above the limit of {limit:,} pixels{whose}"
         raise file_error("image_too_large", upload.name, reason)
     return width * height
 
@@ -124,14 +110,10 @@ def check_upload(upload: Upload, *, max_pixels: int) -> int:
     if not upload.data:
         raise file_error("undecodable_image", upload.name, "empty file (0 bytes)")
     image_format = sniff_image_format(upload.data)
-    if image_format is None:
+    if image_format is None:  # no image format at all, even when declared one: 415 (422 is for images that break)
         declared = upload.content_type or "no content type"
-        if declared_image(upload):
-            reason = f"declared an image ({declared}) but its bytes are not a {ACCEPTED_TEXT} image"
-            raise file_error("undecodable_image", upload.name, reason)
-        raise file_error(
-            "unsupported_media_type", upload.name, f"unsupported type ({declared}); send {ACCEPTED_TEXT} images"
-        )
+        reason = f"not an image: the bytes are not a {ACCEPTED_TEXT} image (declared {declared})"
+        raise file_error("unsupported_media_type", upload.name, reason)
     return check_pixels(upload, image_format, max_pixels)
 
 
@@ -179,6 +161,17 @@ def error_result(name: str, error: ApiError, threshold: float) -> dict[str, Any]
     }
 
 
+class ClosingCheckedParser(MultiPartParser):
+    """Starlette's multipart parser, noting whether the body's closing boundary arrived: python-multipart does not
+    check it, so a body cut short would otherwise parse as its complete parts alone, or as none (a misleading
+    ``no_files``)."""
+
+    closed = False
+
+    def on_end(self) -> None:  # python-multipart calls it on the closing boundary only
+        self.closed = True
+
+
 async def read_uploads(request: Request, max_files: int) -> list[Upload]:
     """The files of the multipart field ``files``.
 
@@ -193,13 +186,22 @@ async def read_uploads(request: Request, max_files: int) -> list[Upload]:
         )
     too_many = ApiError("too_many_files", f"too many files: send at most {max_files} images per request")
     try:
-        form = await request.form(max_files=max_files, max_fields=64)
+        async with aclosing(request.stream()) as stream:
+            parser = ClosingCheckedParser(request.headers, stream, max_files=max_files, max_fields=64)
+            form = await parser.parse()
     except BodyTooLarge as error:
         raise ApiError("request_too_large", str(error)) from None
-    except StarletteHTTPException as error:  # Starlette's multipart errors arrive as 400s
-        if "too many files" in str(error.detail).lower():
+    except MultiPartException as error:
+        if "too many files" in error.message.lower():
             raise too_many from None
-        raise ApiError("bad_multipart", f"malformed multipart body ({error.detail})") from None
+        raise ApiError("bad_multipart", f"malformed multipart body ({error.message})") from None
+    if not parser.closed:
+        await form.close()
+        raise ApiError(
+            "bad_multipart",
+            "malformed multipart body: it ends before its closing boundary (a truncated upload, or a client that "
+            "never closed the body); no file was read",
+        )
     try:
         uploads = []
         for index, part in enumerate(form.getlist("files")):
