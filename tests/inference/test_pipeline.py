@@ -178,7 +178,7 @@ def test_detect_lists_an_unreadable_named_file_and_scores_the_rest(
     assert result.exit_code == 0, result.output
     results = json.loads(report.read_text())["results"]
     assert [entry["status"] for entry in results] == ["ok", "error"]
-    assert "Permission denied" in results[1]["error"]
+    assert results[1]["error"] == "cannot read: permission denied"
 
 
 def test_an_unreadable_subfolder_is_skipped_with_a_warning_naming_it(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,19 +40,43 @@ def list_image_files(folder: str | os.PathLike[str], limit: int | None = None) -
     return paths[:limit] if limit else paths
 
 
+def _as_uint8(array: np.ndarray, what: str = "array") -> np.ndarray:
+    """``array``'s values as uint8, by the rules ``to_pil`` gives (those of 16-bit 'I;16' and 32-bit 'I' and 'F'
+    images too).
+
+    Raises:
+        ImageLoadError: for other dtypes, non-finite floats and negative integers (no rule says what they mean).
+    """
+    kind = array.dtype.kind
+    if kind not in "uif":  # bool masks, complex numbers, objects: no rule makes them pixels
+        raise ImageLoadError(None, f"unsupported {what} dtype {array.dtype}")
+    if array.dtype == np.uint8:
+        return array
+    if kind == "f" and not np.isfinite(array).all():
+        raise ImageLoadError(None, f"{what} has non-finite values")
+    if kind == "i" and array.min() < 0:
+        raise ImageLoadError(None, f"{what} has negative values ({array.dtype})")
+    if kind == "u":
+        peak = float(np.iinfo(array.dtype).max)
+    elif kind == "i":
+        peak = 65535.0 if array.max() > 255 else 255.0
+    else:
+        peak = 1.0 if array.max() <= 1.0 else 255.0
+    # float32 scaled in place: 4 bytes a pixel beside the input, where float64 temporaries of a large image took 30
+    scaled = array.astype(np.float32)
+    scaled *= 255.0 / peak
+    scaled += 0.5  # round to nearest
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB: alpha over white, 16-bit scaled down, CMYK and palettes converted."""
+    """Convert any PIL mode to 8-bit RGB: alpha over white, 16/32-bit scaled down (``_as_uint8``), CMYK and
+    palettes converted."""
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        array = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(array, mode="L").convert("RGB")
-    if image.mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        scale = 255.0 if array.max() <= 1.0 else 1.0
-        return Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        return Image.fromarray(_as_uint8(np.asarray(image), "image")).convert("RGB")
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -85,11 +110,29 @@ def _reduction(size: tuple[int, int], min_short_side: int, min_long_side: int) -
 def _reduce_whole(image: Image.Image, reduction: float) -> Image.Image:
     """``image`` shrunk by the largest whole factor that keeps it at least ``reduction`` of its size (box filter)."""
     factor = math.floor(1.0 / reduction)
-    if factor < 2 or image.mode.startswith("I;16"):  # 16-bit: left to _to_rgb, which scales it by its own range
+    if factor < 2:
         return image
+    if image.mode.startswith("I;16"):
+        return _reduce_16bit(image, factor)
     if image.mode in ("1", "P", "PA"):  # bits and palette indices cannot be averaged: the smallest mode that can
         image = image.convert("L" if image.mode == "1" else "RGBA")
     return image.reduce(factor)
+
+
+def _reduce_16bit(image: Image.Image, factor: int, strip_pixels: int = 1 << 22) -> Image.Image:
+    """A 16-bit image reduced by ``factor``, still 16-bit (so ``_to_rgb`` scales it by the 16-bit range).
+
+    Pillow cannot reduce 16-bit modes, only 32-bit 'I': strips of about ``strip_pixels`` are widened and reduced one
+    at a time, so no full-size 32-bit copy exists. Strips start on multiples of ``factor`` rows: the same boxes as one
+    ``reduce`` of the whole image.
+    """
+    width, height = image.size
+    reduced = Image.new("I", (math.ceil(width / factor), math.ceil(height / factor)))
+    step = factor * max(1, strip_pixels // (width * factor))
+    for top in range(0, height, step):
+        strip = image.crop((0, top, width, min(height, top + step))).convert("I")
+        reduced.paste(strip.reduce(factor), (0, top // factor))
+    return reduced.convert("I;16")
 
 
 def _swaps_sides(image: Image.Image) -> bool:
@@ -116,7 +159,7 @@ def decode_image(
     for (the default) the image is decoded at full size, as ``open_image`` does. EXIF orientation is honoured.
 
     Raises:
-        ImageLoadError: naming the file and the reason (missing, empty, truncated, not an image, too large).
+        ImageLoadError: naming the file and the reason (missing, unreadable, empty, truncated, not an image, too large).
     """
     label = name if name is not None else (None if isinstance(source, bytes) else str(source))
     if isinstance(source, bytes):
@@ -126,10 +169,12 @@ def decode_image(
     else:
         path = str(source)
         try:
-            size = os.path.getsize(path)
+            info = os.stat(path)
         except OSError as error:
             raise ImageLoadError(label, f"cannot read file ({error.strerror or error})") from None
-        if size == 0:
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageLoadError(label, "cannot read: is a directory")
+        if info.st_size == 0:
             raise ImageLoadError(label, "empty file (0 bytes)")
         stream = path
     # The size is checked from the header before decoding; PIL's own global bomb limit is left alone so that
@@ -153,13 +198,15 @@ def decode_image(
             if reduction <= 0.5 and not is_jpeg and image.size != target:
                 image = image.resize(target, Image.BILINEAR)
             return DecodedImage(image, full_size)
-    except ImageLoadError:
-        raise
+    except ImageLoadError as error:  # _to_rgb's errors do not know the file's name
+        raise ImageLoadError(label, error.reason) from None
     except Image.DecompressionBombError as error:
         raise ImageLoadError(label, f"image too large ({error})") from None
     except UnidentifiedImageError:
         raise ImageLoadError(label, "not an image (unrecognised format)") from None
     except OSError as error:
+        if error.errno is not None:  # the system's, opening or reading the file (permissions): not a decoding error
+            raise ImageLoadError(label, f"cannot read: {(error.strerror or str(error)).lower()}") from None
         message = str(error)
         lowered = message.lower()
         reason = "truncated or corrupt image" if "truncated" in lowered or "broken" in lowered else "undecodable"
@@ -178,20 +225,30 @@ def open_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
 
 
 def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
-    """Accept a PIL image or an HxW / HxWxC uint8 (RGB order) array and return an RGB PIL image."""
+    """Accept a PIL image or an HxW / HxWxC (C = 1, 3 or 4; RGB order) array and return an RGB PIL image.
+
+    Array values: uint8 as they are; other unsigned integers scaled by their dtype's range (uint16: /257, as a 16-bit
+    PNG); signed integers as 0..255, or as 0..65535 when any is above 255; floats as 0..1 when none is above 1, else
+    as 0..255; out-of-range values clipped.
+
+    Raises:
+        ImageLoadError: for an empty image, another shape, another dtype (bool, object…), non-finite floats or
+            negative integers.
+    """
     if isinstance(image, Image.Image):
+        if image.width == 0 or image.height == 0:
+            raise ImageLoadError(None, f"empty image ({image.width}x{image.height})")
         return _to_rgb(ImageOps.exif_transpose(image))
     array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
         raise ImageLoadError(None, f"array of shape {tuple(array.shape)} is not an HxW or HxWxC image")
+    if array.size == 0:
+        raise ImageLoadError(None, f"empty image ({array.shape[1]}x{array.shape[0]})")
+    array = _as_uint8(array)
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
-    if array.dtype != np.uint8:
-        if np.issubdtype(array.dtype, np.floating) and array.max() <= 1.0:
-            array = array * 255.0
-        array = np.clip(array, 0, 255).astype(np.uint8)
     mode = "RGBA" if array.shape[2] == 4 else "RGB"
     return _to_rgb(Image.fromarray(np.ascontiguousarray(array), mode=mode))
 

@@ -33,6 +33,7 @@ from dfkd.data.images import DecodedImage, ImageLoadError, decode_image, to_pil
 from dfkd.data.preprocess import preprocess_image
 from dfkd.faces.backends import DEFAULT_MAX_SIDE, FaceBox
 from dfkd.faces.detect import crop_face, face_square
+from dfkd.inference.video import is_video_path
 from dfkd.utils import sigmoid
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ R = TypeVar("R")
 DECODE_MODES = ("scaled", "full")
 DETECTION_SIDE = DEFAULT_MAX_SIDE  # face detectors see a ≤ 640-px view of a photo anyway
 MAX_WINDOW_BATCH = 64  # inputs in flight beyond the workers' own: enough to fill model batches, bounded memory
+VIDEO_REASON = "a video: Detector.predict takes images; use dfkd detect or dfkd.inference.video.predict_video"
 
 
 def default_workers() -> int:
@@ -68,6 +70,8 @@ def decode_input(item: Any, *, min_short_side: int = 0, min_long_side: int = 0) 
     Raises:
         ImageLoadError: naming the input and the reason.
     """
+    if isinstance(item, (str, os.PathLike)) and is_video_path(item):  # Pillow would call it "not an image"
+        raise ImageLoadError(item, VIDEO_REASON)
     if isinstance(item, (str, os.PathLike, bytes)):
         return decode_image(item, min_short_side=min_short_side, min_long_side=min_long_side)
     if isinstance(item, (Image.Image, np.ndarray)):
