@@ -6,8 +6,9 @@ It sits below the command modules (they import it; it imports none of them, nor 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ FACE_MODEL_ENV = "DFKD_FACE_MODEL"  # only the CLI reads it; the library takes t
 
 console = Console(stderr=True)  # messages and logging
 out_console = Console()  # results
+logger = logging.getLogger(__name__)
 
 
 def shown(path: str | os.PathLike[str]) -> str:
@@ -83,5 +85,55 @@ def model_or_bundled(model: Path | None) -> Path:
 
     with reported_errors(FileNotFoundError):
         path = default_model_path()
-    console.print(f"no --model given: using the bundled general detector ({path.name}; `dfkd info` shows its card)")
+    if logger.isEnabledFor(logging.INFO):  # a note, not a result: -q (warnings only) silences it
+        console.print(f"no --model given: using the bundled general detector ({path.name}; `dfkd info` shows its card)")
     return path
+
+
+def output_problem(path: Path, *, folder: bool = False) -> str | None:
+    """Why ``path`` (a file, or with ``folder`` a folder) could not be written, or None when nothing stands in the way.
+
+    Commands check their outputs before any work, so a wrong output path costs a second, not a whole run's results.
+    """
+    if folder and path.is_dir():
+        ancestor = path  # the files go into it
+    elif path.exists() or path.is_symlink():
+        if folder:
+            return "is not a folder"
+        if path.is_dir():
+            return "is a directory"
+        if path.exists() and not path.is_file():  # a device or a pipe: the atomic rename would replace it
+            return "is not a regular file"
+        ancestor = path.parent
+    else:
+        ancestor = path.parent
+    # Missing folders are created when written (utils.atomic_write), so the nearest existing one decides.
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{shown(ancestor)} is not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot write in {shown(ancestor)}: permission denied"
+    return None
+
+
+def check_output(option: str, path: Path | None, *, folder: bool = False) -> None:
+    """Exit 2 with ``error: OPTION PATH: reason`` when an output path given with ``option`` cannot be written."""
+    if path is None:
+        return
+    problem = output_problem(path, folder=folder)
+    if problem is not None:
+        raise fail(f"{option} {shown(path)}: {problem}")
+
+
+def write_output(option: str, path: Path, write: Callable[[], object]) -> bool:
+    """Run ``write``; when it fails (after the checks, the disk can still fill up), say so in one line, return False.
+
+    The caller goes on with its other outputs, so one failed write does not lose them.
+    """
+    try:
+        write()
+    except OSError as error:
+        console.print(f"[bold red]error:[/] {option} {shown(path)}: cannot write ({error.strerror or error})")
+        return False
+    return True

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from dfkd.commands.common import fail, out_console, reported_errors, shown
+from dfkd.commands.common import fail, out_console, output_problem, reported_errors, shown
 
 if TYPE_CHECKING:
     from dfkd.data.build import ScanReport
@@ -16,15 +17,20 @@ if TYPE_CHECKING:
 
 def make_demo_data(
     out: Annotated[Path, typer.Argument(help="Folder to write the dataset into.")],
-    per_class: Annotated[int | None, typer.Option(help="Images per class (all splits).")] = None,
+    # The default is dfkd.data.demo.DEMO_DEFAULT_PER_CLASS, written out so that --help need not import numpy
+    # (a test keeps the two equal); the minimums are make_demo_dataset's.
+    per_class: Annotated[
+        int | None, typer.Option(help=r"Images per class (all splits), at least 10. \[default: 600]")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives identical files.")] = 0,
-    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 256,
+    size: Annotated[int, typer.Option(help="Image side in pixels, at least 32.")] = 256,
 ) -> None:
     """Write a synthetic real/fake face dataset in the Kaggle "140k Real and Fake Faces" layout (7:2:1)."""
     from dfkd.data.demo import DEMO_DEFAULT_PER_CLASS, make_demo_dataset
 
+    per_class = DEMO_DEFAULT_PER_CLASS if per_class is None else per_class  # not `or`: 0 is an error, not the default
     try:
-        root = make_demo_dataset(out, per_class=per_class or DEMO_DEFAULT_PER_CLASS, seed=seed, size=size)
+        root = make_demo_dataset(out, per_class=per_class, seed=seed, size=size)
     except ValueError as error:
         raise fail(str(error)) from None
     out_console.print(f"demo dataset written to [bold]{root}[/]")
@@ -63,6 +69,35 @@ def _print_counts(report: ScanReport) -> None:
             out_console.print(f"  {digest[:12]}: {', '.join(shown(member) for member in members)}")
 
 
+def _ratios_option(text: str) -> tuple[float, float, float]:
+    """The --ratios value as three ratios, checked before any scanning (NaN would pass parse_ratios' checks)."""
+    from dfkd.data.manifest import parse_ratios
+
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    valid = len(values) == 3 and all(math.isfinite(value) and value >= 0 for value in values)
+    if not valid or abs(sum(values) - 1.0) > 1e-6:
+        raise fail(f"--ratios: expected three non-negative numbers that sum to 1, like 0.7,0.2,0.1, got {text!r}")
+    return parse_ratios(values)
+
+
+def _check_scan_outputs(out: Path, verify: bool) -> None:
+    """Exit 2 naming --out when the manifest or a file written beside it could not be written (build_manifest's)."""
+    from dfkd.data.manifest import sidecar_path
+
+    stem = out.with_suffix("")
+    sidecars = [sidecar_path(out), Path(f"{stem}.rejected.csv")] + ([Path(f"{stem}.leakage.csv")] if verify else [])
+    if out in sidecars:
+        raise fail(f"--out {shown(out)}: a file written beside the manifest has this name; give a .csv name")
+    for path in (out, *sidecars):
+        problem = output_problem(path)
+        if problem is not None:
+            where = "" if path == out else f"{shown(path)}, written beside the manifest, "
+            raise fail(f"--out {shown(out)}: {where}{problem}")
+
+
 def scan(
     roots: Annotated[list[Path], typer.Argument(help="Dataset roots; several roots make a merged dataset.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Manifest CSV to write.")] = Path("manifest.csv"),
@@ -76,13 +111,16 @@ def scan(
 ) -> None:
     """Find real/fake images under ROOTS, split them and write a manifest CSV with a JSON sidecar."""
     from dfkd.data.build import build_manifest
-    from dfkd.data.manifest import parse_ratios
 
-    with reported_errors():
-        ratio_values = parse_ratios(ratios)
-        report = build_manifest(
-            roots, out, ratios=ratio_values, seed=seed, resplit=resplit, verify=verify, workers=workers
-        )
+    ratio_values = _ratios_option(ratios)
+    _check_scan_outputs(out, verify)
+    try:
+        with reported_errors():
+            report = build_manifest(
+                roots, out, ratios=ratio_values, seed=seed, resplit=resplit, verify=verify, workers=workers
+            )
+    except OSError as error:  # past the checks above a write can still fail (a full disk): one line, no traceback
+        raise fail(f"{shown(error.filename or out)}: {error.strerror or error}", code=1) from None
     _print_counts(report)
     out_console.print(f"manifest written to [bold]{report.manifest_path}[/] (hash {report.content_hash[:12]})")
     if not report.samples:

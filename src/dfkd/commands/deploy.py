@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -13,15 +15,20 @@ import typer
 from dfkd.commands.common import (
     FACE_MODEL_ENV,
     ModelOption,
+    check_output,
     console,
     face_model_path,
     fail,
     model_or_bundled,
     out_console,
     reported_errors,
+    shown,
+    write_output,
 )
 
 MAX_TABLE_ROWS = 200
+MAX_IGNORED_NAMED = 10
+logger = logging.getLogger(__name__)
 
 
 def export(
@@ -124,24 +131,37 @@ def _print_results(results: list[dict[str, Any]]) -> None:
 
 
 def _write_explanations(detector: Any, results: list[dict[str, Any]], folder: Path, faces: str) -> int:
-    import logging
-
-    logger = logging.getLogger(__name__)
-    folder.mkdir(parents=True, exist_ok=True)
     written = 0
     for index, result in enumerate(results):
         if result.get("kind") != "image" or result["status"] == "error":
             continue
+        path = folder / f"{index:04d}_{Path(result['input']).stem}_gradcam.png"
         try:
             overlay = detector.explain(result["input"], faces=faces)
-        except Exception as error:  # one odd image must not stop the others
+            overlay.save(path)
+        except Exception as error:  # one odd image (or a full disk) must not stop the others
             logger.warning("no Grad-CAM for %s: %s", result["input"], error)
             continue
-        path = folder / f"{index:04d}_{Path(result['input']).stem}_gradcam.png"
-        overlay.save(path)
         result["explanation"] = str(path)
         written += 1
     return written
+
+
+def _log_ignored(ignored: list[str]) -> None:
+    """Name the files a folder scan skipped (not an image or video by extension), the first few of them."""
+    if not ignored:
+        return
+    names = ", ".join(shown(name) for name in ignored[:MAX_IGNORED_NAMED])
+    more = f" and {len(ignored) - MAX_IGNORED_NAMED} more" if len(ignored) > MAX_IGNORED_NAMED else ""
+    logger.info("ignored (not an image or video by its extension): %s%s", names, more)
+
+
+def _check_detect_options(fps: float, max_frames: int | None) -> None:
+    # NaN passes every comparison, so finiteness is asked first; 0 or less would silently score every frame.
+    if not (math.isfinite(fps) and fps > 0):
+        raise fail(f"--fps {fps}: must be a number of frames per second > 0")
+    if max_frames is not None and max_frames < 1:
+        raise fail(f"--max-frames {max_frames}: must be at least 1")
 
 
 def _run_live(detector: Any, source: int | str, faces: str, window: bool | None, max_frames: int | None) -> None:
@@ -167,18 +187,26 @@ def _run_live(detector: Any, source: int | str, faces: str, window: bool | None,
 
 def detect(
     model: ModelOption = None,
-    paths: Annotated[list[Path] | None, typer.Argument(help="Images, folders (recursive) and videos.")] = None,
+    # readable=False: click would refuse the whole run for one unreadable path; collect_inputs reports it as an item.
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Images, folders (recursive) and videos.", readable=False)
+    ] = None,
     faces: Annotated[
         str, typer.Option(help="auto (find faces first), none (inputs are face crops), or yunet / centerface / mtcnn.")
     ] = "auto",
     face_model: Annotated[
         Path | None, typer.Option(help=f"YuNet ONNX file (default: ${FACE_MODEL_ENV}); auto then uses YuNet.")
     ] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per input here.")] = None,
+    # Outputs are replaced, never read: click's default readability check would only refuse a file it need not read.
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.", readable=False)] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="Write one CSV row per input here.", readable=False)
+    ] = None,
     explain: Annotated[Path | None, typer.Option(help="Write Grad-CAM overlays of images into this folder.")] = None,
-    fps: Annotated[float, typer.Option(help="Video frames scored per second of video.")] = 2.0,
-    max_frames: Annotated[int | None, typer.Option(help="At most this many frames per video / live source.")] = None,
+    fps: Annotated[float, typer.Option(help="Video frames scored per second of video (> 0).")] = 2.0,
+    max_frames: Annotated[
+        int | None, typer.Option(help="At most this many frames per video / live source (≥ 1).")
+    ] = None,
     batch_size: Annotated[
         int, typer.Option(help="Images per model batch (at most; memory does not grow with it).")
     ] = 32,
@@ -212,6 +240,11 @@ def detect(
     live_source: int | str | None = camera if camera is not None else stream
     if not paths and live_source is None:
         raise fail("give PATH(s) to score, or --camera / --stream for live detection")
+    _check_detect_options(fps, max_frames)
+    if live_source is None:  # before the model loads and the inputs are scored
+        check_output("--json", json_out)
+        check_output("--csv", csv_out)
+        check_output("--explain", explain, folder=True)
     with reported_errors():
         model = model_or_bundled(model)
         detector = Detector.load(
@@ -232,18 +265,23 @@ def detect(
     from dfkd.inference.run import detect_paths
 
     results, collected = detect_paths(detector, paths or [], faces=faces, sample_fps=fps, max_frames=max_frames)
+    all_written = True
     if explain is not None:
         if detector.backend.kind != "torch":
             console.print("[yellow]--explain needs the PyTorch model file; skipped for an ONNX model[/]")
-        else:
+        elif write_output("--explain", explain, lambda: explain.mkdir(parents=True, exist_ok=True)):
             written = _write_explanations(detector, results, explain, faces)
             out_console.print(f"{written} Grad-CAM overlays written to [bold]{explain}[/]")
+        else:
+            all_written = False
     _print_results(results)
     summary = summarise(results)
+    ignored = len(collected.ignored)
     out_console.print(
         f"{summary['n_inputs']} inputs: {summary['ok']} ok, {summary['no_face']} without a face (scored whole), "
-        f"{summary['error']} unreadable" + (f"; {collected.ignored} other files ignored" if collected.ignored else "")
+        f"{summary['error']} unreadable" + (f"; {ignored} other files ignored" if ignored else "")
     )
+    _log_ignored(collected.ignored)
     if json_out is not None:
         report = build_report(
             results,
@@ -253,13 +291,19 @@ def detect(
             backend=detector.backend.kind,
             margin=detector.margin,
         )
-        write_report_json(json_out, report)
-        out_console.print(f"JSON report written to [bold]{json_out}[/]")
+        if write_output("--json", json_out, lambda: write_report_json(json_out, report)):
+            out_console.print(f"JSON report written to [bold]{json_out}[/]")
+        else:
+            all_written = False
     if csv_out is not None:
-        write_report_csv(csv_out, results)
-        out_console.print(f"CSV written to [bold]{csv_out}[/]")
+        if write_output("--csv", csv_out, lambda: write_report_csv(csv_out, results)):
+            out_console.print(f"CSV written to [bold]{csv_out}[/]")
+        else:
+            all_written = False
     if summary["ok"] + summary["no_face"] == 0:
         raise fail("nothing could be processed", code=1)
+    if not all_written:  # the results were printed, but a file asked for is missing
+        raise typer.Exit(1)
 
 
 COMMANDS = {"export": export, "detect": detect}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dfkd import utils
-from dfkd.data.images import is_image_path
+from dfkd.data.images import IMAGE_EXTENSIONS
 from dfkd.inference.video import DEFAULT_SAMPLE_FPS, is_video_path, predict_video
 
 if TYPE_CHECKING:
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# What a folder scan picks up as images: what a named file or an upload (dfkd.serve.uploads) is scored as, GIF and
+# TIFF included (their first frame), so that `detect DIR` does not skip a file `detect FILE` would score.
+FOLDER_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".gif", ".tif", ".tiff"}
 
 
 @dataclass
@@ -33,17 +37,34 @@ class InputItem:
 
 @dataclass
 class CollectedInputs:
-    """The items found under the given paths, and how many other files in folders were ignored."""
+    """The items found under the given paths, the other files in folders (ignored), the folders that cannot be read."""
 
     items: list[InputItem] = field(default_factory=list)
-    ignored: int = 0
+    ignored: list[str] = field(default_factory=list)
+    unreadable_folders: list[InputItem] = field(default_factory=list)  # kind "folder", with the reason
 
 
-def _walk_files(root: Path) -> Iterator[Path]:
-    """Files under ``root`` (recursive, sorted); a subfolder that cannot be listed is skipped with a warning."""
+def _reason(error: OSError) -> str:
+    """``cannot read: permission denied``: the OS's words for why a path cannot be used."""
+    return f"cannot read: {(error.strerror or str(error)).lower()}"
+
+
+def _file_item(path: Path, kind: str) -> InputItem:
+    """An image or video item, or an error item when the file may not be read.
+
+    Checked here so that a file we may not read is reported as such, not as an undecodable image or video.
+    """
+    if not os.access(path, os.R_OK):
+        return InputItem(str(path), "error", "cannot read: permission denied")
+    return InputItem(str(path), kind)
+
+
+def _walk_files(root: Path, unreadable_folders: list[InputItem]) -> Iterator[Path]:
+    """Files under ``root`` (recursive, sorted); a folder that cannot be listed is skipped, logged and recorded."""
 
     def skipped(error: OSError) -> None:
         logger.warning("skipped unreadable folder %s (%s)", error.filename, error.strerror or error)
+        unreadable_folders.append(InputItem(str(error.filename), "folder", _reason(error)))
 
     for folder, subfolders, files in os.walk(root, onerror=skipped, followlinks=False):
         subfolders.sort()
@@ -51,29 +72,44 @@ def _walk_files(root: Path) -> Iterator[Path]:
             yield Path(folder) / name
 
 
+def _folder_item(path: Path) -> InputItem | None:
+    """The image or video item of a file found in a folder, or None for a file of another kind."""
+    if is_video_path(path):
+        return _file_item(path, "video")
+    if path.suffix.lower() in FOLDER_IMAGE_EXTENSIONS:
+        return _file_item(path, "image")
+    return None
+
+
 def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> CollectedInputs:
     """Expand paths: folders recursively (images and videos by extension, sorted), files as given.
 
     A named file that is not a video is treated as an image, so a wrong or broken file is reported, not skipped; a
-    subfolder that cannot be listed is skipped with a warning naming it.
+    path that cannot be read (permissions, a symbolic link loop) is an error item saying why; a folder that cannot be
+    listed is skipped with a warning naming it and recorded in ``unreadable_folders``.
     """
     collected = CollectedInputs()
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            for child in sorted(_walk_files(path)):
-                if is_video_path(child):
-                    collected.items.append(InputItem(str(child), "video"))
-                elif is_image_path(child):
-                    collected.items.append(InputItem(str(child), "image"))
-                else:
-                    collected.ignored += 1
-        elif path.is_file():
-            collected.items.append(InputItem(str(path), "video" if is_video_path(path) else "image"))
-        elif path.exists():
-            collected.items.append(InputItem(str(path), "error", "not a regular file"))
-        else:
+        try:
+            path.stat()
+        except FileNotFoundError:
             collected.items.append(InputItem(str(path), "error", "not found"))
+            continue
+        except OSError as error:  # ELOOP, EACCES on a parent folder, ENAMETOOLONG …
+            collected.items.append(InputItem(str(path), "error", _reason(error)))
+            continue
+        if path.is_dir():
+            for child in sorted(_walk_files(path, collected.unreadable_folders)):
+                item = _folder_item(child)
+                if item is None:
+                    collected.ignored.append(str(child))
+                else:
+                    collected.items.append(item)
+        elif path.is_file():
+            collected.items.append(_file_item(path, "video" if is_video_path(path) else "image"))
+        else:
+            collected.items.append(InputItem(str(path), "error", "not a regular file"))
     return collected
 
 
@@ -126,4 +162,8 @@ def detect_paths(
             result = detector.result_template(item.path)
             result.update(status="error", error=item.reason)
             results[position] = result
+    for folder in collected.unreadable_folders:  # in the report too, not only the log: its files were not scored
+        result = detector.result_template(folder.path, kind="folder")
+        result.update(status="error", error=folder.reason)
+        results.append(result)
     return [result for result in results if result is not None], collected
