@@ -32,6 +32,7 @@ class ScanReport:
     unlabelled: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # symbolic link loops, unreadable folders
     leakage: list[tuple[str, list[str]]] = field(default_factory=list)
+    label_conflicts: list[tuple[str, list[str]]] = field(default_factory=list)  # the same bytes as real and fake
     other_files: int = 0
 
     @property
@@ -76,18 +77,35 @@ def verify_images(
     return results
 
 
-def find_leakage(samples: list[Sample], digests: dict[str, str]) -> list[tuple[str, list[str]]]:
-    """Groups of identical files (same sha1) whose members sit in more than one split."""
+MAX_CONFLICTS_LOGGED = 10  # a wrongly copied folder would otherwise flood the log; the count is in the sidecar
+
+
+def _identical_groups(samples: list[Sample], digests: dict[str, str]) -> list[tuple[str, list[Sample]]]:
+    """Groups of two or more identical files (same sha1), by digest."""
     by_digest: dict[str, list[Sample]] = {}
     for sample in samples:
         digest = digests.get(sample.path)
         if digest is not None:
             by_digest.setdefault(digest, []).append(sample)
-    leaks = []
-    for digest, group in sorted(by_digest.items()):
-        if len({s.split for s in group}) > 1:
-            leaks.append((digest, [f"{s.split}:{s.path}" for s in group]))
-    return leaks
+    return [(digest, group) for digest, group in sorted(by_digest.items()) if len(group) > 1]
+
+
+def find_leakage(samples: list[Sample], digests: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """Groups of identical files (same sha1) whose members sit in more than one split."""
+    return [
+        (digest, [f"{s.split}:{s.path}" for s in group])
+        for digest, group in _identical_groups(samples, digests)
+        if len({s.split for s in group}) > 1
+    ]
+
+
+def find_label_conflicts(samples: list[Sample], digests: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """Groups of identical files (same sha1) filed both as real and as fake: one of the two labels is wrong."""
+    return [
+        (digest, [f"{s.label}:{s.path}" for s in group])
+        for digest, group in _identical_groups(samples, digests)
+        if len({s.label for s in group}) > 1
+    ]
 
 
 def build_manifest(
@@ -124,8 +142,14 @@ def build_manifest(
         bad = {path for path, _ in rejected}
         samples = [s for s in samples if s.path not in bad]
     samples = assign_splits(samples, ratios=ratios, seed=seed, resplit=resplit)
+    label_conflicts: list[tuple[str, list[str]]] = []
     if digests:
         leakage = find_leakage(samples, digests)
+        label_conflicts = find_label_conflicts(samples, digests)
+    for digest, members in label_conflicts[:MAX_CONFLICTS_LOGGED]:
+        logger.warning("the same image is filed as real and as fake (sha1 %s): %s", digest[:12], ", ".join(members))
+    if len(label_conflicts) > MAX_CONFLICTS_LOGGED:
+        logger.warning("… and %d more images filed as both real and fake", len(label_conflicts) - MAX_CONFLICTS_LOGGED)
     face_crop, crop_warnings = face_crop_of_roots(roots)
     for line in crop_warnings:
         logger.warning("face crops: %s", line)
@@ -150,6 +174,7 @@ def build_manifest(
         "n_unlabelled": len(found.unlabelled),
         "n_skipped": len(found.skipped),
         "n_leaked_groups": len(leakage) if verify else None,
+        "n_label_conflicts": len(label_conflicts) if verify else None,
     }
     content_hash = write_manifest(out, samples, info)
     stem = out.with_suffix("")
@@ -175,5 +200,6 @@ def build_manifest(
         unlabelled=found.unlabelled,
         skipped=found.skipped,
         leakage=leakage,
+        label_conflicts=label_conflicts,
         other_files=found.other_files,
     )
