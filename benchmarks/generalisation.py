@@ -363,8 +363,13 @@ def bundle(
                 if cell["auc"] is not None and cell["auc"] < 0.8
             ),
             "faces much smaller than about 100 px in the photo, non-frontal faces, heavy occlusion",
+            "face crops by another detector than YuNet (its model file does not ship; without --face-model dfkd crops "
+            "with CenterFace): the AUCs hold, but single scores move and images near the threshold can change label "
+            "(benchmarks/bundled_face_crops.py)",
+            "recompressed photos: one more JPEG save pushes genuine photos towards fake, and more of them over the "
+            "threshold (benchmarks/bundled_face_crops.py)",
             "trained on the real photos of a few collections (counted under data): the false-positive rate on other "
-            "cameras and compression is not measured beyond the held-out sources",
+            "cameras is not measured beyond the held-out sources",
         ],
         "retrain": command,
     }
