@@ -30,7 +30,7 @@ def test_predict_takes_paths_images_and_arrays_and_reports_unreadable_ones(tiny_
     assert [result["status"] for result in results] == ["ok", "ok", "ok", "error", "error", "ok"]
     assert all(set(result) >= RESULT_KEYS for result in results)
     assert results[0]["input"] == str(good) and results[2]["input"] == "array[2]"
-    assert "cannot read file" in results[3]["error"] and results[4]["error"]
+    assert results[3]["error"] == "cannot read: no such file or directory" and results[4]["error"]
     for result in results:
         ok = result["status"] == "ok"
         assert (result["fake_prob"] is not None) == ok and (result["error"] is None) == ok

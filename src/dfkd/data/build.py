@@ -50,7 +50,7 @@ def _check_one(path: str) -> tuple[str, str | None, str | None, dict[str, str] |
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as error:
-        return path, f"cannot read file ({error.strerror or error})", None, None
+        return path, f"cannot read: {(error.strerror or str(error)).lower()}", None, None
     try:
         open_image(data, name=path)
     except ImageLoadError as error:

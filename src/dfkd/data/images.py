@@ -171,7 +171,7 @@ def decode_image(
         try:
             info = os.stat(path)
         except OSError as error:
-            raise ImageLoadError(label, f"cannot read file ({error.strerror or error})") from None
+            raise ImageLoadError(label, f"cannot read: {(error.strerror or str(error)).lower()}") from None
         if stat.S_ISDIR(info.st_mode):
             raise ImageLoadError(label, "cannot read: is a directory")
         if info.st_size == 0:
