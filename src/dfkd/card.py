@@ -157,8 +157,11 @@ class ModelCard(_Frozen):
     @field_validator("labels")
     @classmethod
     def _fake_is_one(cls, value: dict[str, str]) -> dict[str, str]:
-        if set(value) != {"0", "1"}:
-            raise ValueError("must map '0' and '1' (fake = 1)")
+        # Every dfkd model scores P(fake) with fake = 1; any other map (a swapped one above all) would only rename
+        # the verdicts, so a fake would be called "real". No model has another map, so anything else is tampering.
+        expected = {str(k): v for k, v in LABEL_NAMES.items()}
+        if value != expected:
+            raise ValueError(f"must be {expected} (fake = 1), got {value}")
         return value
 
     @property

@@ -60,7 +60,12 @@ def export(
     from dfkd.deploy.onnx import export_onnx, quantize_int8
 
     fp32_out = out.with_name(f"{out.stem}.fp32.onnx") if int8 else out
-    checks: list[Any] | None = list(check_images) if check_images else ([calibration] if calibration else None)
+    check_output("--out", out)
+    if int8:
+        check_output("--out", fp32_out)  # the fp32 step's file, written beside the INT8 one
+    # Read before anything is written: a bad manifest found after the fp32 export would leave a half-done result.
+    calibration_manifest = _calibration_manifest(calibration) if calibration is not None else None
+    checks: list[Any] | None = list(check_images) if check_images else ([calibration_manifest] if calibration else None)
     with reported_errors():
         report = export_onnx(model, fp32_out, opset=opset, check_images=checks)
         parity = report["parity"]
@@ -89,6 +94,23 @@ def export(
             passed = passed and int8_report["passed"]
     if not passed:
         raise fail("the export check failed (the file was written; see above)", code=1)
+
+
+def _calibration_manifest(path: Path) -> Any:
+    """The --calibration manifest, read and checked: exit 2 naming the option when it cannot calibrate and check."""
+    from dfkd.data.manifest import read_manifest
+
+    if path.is_dir():
+        raise fail(f"--calibration {shown(path)}: is a folder, not a manifest CSV")
+    try:
+        manifest = read_manifest(path)
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(f"--calibration: {shown(str(error))}") from None
+    if not manifest.samples:
+        raise fail(f"--calibration {shown(path)}: has no images")
+    if not manifest.split("val"):  # train (or val) images calibrate; val images check INT8 against fp32
+        raise fail(f"--calibration {shown(path)}: has no val images (they check the export)")
+    return manifest
 
 
 def _display_available() -> bool:

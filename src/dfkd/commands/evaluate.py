@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands.common import out_console, reported_errors
+from dfkd.commands.common import check_output, out_console, reported_errors
 
 
 def evaluate(
@@ -29,6 +29,7 @@ def evaluate(
     """Predict one split and write predictions.csv and metrics.json (accuracy, F1, AUC, EER, ECE, per source …)."""
     from dfkd.evaluate.evaluator import evaluate_model
 
+    check_output("--out", out, folder=True)  # before the predictions, not after them
     value: str | float | None = threshold
     if threshold is not None:
         try:

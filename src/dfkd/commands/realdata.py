@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands.common import FACE_MODEL_ENV, face_model_path, fail, out_console, reported_errors, training_errors
+from dfkd.commands.common import (
+    FACE_MODEL_ENV,
+    check_output,
+    face_model_path,
+    fail,
+    out_console,
+    reported_errors,
+    training_errors,
+)
 
 
 def crop_faces(
@@ -31,6 +39,7 @@ def crop_faces(
     from dfkd.data.faces import crop_dataset
     from dfkd.faces.detect import FaceDetectorUnavailable
 
+    check_output("--out", out, folder=True)  # an existing folder is fine: crop-faces resumes into it
     try:
         report = crop_dataset(
             root,

@@ -140,26 +140,54 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     path = Path(path)
     try:
         data = path.read_bytes()
+    except IsADirectoryError:
+        raise FileNotFoundError(f"cannot read manifest {path}: is a folder, not a manifest CSV") from None
     except OSError as error:
         raise FileNotFoundError(f"cannot read manifest {path}: {error.strerror or error}") from None
     reader = csv.DictReader(io.StringIO(data.decode("utf-8", PATH_ERRORS)))
+    try:
+        samples = _read_rows(path, reader)
+    except csv.Error as error:  # a binary or mangled file: a stray carriage return inside a field, and the like
+        # csv counts only the lines it finished, so the bad one is the next; its advice about newline modes is
+        # for programmers, not for whoever wrote the file.
+        reason = str(error).split(" - ")[0]
+        raise ValueError(f"{path}:{reader.line_num + 1}: not a readable manifest CSV ({reason})") from None
+    return Manifest(samples=tuple(samples), content_hash=hashlib.sha256(data).hexdigest(), path=str(path))
+
+
+def _read_rows(path: Path, reader: csv.DictReader) -> list[Sample]:
+    """The checked samples of a manifest's rows; a bad row is a ValueError naming ``path``, the line and the reason."""
     missing = [c for c in ("path", "label", "split", "source") if c not in (reader.fieldnames or [])]
     if missing:
         raise ValueError(f"{path}: not a dfkd manifest, missing column(s) {', '.join(missing)}")
+    n_columns = len(reader.fieldnames or [])
     samples = []
     base = path.parent
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = reader.line_num
+        # DictReader fills the columns a short row lacks with None and files a long row's extras under None: either
+        # way the values no longer sit under their column names (an unquoted comma in a path, a cut-off line).
+        extra = row.pop(None, None) or []
+        n_fields = sum(value is not None for value in row.values()) + len(extra)
+        if n_fields != n_columns:
+            raise ValueError(f"{path}:{line}: row has {n_fields} field(s), the header names {n_columns}")
         label, split = row["label"].strip().lower(), row["split"].strip().lower()
         if label not in ("real", "fake"):
             raise ValueError(f"{path}:{line}: label {row['label']!r} is not 'real' or 'fake'")
         if split not in SPLITS:
             raise ValueError(f"{path}:{line}: split {row['split']!r} is not one of {', '.join(SPLITS)}")
         image_path = row["path"]
+        if not image_path.strip():
+            raise ValueError(f"{path}:{line}: path is empty")
         if not os.path.isabs(image_path):
             image_path = str(base / image_path)
-        size = int(row["size"]) if row.get("size") not in (None, "") else -1
+        size_text = (row.get("size") or "").strip()
+        try:
+            size = int(size_text) if size_text else -1
+        except ValueError:
+            raise ValueError(f"{path}:{line}: size {row['size']!r} is not a whole number of bytes") from None
         samples.append(Sample(path=image_path, label=label, split=split, source=row["source"], size=size))
-    return Manifest(samples=tuple(samples), content_hash=hashlib.sha256(data).hexdigest(), path=str(path))
+    return samples
 
 
 def read_sidecar(path: str | os.PathLike[str]) -> dict:

@@ -29,15 +29,17 @@ def expand_image_paths(sources: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
-def load_check_images(sources: Sequence[str | Path | Image.Image], limit: int = 64) -> list[Image.Image]:
-    """Readable RGB images from paths, folders, a manifest CSV (its val split) or PIL images; at most ``limit``."""
+def load_check_images(sources: Sequence[str | Path | Image.Image | Manifest], limit: int = 64) -> list[Image.Image]:
+    """Readable RGB images from paths, folders, a manifest (read, or a CSV: its val split) or PIL images; at most
+    ``limit``."""
     images: list[Image.Image] = []
     paths: list[str | Path] = []
     for source in sources:
         if isinstance(source, Image.Image):
             images.append(to_pil(source))
-        elif str(source).lower().endswith(".csv"):
-            rows = sample_manifest(read_manifest(source), "val", limit)
+        elif isinstance(source, Manifest) or str(source).lower().endswith(".csv"):
+            manifest = source if isinstance(source, Manifest) else read_manifest(source)
+            rows = sample_manifest(manifest, "val", limit)
             images.extend(image for batch, _ in iter_labelled_batches(rows, limit, []) for image in batch)
         else:
             paths.append(source)

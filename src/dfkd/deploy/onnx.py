@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from dfkd.card import ModelCard, Preprocessing
+from dfkd.data.manifest import Manifest
 from dfkd.data.preprocess import preprocess_batch
 from dfkd.deploy.images import iter_labelled_batches, load_check_images, sample_manifest, synthetic_images
 from dfkd.deploy.onnx_format import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, read_onnx_card, write_onnx_card
@@ -53,7 +54,7 @@ def export_onnx(
     out_path: str | Path,
     *,
     opset: int = 17,
-    check_images: Sequence[str | Path | Image.Image] | None = None,
+    check_images: Sequence[str | Path | Image.Image | Manifest] | None = None,
     tolerance: float = FP32_LOGIT_TOLERANCE,
 ) -> dict[str, Any]:
     """Export a dfkd model file to ONNX (dynamic batch, metadata embedded) and check it against PyTorch.

@@ -33,6 +33,8 @@ def open_onnx_session(path: str | Path, threads: int | None = None, *, spin: boo
     """
     import onnxruntime as ort
 
+    if Path(path).is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a model file")
     if not Path(path).is_file():
         raise ModelFileError(f"{path}: model file not found")
     options = ort.SessionOptions()

@@ -122,6 +122,8 @@ def update_card(path: str | Path, card: ModelCard) -> None:
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
     """Validate the safetensors framing (8-byte length, JSON header, data size) with messages a user can act on."""
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a model file")
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     file_size = path.stat().st_size

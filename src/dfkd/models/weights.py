@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -37,6 +39,8 @@ def mismatch_message(source: str, missing: Iterable[str], unexpected: Iterable[s
 def read_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a `.safetensors` file or a torch state dict (`torch.load(weights_only=True)`, nothing unpickled)."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a weight file")
     if not path.is_file():
         raise ModelFileError(f"{path}: weight file not found")
     if path.suffix == ".safetensors":
@@ -49,9 +53,46 @@ def read_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from error
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds (UnpicklingError, RuntimeError, EOFError …)
+    except pickle.UnpicklingError as error:
+        if not str(error).startswith(_WEIGHTS_ONLY_FAILED):
+            raise ModelFileError(f"{path}: not a readable torch state dict (UnpicklingError: {error})") from error
+        reason = _blocked_reason(error)
+        if "GLOBAL" not in reason:  # not a pickle of plain tensors at all: garbage or another format
+            raise ModelFileError(f"{path}: not a readable torch state dict ({reason})") from None
+        raise ModelFileError(
+            f"{path}: refused: unpickling it would build objects other than tensors ({reason}); dfkd reads only "
+            "plain state dicts: save one with torch.save(model.state_dict(), ...) or use .safetensors"
+        ) from None
+    except Exception as error:  # torch raises many kinds (RuntimeError, EOFError …)
         raise ModelFileError(f"{path}: not a readable torch state dict ({type(error).__name__}: {error})") from error
     return _as_state_dict(loaded, path)
+
+
+_WEIGHTS_ONLY_FAILED = "Weights only load failed"
+
+
+def _blocked_reason(error: Exception) -> str:
+    """What torch's weights-only unpickler refused, without its advice.
+
+    Its message goes on to suggest ``weights_only=False`` or allow-listing the global: both would run or build what
+    the file asks for, which is exactly what refusing a hostile pickle prevents, so dfkd must not pass that on.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch bolds a warning with terminal codes
+    advice = (
+        _WEIGHTS_ONLY_FAILED,
+        "can still be loaded",
+        "weights_only",
+        "safe_globals",
+        "Check the documentation",
+        "Do it only if",
+        "trust",
+    )
+    kept = []
+    for sentence in re.split(r"(?<=\.)\s+|\n", text):
+        sentence = sentence.strip().removeprefix("WeightsUnpickler error:").strip().rstrip(".")
+        if sentence and not sentence.startswith(("(1)", "(2)")) and not any(word in sentence for word in advice):
+            kept.append(sentence)
+    return "; ".join(kept) or "not a plain state dict"
 
 
 def _as_state_dict(loaded: object, path: Path) -> dict[str, torch.Tensor]:
