@@ -7,24 +7,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+
+from dfkd.card import MAX_IMAGE_SIDE
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No float in a run config means anything as NaN or infinity (lr=inf trains to NaN and fails an epoch later).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
     """Which images, how they are preprocessed and batched."""
 
     manifest: str | None = None
-    resize_size: int = Field(256, ge=8)
-    input_size: int = Field(224, ge=8)
+    resize_size: StrictInt = Field(256, ge=8, le=MAX_IMAGE_SIDE)  # the card's bound, checked before training
+    input_size: StrictInt = Field(224, ge=8, le=MAX_IMAGE_SIDE)
     mean: list[float] | None = None
     std: list[float] | None = None
-    batch_size: int = Field(32, ge=1)
-    eval_batch_size: int | None = Field(None, ge=1)
-    num_workers: int = Field(2, ge=0)
+    batch_size: StrictInt = Field(32, ge=1)
+    eval_batch_size: StrictInt | None = Field(None, ge=1)
+    num_workers: StrictInt = Field(2, ge=0)
     augment: Literal["none", "basic", "robust", "crop", "quality"] = "none"
     rotation: float = Field(0.0, ge=0.0, le=180.0)  # random turn of training images within ±degrees (augment ≠ none)
     mixup: float = Field(0.0, ge=0.0)  # Beta(a, a) mixing of image pairs in a batch (0: off); KD then runs online
@@ -51,6 +54,13 @@ class DataConfig(_Section):
     def _three_values(cls, value: list[float] | None) -> list[float] | None:
         if value is not None and len(value) != 3:
             raise ValueError("needs three values (R, G, B)")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(v <= 0 for v in value):
+            raise ValueError("each value must be > 0 (images are divided by it)")
         return value
 
 
@@ -100,7 +110,7 @@ class SchedulerConfig(_Section):
     """Learning-rate schedule: ``plateau`` watches the validation loss; ``cosine`` anneals over the epochs."""
 
     name: Literal["none", "plateau", "cosine"] = "none"
-    patience: int = Field(3, ge=0)
+    patience: StrictInt = Field(3, ge=0)
     factor: float = Field(0.1, gt=0.0, lt=1.0)
     min_lr: float = Field(0.0, ge=0.0)
 
@@ -108,8 +118,8 @@ class SchedulerConfig(_Section):
 class TrainConfig(_Section):
     """The loop: length, early stopping, selection, precision, devices."""
 
-    epochs: int = Field(20, ge=1)
-    patience: int = Field(10, ge=1)
+    epochs: StrictInt = Field(20, ge=1)
+    patience: StrictInt = Field(10, ge=1)
     monitor: Literal["val_auc", "val_loss"] = "val_auc"
     # best: the model file holds the epoch best by `monitor`; last: the final epoch's weights (long distillation
     # runs, where picking an epoch on a small validation split adds noise; `monitor` then only drives patience).
@@ -119,19 +129,32 @@ class TrainConfig(_Section):
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"
-    devices: int | str = 1
-    num_nodes: int = Field(1, ge=1)
+    devices: StrictInt | str = 1  # a count (-1: every GPU), "auto", or GPU indices "0,1"
+    num_nodes: StrictInt = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
-    accumulate_grad_batches: int = Field(1, ge=1)
-    checkpoint_every: int = Field(0, ge=0)
+    accumulate_grad_batches: StrictInt = Field(1, ge=1)
+    checkpoint_every: StrictInt = Field(0, ge=0)
     # Weights and image batches in channels-last (NHWC) memory format: the same numbers, faster convolutions
     # (a ResNet8 step ~0.77x the time on CPU; benchmarks/train_step.py).
     channels_last: bool = True
-    seed: int = 42
+    seed: StrictInt = 42
     tensorboard: Literal["auto", "on", "off"] = "auto"  # auto: RUN_DIR/tensorboard when tensorboard(X) is installed
     # The model card's first threshold, chosen on each validation: "eer" (false positives = misses), or "fpr=0.05"
     # (at most 5 % of validation reals called fake: the operating point where false alarms must stay rare).
     threshold: str = "eer"
+
+    @field_validator("devices")
+    @classmethod
+    def _device_choice(cls, value: int | str) -> int | str:
+        # Lightning's own refusal of these comes as a traceback from deep inside Fabric, after the run started.
+        if isinstance(value, int):
+            if value < 1 and value != -1:
+                raise ValueError('must be a count ≥ 1, -1 (every GPU), "auto" or GPU indices such as "0,1"')
+            return value
+        text = value.strip().lower()
+        if text not in ("auto", "-1") and not all(part.strip().isdigit() for part in text.rstrip(",").split(",")):
+            raise ValueError('must be a count ≥ 1, -1 (every GPU), "auto" or GPU indices such as "0,1"')
+        return text
 
     @field_validator("threshold")
     @classmethod
@@ -231,6 +254,8 @@ def read_yaml(path: str | os.PathLike[str], what: str = "config") -> Any:
         raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    except UnicodeDecodeError:  # a binary file: its bytes alone would not say which file was meant
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8)") from None
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -72,9 +72,10 @@ def _face_jpegs(tmp_path: Path, side: int = 256) -> Path:
     from tests.realdata.helpers import astronaut
 
     for split in ("train", "val"):
-        folder = tmp_path / "faces" / split / "real"
-        folder.mkdir(parents=True)
-        astronaut().resize((side, side)).save(folder / "a.jpg", quality=92)
+        for label in ("real", "fake"):  # both classes: training refuses a split of one class
+            folder = tmp_path / "faces" / split / label
+            folder.mkdir(parents=True)
+            astronaut().resize((side, side)).save(folder / "a.jpg", quality=92 if label == "real" else 90)
     build_manifest([tmp_path / "faces"], tmp_path / "faces.csv")
     return tmp_path / "faces.csv"
 

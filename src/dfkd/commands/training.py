@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands.common import out_console, reported_errors
+from dfkd.commands.common import fail, out_console, reported_errors
 
 
 def train_command(
@@ -26,15 +26,21 @@ def train_command(
 ) -> None:
     """Train a teacher or a student (with KL / MSE distillation) as the config says."""
     from dfkd.config import load_config
+    from dfkd.configs import resolve_config
     from dfkd.train import train
 
     with reported_errors():
-        run_config = load_config(config, overrides or [])
+        # A preset's name ("demo_teacher") works as its path does; an unknown name lists the presets.
+        run_config = load_config(resolve_config(config) if config is not None else None, overrides or [])
         result = train(run_config, out, resume=resume, overwrite=overwrite)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
+    monitor = run_config.train.monitor
+    if not result.model_path.exists():  # e.g. every epoch's val_loss was NaN: no epoch was ever best
+        raise fail(f"no model written: no epoch had a finite {monitor} (see {out / 'metrics.csv'})", code=1)
+    kept = "best" if result.kept == "best" else "last epoch:"
     out_console.print(
-        f"best {run_config.train.monitor} {result.best_value:.4f} at epoch {result.best_epoch}; "
+        f"{kept} {monitor} {result.best_value:.4f} at epoch {result.best_epoch}; "
         f"model written to [bold]{result.model_path}[/]"
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -48,6 +49,11 @@ def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData
     val_set = ManifestDataset(manifest, "val", build_eval_transform(**view), **common)
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(f"{manifest.path}: the train and val splits must both hold images")
+    if config.data.synthetic_fakes == "none" and len(counts := class_counts(train_set)) < 2:  # SBI makes the fakes
+        raise ValueError(
+            f"{manifest.path}: the train split holds one class only ({_shown_counts(counts)}); a detector needs "
+            "real and fake images to learn from (or data.synthetic_fakes=sbi to make fakes from real faces)"
+        )
     if config.data.synthetic_fakes == "sbi":
         from dfkd.data.blend import SelfBlendedDataset, manifest_landmarks
 
@@ -61,6 +67,23 @@ def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData
         train_set = SelfBlendedDataset(train_set, landmarks, **blending)
         val_set = SelfBlendedDataset(val_set, landmarks, fixed_seed=config.train.seed, jpeg_p=0.0, **blending)
     return RunData(train_set, val_set)
+
+
+def class_counts(dataset: ManifestDataset) -> dict[str, int]:
+    """Images per label in a manifest split, e.g. ``{"fake": 12, "real": 10}``."""
+    return dict(sorted(Counter(sample.label for sample in dataset.samples).items()))
+
+
+def _shown_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{count} {label}" for label, count in counts.items())
+
+
+def single_class_val(config: RunConfig, data: RunData) -> str | None:
+    """The val split's class counts as text when it holds one class only (its AUC is then undefined), else None."""
+    if config.data.synthetic_fakes != "none":  # validation gets a fixed set of blended fakes
+        return None
+    counts = class_counts(data.val_set)
+    return _shown_counts(counts) if len(counts) < 2 else None
 
 
 def build_loaders(fabric: Fabric, config: RunConfig, data: RunData, view: dict) -> None:

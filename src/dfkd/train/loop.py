@@ -24,7 +24,7 @@ from dfkd.data.manifest import read_manifest
 from dfkd.distill.distillers import Distiller, build_distiller, teacher_gate
 from dfkd.thresholds import choose_threshold
 from dfkd.train.checkpoint import CheckpointError, LoopState, load_checkpoint, save_checkpoint
-from dfkd.train.data import RunData, build_datasets, build_loaders, memory_format, mix_batch
+from dfkd.train.data import RunData, build_datasets, build_loaders, memory_format, mix_batch, single_class_val
 from dfkd.train.setup import Student, build_fabric, setup_student, student_view, tensorboard_logger
 from dfkd.train.summary import model_card_fields, training_face_crop, write_history
 from dfkd.utils import set_seed, sigmoid, track
@@ -46,6 +46,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     teacher_auc: float | None = None
     teacher_forward_calls: int = 0
+    kept: str = "best"  # which epoch the model file holds: "best" by train.monitor, or "last"
 
 
 def train_one_epoch(
@@ -158,6 +159,13 @@ class RunFolderError(ValueError):
 
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to train over a finished or started run unless told to continue it or to replace it."""
+    for folder in (run_dir, *run_dir.parents):  # a file in the way would only fail at the first write, as a traceback
+        if folder.exists():
+            if not folder.is_dir():
+                where = "" if folder == run_dir else f" {folder}"
+                what = "a run folder" if folder == run_dir else "a folder"
+                raise RunFolderError(f"--out {run_dir}:{where} is a file, not {what}")
+            break
     if overwrite or (resume and (run_dir / "last.ckpt").exists()):
         return
     found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
@@ -194,6 +202,22 @@ def _gate(config: RunConfig, distiller: Distiller, data: RunData) -> float | Non
     return teacher_gate(
         teacher_logits, data.val_set.labels, min_auc=config.teacher.min_auc, skip=config.teacher.skip_gate
     )
+
+
+def _keeps_last(config: RunConfig, data: RunData) -> bool:
+    """Whether the model file follows the last epoch: train.keep=last, or no epoch can be best by an undefined AUC."""
+    if config.train.keep == "last":
+        return True
+    single = single_class_val(config, data) if config.train.monitor == "val_auc" else None
+    if single is None:
+        return False
+    # Refusing would stop runs on small or one-sided validation sets; keeping nothing would lose the run's work.
+    logger.warning(
+        "the val split holds one class only (%s), so val_auc is undefined and no epoch can be chosen by it: the "
+        "model file keeps the last epoch, without early stopping (train.monitor=val_loss selects by loss instead)",
+        single,
+    )
+    return True
 
 
 def _improved(config: RunConfig, value: float, best: float) -> bool:
@@ -264,6 +288,12 @@ def train(
     if config.data.manifest is None:
         raise ValueError("data.manifest is required")
     _check_run_dir(run_dir, resume, overwrite)
+    if config.data.input_size > config.data.resize_size:
+        logger.warning(
+            "data.input_size %d > data.resize_size %d: the centre crop pads every image with a black border",
+            config.data.input_size,
+            config.data.resize_size,
+        )
     tensorboard = tensorboard_logger(config, run_dir)
     fabric = build_fabric(config, [tensorboard] if tensorboard is not None else None)
     fabric.launch()
@@ -275,6 +305,8 @@ def train(
     face_crop = training_face_crop(config.data.manifest) if fabric.is_global_zero else (None, [])
     view = student_view(config)
     data = build_datasets(config, manifest, view)
+    keep_last = _keeps_last(config, data)
+    stops_early = not keep_last or config.train.keep == "last"  # patience on an undefined val_auc would only cut
     distiller = build_distiller(config, manifest, view, run_dir, fabric.device)
     teacher_auc = _gate(config, distiller, data)
     build_loaders(fabric, config, data, view)
@@ -287,7 +319,7 @@ def train(
         metrics = evaluate(fabric, config, student.scored, data.val_loader, distiller)
         row, improved = _end_epoch(config, student, state, metrics, started)
         if fabric.is_global_zero:
-            if improved or config.train.keep == "last":
+            if improved or keep_last:
                 fields = model_card_fields(config, view, row, teacher_auc, face_crop)
                 save_model(student.kept, run_dir / "model.safetensors", fields)
             write_history(run_dir / "metrics.csv", state.history)
@@ -296,13 +328,13 @@ def train(
         _save(fabric, last_path, student, state)
         if epoch_callback is not None:
             epoch_callback(state.epoch, row)
-        if state.bad_epochs >= config.train.patience:
+        if stops_early and state.bad_epochs >= config.train.patience:
             logger.info("early stopping: no improvement of %s for %d epochs", config.train.monitor, state.bad_epochs)
             break
     fabric.barrier()
     if tensorboard is not None:
         tensorboard.finalize("success")
-    if config.train.keep == "last" and state.history:  # the model file holds the final epoch's weights
+    if keep_last and state.history:  # the model file holds the final epoch's weights
         state.best_epoch, state.best_value = state.history[-1]["epoch"], state.history[-1][config.train.monitor]
     return TrainResult(
         run_dir=run_dir,
@@ -312,4 +344,5 @@ def train(
         history=state.history,
         teacher_auc=teacher_auc,
         teacher_forward_calls=distiller.teacher_forward_calls,
+        kept="last" if keep_last else "best",
     )

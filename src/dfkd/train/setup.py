@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 from lightning_fabric import Fabric
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from dfkd.config import RunConfig
+from dfkd.config import ConfigError, RunConfig
 from dfkd.distill.distillers import Distiller
 from dfkd.models.fast import to_channels_last
 from dfkd.train.checkpoint import describe_architecture
@@ -38,14 +39,24 @@ def build_fabric(config: RunConfig, loggers: list[Any] | None = None) -> Fabric:
     strategy = train.strategy
     if strategy == "auto" and train.accelerator == "cpu" and str(train.devices) not in ("1", "auto"):
         strategy = "ddp"
-    return Fabric(
-        accelerator=train.accelerator,
-        devices=train.devices,
-        num_nodes=train.num_nodes,
-        strategy=strategy,
-        precision=train.precision,
-        loggers=loggers or None,
-    )
+    try:
+        return Fabric(
+            accelerator=train.accelerator,
+            devices=train.devices,
+            num_nodes=train.num_nodes,
+            strategy=strategy,
+            precision=train.precision,
+            loggers=loggers or None,
+        )
+    except (
+        TypeError,
+        ValueError,
+        MisconfigurationException,
+    ) as error:  # Lightning's refusal of a combination the config allows
+        raise ConfigError(
+            f"train.devices={train.devices!r} with train.accelerator={train.accelerator} "
+            f"(strategy {strategy}, precision {train.precision}): {error}"
+        ) from None
 
 
 def student_view(config: RunConfig) -> dict:
@@ -68,7 +79,10 @@ def build_student(config: RunConfig) -> nn.Module:
     kwargs = dict(config.model.kwargs)
     if config.model.pretrained:
         kwargs["pretrained"] = config.model.pretrained
-    model = create_model(config.model.name, **kwargs)
+    try:
+        model = create_model(config.model.name, **kwargs)
+    except TypeError as error:  # an unknown or ill-typed keyword: the config's fault, not a bug to trace
+        raise ConfigError(f"model.kwargs: {error}") from None
     return to_channels_last(model) if config.train.channels_last else model
 
 
