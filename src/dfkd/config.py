@@ -246,10 +246,30 @@ def validate_config(data: dict[str, Any], *, origin: str = "config") -> RunConfi
         raise ConfigError(f"{origin}: invalid configuration\n  " + "\n  ".join(validation_lines(error))) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping.
+
+    Plain YAML keeps the last value silently, so a config that sets ``lr`` twice trains with whichever came last,
+    and the earlier line reads as if it applied.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | os.PathLike[str], what: str = "config") -> Any:
-    """A YAML file's content; unreadable or invalid YAML is a ConfigError naming the file."""
+    """A YAML file's content (PyYAML's safe subset; a key given twice is refused); unreadable or invalid YAML is a
+    ConfigError naming the file."""
     try:
-        return yaml.safe_load(Path(path).read_text())
+        return yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader: no Python tags
     except OSError as error:
         raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
     except yaml.YAMLError as error:

@@ -133,3 +133,15 @@ def test_out_that_is_a_file_is_refused_before_training(easy_manifest: Path, tmp_
     expected = f"{out}: {existing} is a file, not a folder" if sub else f"{out}: is a file, not a run folder"
     _one_line_error(result, f"--out {expected}")
     assert existing.read_text() == "not a run\n"
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "twice.yaml"
+    config.write_text("optim:\n  lr: 0.1\n  lr: 0.001\n")
+    with pytest.raises(ConfigError, match="'lr' is given twice"):
+        load_config(config)
+    hostile = tmp_path / "tag.yaml"  # the duplicate-key loader is still PyYAML's safe one
+    hostile.write_text(f'optim: !!python/object/apply:os.system ["touch {tmp_path / "ran"}"]\n')
+    with pytest.raises(ConfigError):
+        load_config(hostile)
+    assert not (tmp_path / "ran").exists()
