@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dfkd.data.crop_geometry import face_crop_of_roots
-from dfkd.data.images import ImageLoadError, open_image
+from dfkd.data.images import ImageLoadError, open_image, unreadable_reason
 from dfkd.data.manifest import DEFAULT_RATIOS, assign_splits, count_table, write_manifest
 from dfkd.data.scan import Sample, scan_roots
 from dfkd.data.shortcuts import encoding_signature, file_encoding_warnings, file_size_warnings
@@ -50,7 +50,7 @@ def _check_one(path: str) -> tuple[str, str | None, str | None, dict[str, str] |
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as error:
-        return path, f"cannot read: {(error.strerror or str(error)).lower()}", None, None
+        return path, unreadable_reason(error), None, None
     try:
         open_image(data, name=path)
     except ImageLoadError as error:

@@ -40,6 +40,12 @@ def list_image_files(folder: str | os.PathLike[str], limit: int | None = None) -
     return paths[:limit] if limit else paths
 
 
+def unreadable_reason(error: OSError) -> str:
+    """``cannot read: permission denied``: why the system could not read a path, in its own words (one wording for
+    images, scans and ``detect``'s inputs)."""
+    return f"cannot read: {(error.strerror or str(error)).lower()}"
+
+
 def _as_uint8(array: np.ndarray, what: str = "array") -> np.ndarray:
     """``array``'s values as uint8, by the rules ``to_pil`` gives (those of 16-bit 'I;16' and 32-bit 'I' and 'F'
     images too).
@@ -171,7 +177,7 @@ def decode_image(
         try:
             info = os.stat(path)
         except OSError as error:
-            raise ImageLoadError(label, f"cannot read: {(error.strerror or str(error)).lower()}") from None
+            raise ImageLoadError(label, unreadable_reason(error)) from None
         if stat.S_ISDIR(info.st_mode):
             raise ImageLoadError(label, "cannot read: is a directory")
         if info.st_size == 0:
@@ -206,7 +212,7 @@ def decode_image(
         raise ImageLoadError(label, "not an image (unrecognised format)") from None
     except OSError as error:
         if error.errno is not None:  # the system's, opening or reading the file (permissions): not a decoding error
-            raise ImageLoadError(label, f"cannot read: {(error.strerror or str(error)).lower()}") from None
+            raise ImageLoadError(label, unreadable_reason(error)) from None
         message = str(error)
         lowered = message.lower()
         reason = "truncated or corrupt image" if "truncated" in lowered or "broken" in lowered else "undecodable"

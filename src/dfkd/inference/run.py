@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dfkd import utils
-from dfkd.data.images import IMAGE_EXTENSIONS
+from dfkd.data.images import IMAGE_EXTENSIONS, unreadable_reason
 from dfkd.inference.video import DEFAULT_SAMPLE_FPS, is_video_path, predict_video
 
 if TYPE_CHECKING:
@@ -44,11 +44,6 @@ class CollectedInputs:
     unreadable_folders: list[InputItem] = field(default_factory=list)  # kind "folder", with the reason
 
 
-def _reason(error: OSError) -> str:
-    """``cannot read: permission denied``: the OS's words for why a path cannot be used."""
-    return f"cannot read: {(error.strerror or str(error)).lower()}"
-
-
 def _file_item(path: Path, kind: str) -> InputItem:
     """An image or video item, or an error item when the file may not be read.
 
@@ -64,7 +59,7 @@ def _walk_files(root: Path, unreadable_folders: list[InputItem]) -> Iterator[Pat
 
     def skipped(error: OSError) -> None:
         logger.warning("skipped unreadable folder %s (%s)", error.filename, error.strerror or error)
-        unreadable_folders.append(InputItem(str(error.filename), "folder", _reason(error)))
+        unreadable_folders.append(InputItem(str(error.filename), "folder", unreadable_reason(error)))
 
     for folder, subfolders, files in os.walk(root, onerror=skipped, followlinks=False):
         subfolders.sort()
@@ -97,7 +92,7 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> CollectedInputs:
             collected.items.append(InputItem(str(path), "error", "not found"))
             continue
         except OSError as error:  # ELOOP, EACCES on a parent folder, ENAMETOOLONG …
-            collected.items.append(InputItem(str(path), "error", _reason(error)))
+            collected.items.append(InputItem(str(path), "error", unreadable_reason(error)))
             continue
         if path.is_dir():
             for child in sorted(_walk_files(path, collected.unreadable_folders)):
