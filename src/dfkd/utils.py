@@ -86,6 +86,35 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -
         raise
 
 
+def unwritable_reason(path: str | os.PathLike[str], *, folder: bool = False) -> str | None:
+    """Why ``path`` (a file, or with ``folder`` a folder) could not be written, or None when nothing stands in the way.
+
+    Commands and the trainer check their outputs before any work, so a wrong output path costs a second, not a whole
+    run's results.
+    """
+    path = Path(path)
+    if folder and path.is_dir():
+        ancestor = path  # the files go into it
+    elif path.exists() or path.is_symlink():
+        if folder:
+            return "is not a folder"
+        if path.is_dir():
+            return "is a directory"
+        if path.exists() and not path.is_file():  # a device or a pipe: the atomic rename would replace it
+            return "is not a regular file"
+        ancestor = path.parent
+    else:
+        ancestor = path.parent
+    # Missing folders are created when written (atomic_write, the trainer), so the nearest existing one decides.
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot write in {ancestor}: permission denied"
+    return None
+
+
 def save_tensors(tensors: dict[str, Any], path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
     """Write ``{name: tensor}`` (and string ``metadata``) as one ``.safetensors`` file, atomically."""
     import safetensors.torch

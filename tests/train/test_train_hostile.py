@@ -130,7 +130,7 @@ def test_out_that_is_a_file_is_refused_before_training(easy_manifest: Path, tmp_
     existing.write_text("not a run\n")
     out = existing / sub if sub else existing
     result = _train_cli(easy_manifest, out)
-    expected = f"{out}: {existing} is a file, not a folder" if sub else f"{out}: is a file, not a run folder"
+    expected = f"{out}: {existing} is not a folder" if sub else f"{out}: is not a folder"
     _one_line_error(result, f"--out {expected}")
     assert existing.read_text() == "not a run\n"
 

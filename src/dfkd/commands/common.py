@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from dfkd.utils import unwritable_reason
+
 FACE_MODEL_ENV = "DFKD_FACE_MODEL"  # only the CLI reads it; the library takes the path as an argument
 
 console = Console(stderr=True)  # messages and logging
@@ -90,40 +92,13 @@ def model_or_bundled(model: Path | None) -> Path:
     return path
 
 
-def output_problem(path: Path, *, folder: bool = False) -> str | None:
-    """Why ``path`` (a file, or with ``folder`` a folder) could not be written, or None when nothing stands in the way.
-
-    Commands check their outputs before any work, so a wrong output path costs a second, not a whole run's results.
-    """
-    if folder and path.is_dir():
-        ancestor = path  # the files go into it
-    elif path.exists() or path.is_symlink():
-        if folder:
-            return "is not a folder"
-        if path.is_dir():
-            return "is a directory"
-        if path.exists() and not path.is_file():  # a device or a pipe: the atomic rename would replace it
-            return "is not a regular file"
-        ancestor = path.parent
-    else:
-        ancestor = path.parent
-    # Missing folders are created when written (utils.atomic_write), so the nearest existing one decides.
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        return f"{shown(ancestor)} is not a folder"
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        return f"cannot write in {shown(ancestor)}: permission denied"
-    return None
-
-
 def check_output(option: str, path: Path | None, *, folder: bool = False) -> None:
     """Exit 2 with ``error: OPTION PATH: reason`` when an output path given with ``option`` cannot be written."""
     if path is None:
         return
-    problem = output_problem(path, folder=folder)
+    problem = unwritable_reason(path, folder=folder)
     if problem is not None:
-        raise fail(f"{option} {shown(path)}: {problem}")
+        raise fail(f"{option} {shown(path)}: {shown(problem)}")
 
 
 def write_output(option: str, path: Path, write: Callable[[], object]) -> bool:

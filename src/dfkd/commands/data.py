@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from dfkd.commands.common import fail, out_console, output_problem, reported_errors, shown
+from dfkd.commands.common import fail, out_console, reported_errors, shown
+from dfkd.utils import unwritable_reason
 
 if TYPE_CHECKING:
     from dfkd.data.build import ScanReport
@@ -92,10 +93,10 @@ def _check_scan_outputs(out: Path, verify: bool) -> None:
     if out in sidecars:
         raise fail(f"--out {shown(out)}: a file written beside the manifest has this name; give a .csv name")
     for path in (out, *sidecars):
-        problem = output_problem(path)
+        problem = unwritable_reason(path)
         if problem is not None:
             where = "" if path == out else f"{shown(path)}, written beside the manifest, "
-            raise fail(f"--out {shown(out)}: {where}{problem}")
+            raise fail(f"--out {shown(out)}: {where}{shown(problem)}")
 
 
 def scan(

@@ -27,7 +27,7 @@ from dfkd.train.checkpoint import CheckpointError, LoopState, load_checkpoint, s
 from dfkd.train.data import RunData, build_datasets, build_loaders, memory_format, mix_batch, single_class_val
 from dfkd.train.setup import Student, build_fabric, setup_student, student_view, tensorboard_logger
 from dfkd.train.summary import model_card_fields, training_face_crop, write_history
-from dfkd.utils import set_seed, sigmoid, track
+from dfkd.utils import set_seed, sigmoid, track, unwritable_reason
 
 logger = logging.getLogger(__name__)
 
@@ -159,13 +159,9 @@ class RunFolderError(ValueError):
 
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to train over a finished or started run unless told to continue it or to replace it."""
-    for folder in (run_dir, *run_dir.parents):  # a file in the way would only fail at the first write, as a traceback
-        if folder.exists():
-            if not folder.is_dir():
-                where = "" if folder == run_dir else f" {folder}"
-                what = "a run folder" if folder == run_dir else "a folder"
-                raise RunFolderError(f"--out {run_dir}:{where} is a file, not {what}")
-            break
+    problem = unwritable_reason(run_dir, folder=True)  # a file in the way would only fail at the first write
+    if problem is not None:
+        raise RunFolderError(f"--out {run_dir}: {problem}")
     if overwrite or (resume and (run_dir / "last.ckpt").exists()):
         return
     found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
