@@ -54,45 +54,25 @@ def read_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if not str(error).startswith(_WEIGHTS_ONLY_FAILED):
-            raise ModelFileError(f"{path}: not a readable torch state dict (UnpicklingError: {error})") from error
-        reason = _blocked_reason(error)
-        if "GLOBAL" not in reason:  # not a pickle of plain tensors at all: garbage or another format
+        # torch's message goes on to advise weights_only=False or allow-listing the global: both would run or build
+        # what the file asks for, which is what refusing it prevents, so only what was refused is passed on.
+        blocked = _BLOCKED_GLOBAL.search(str(error))
+        if blocked is None:
+            detail = _UNPICKLER_DETAIL.search(str(error))
+            reason = detail.group(1).strip() if detail else "UnpicklingError"
             raise ModelFileError(f"{path}: not a readable torch state dict ({reason})") from None
         raise ModelFileError(
-            f"{path}: refused: unpickling it would build objects other than tensors ({reason}); dfkd reads only "
-            "plain state dicts: save one with torch.save(model.state_dict(), ...) or use .safetensors"
+            f"{path}: refused: unpickling it would build {blocked.group(1)}, not tensors; dfkd reads only plain state "
+            "dicts: save one with torch.save(model.state_dict(), ...) or use .safetensors"
         ) from None
     except Exception as error:  # torch raises many kinds (RuntimeError, EOFError …)
         raise ModelFileError(f"{path}: not a readable torch state dict ({type(error).__name__}: {error})") from error
     return _as_state_dict(loaded, path)
 
 
-_WEIGHTS_ONLY_FAILED = "Weights only load failed"
-
-
-def _blocked_reason(error: Exception) -> str:
-    """What torch's weights-only unpickler refused, without its advice.
-
-    Its message goes on to suggest ``weights_only=False`` or allow-listing the global: both would run or build what
-    the file asks for, which is exactly what refusing a hostile pickle prevents, so dfkd must not pass that on.
-    """
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch bolds a warning with terminal codes
-    advice = (
-        _WEIGHTS_ONLY_FAILED,
-        "can still be loaded",
-        "weights_only",
-        "safe_globals",
-        "Check the documentation",
-        "Do it only if",
-        "trust",
-    )
-    kept = []
-    for sentence in re.split(r"(?<=\.)\s+|\n", text):
-        sentence = sentence.strip().removeprefix("WeightsUnpickler error:").strip().rstrip(".")
-        if sentence and not sentence.startswith(("(1)", "(2)")) and not any(word in sentence for word in advice):
-            kept.append(sentence)
-    return "; ".join(kept) or "not a plain state dict"
+# What torch's weights-only unpickler names in its refusals: a global it will not build, or a pickle it cannot parse.
+_BLOCKED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
 
 
 def _as_state_dict(loaded: object, path: Path) -> dict[str, torch.Tensor]:
