@@ -30,6 +30,8 @@ from sklearn.metrics import roc_auc_score
 from dfkd import Detector
 from dfkd.data.images import IMAGE_EXTENSIONS
 from dfkd.faces.detect import available_detectors
+from dfkd.models import read_model_card
+from dfkd.pretrained import default_model_path
 from dfkd.utils import atomic_write
 
 RESAVE_QUALITY = 75  # Pillow's default JPEG quality: what a photo often goes through once more before it is checked
@@ -115,7 +117,7 @@ def main() -> None:
     if not items:
         raise SystemExit(f"no images under {args.data}/<source>/{{real,fake}}/")
     real_sources = [source for _, source, label in items if label == 0]
-    card_detector = Detector.load().card.face_crop.detector
+    card_detector = read_model_card(default_model_path()).face_crop.detector  # the card alone, not the model
     results: dict = {"data": str(args.data), "images": len(items), "card_detector": card_detector, "detectors": {}}
     scores_by_detector = {}
     for name in available_detectors(args.face_model):
