@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+# What dfkd reads as an image wherever it finds files (scan, crop-faces, detect's folders): the formats the service
+# accepts too; GIF and TIFF by their first frame.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 # Refuse decompression bombs well before they exhaust memory (about 16k x 16k).
 MAX_IMAGE_PIXELS = 256_000_000
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dfkd import utils
-from dfkd.data.images import IMAGE_EXTENSIONS, unreadable_reason
+from dfkd.data.images import is_image_path, unreadable_reason
 from dfkd.inference.video import DEFAULT_SAMPLE_FPS, is_video_path, predict_video
 
 if TYPE_CHECKING:
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# What a folder scan picks up as images: what a named file or an upload (dfkd.serve.uploads) is scored as, GIF and
-# TIFF included (their first frame), so that `detect DIR` does not skip a file `detect FILE` would score.
-FOLDER_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".gif", ".tif", ".tiff"}
 
 
 @dataclass
@@ -71,7 +67,7 @@ def _folder_item(path: Path) -> InputItem | None:
     """The image or video item of a file found in a folder, or None for a file of another kind."""
     if is_video_path(path):
         return _file_item(path, "video")
-    if path.suffix.lower() in FOLDER_IMAGE_EXTENSIONS:
+    if is_image_path(path):
         return _file_item(path, "image")
     return None
 
