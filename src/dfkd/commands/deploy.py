@@ -100,9 +100,7 @@ def _calibration_manifest(path: Path) -> Any:
     """The --calibration manifest, read and checked: exit 2 naming the option when it cannot calibrate and check."""
     from dfkd.data.manifest import read_manifest
 
-    if path.is_dir():
-        raise fail(f"--calibration {shown(path)}: is a folder, not a manifest CSV")
-    try:
+    try:  # read_manifest's errors name the file and the reason (a folder, a bad row …)
         manifest = read_manifest(path)
     except (ValueError, FileNotFoundError) as error:
         raise fail(f"--calibration: {shown(str(error))}") from None
