@@ -128,14 +128,7 @@ async def check_face_mode(service: ServiceState, faces: str) -> None:
     """
     if faces in ("auto", "none"):
         return
-    face_model = getattr(service.detector, "face_model", None)
-    if faces == "yunet" and not face_model:
-        raise ApiError(
-            "invalid_request",
-            "faces=yunet needs a YuNet model file on the server, and this server was started without one "
-            "(`dfkd serve --face-model FILE` or DFKD_FACE_MODEL): use faces=auto, centerface or mtcnn",
-        )
-    build = functools.partial(build_face_detector, faces, face_model)
+    build = functools.partial(build_face_detector, faces, service.detector.face_model)
     try:
         await asyncio.get_running_loop().run_in_executor(service.decoders, build)
     except FaceDetectorUnavailable as error:
