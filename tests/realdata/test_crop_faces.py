@@ -111,11 +111,45 @@ def test_worker_path_crops_like_the_serial_path(face_tree: Path, tmp_path: Path,
     threads = cv2.getNumThreads()
     try:
         crop._init_worker("auto" if face_model is None else "yunet", face_model, str(face_tree), str(tmp_path), 0.3, 64)
-        relative, row = crop._work("train/real/astronaut.png")
+        rows = crop._work(["train/real/astronaut.png", "train/real/blank.png"])
     finally:
         cv2.setNumThreads(threads)
-    assert relative == "train/real/astronaut.png" and row["status"] == "ok"
-    assert Image.open(tmp_path / relative).size == (64, 64)
+    assert [(relative, row["status"]) for relative, row in rows] == [
+        ("train/real/astronaut.png", "ok"),
+        ("train/real/blank.png", "no_face"),
+    ]
+    assert Image.open(tmp_path / "train/real/astronaut.png").size == (64, 64)
+
+
+def test_an_interrupted_pool_run_keeps_what_finished_and_resumes_to_the_serial_result(
+    face_tree: Path, tmp_path: Path, face_model: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dfkd.data import faces as crop
+
+    (face_tree / "test" / "fake" / "broken.jpg").unlink()  # an unreadable image is retried on resume: not counted
+    for index in range(4):  # more faces, so the pool has chunks left when the run is stopped
+        astronaut().rotate(90 * index).save(face_tree / "train" / "real" / f"turned{index}.png")
+    serial = _rows(crop_dataset(face_tree, tmp_path / "serial", size=64, face_model=face_model, workers=1).faces_csv)
+
+    def stop_after_two(rows, **_):
+        for count, row in enumerate(rows):
+            if count == 2:
+                raise KeyboardInterrupt
+            yield row
+
+    monkeypatch.setattr(crop, "MIN_IMAGES_FOR_POOL", 2)
+    monkeypatch.setattr(crop, "track", stop_after_two)
+    out = tmp_path / "pool"
+    with pytest.raises(KeyboardInterrupt):
+        crop_dataset(face_tree, out, size=64, face_model=face_model, workers=2)
+    assert len(_rows(out / "faces.csv")) == 2  # each finished image was recorded before the interruption
+    monkeypatch.undo()
+    resumed = crop_dataset(face_tree, out, size=64, face_model=face_model, workers=1)
+    assert resumed.n_resumed == 2
+    pooled = _rows(out / "faces.csv")
+    assert {path: row["status"] for path, row in pooled.items()} == {
+        path: row["status"] for path, row in serial.items()
+    }
 
 
 def test_output_inside_the_dataset_is_refused(face_tree: Path) -> None:

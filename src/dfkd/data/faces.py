@@ -28,7 +28,7 @@ import math
 import multiprocessing
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,16 +227,21 @@ def _init_worker(detector: str, face_model: str | None, root: str, out: str, mar
     )
 
 
-def _work(relative: str) -> tuple[str, dict[str, Any]]:
+def _work(chunk: list[str]) -> list[tuple[str, dict[str, Any]]]:
     state = _WORKER
-    row = crop_one(
-        state["root"] / relative,
-        state["out"] / relative,
-        state["detector"],
-        margin=state["margin"],
-        size=state["size"],
-    )
-    return relative, row
+    return [
+        (
+            relative,
+            crop_one(
+                state["root"] / relative,
+                state["out"] / relative,
+                state["detector"],
+                margin=state["margin"],
+                size=state["size"],
+            ),
+        )
+        for relative in chunk
+    ]
 
 
 def _read_rows(path: Path) -> dict[str, dict[str, str]]:
@@ -511,7 +516,7 @@ def _run(
     size: int | None,
     workers: int | None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(relative path, row) for every image in ``todo``, in order; in a process pool when it pays."""
+    """(relative path, row) for every image in ``todo``, in a process pool when it pays (then as chunks finish)."""
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers <= 1 or len(todo) < MIN_IMAGES_FOR_POOL:
         for relative in todo:
@@ -520,7 +525,16 @@ def _run(
     # spawn: onnxruntime / OpenCV thread pools of this process must not be forked half-initialised.
     context = multiprocessing.get_context("spawn")
     initargs = (name, model, str(root), str(out), margin, size)
+    chunk = max(1, min(16, len(todo) // (workers * 4)))
+    # Chunks are yielded as they finish, not in order: crops written by a finished chunk are recorded at once, so an
+    # interrupted run loses only the chunks still in flight (in order, a slow chunk held back every later one).
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker, initargs=initargs
     ) as pool:
-        yield from pool.map(_work, todo, chunksize=max(1, min(16, len(todo) // (workers * 4) or 1)))
+        futures = [pool.submit(_work, todo[start : start + chunk]) for start in range(0, len(todo), chunk)]
+        try:
+            for future in as_completed(futures):
+                yield from future.result()
+        finally:  # interrupted, or a chunk failed: nothing new starts; the pool waits only for the running chunks
+            for future in futures:
+                future.cancel()
