@@ -18,7 +18,8 @@
    resnet8_fast is distilled from it online (``configs/general_student_sbi_fm.yaml``). Reported per test source: AUC,
    and for X the false-positive rate on its reals and the share of its fakes caught, at the card's threshold.
    ``--held-out-fakes-only``: only X's fakes are held out; X's training reals stay in training, its validation and
-   test reals are tested (a user with genuine photos of a collection but no example of its manipulations).
+   test reals are tested (a user with genuine photos of a collection but no example of its manipulations);
+   ``--also-fakes-only``: both kinds of fold for each source.
    ``--baseline``: the same teacher without self-blended fakes. ``--teacher-seeds S1 S2 …``: the teacher trained
    once per seed and the runs joined by ``dfkd ensemble`` (the mean of their logits, its threshold set by the same
    policy on the validation split, in reals-only folds too), which is scored and teaches the student; this holds for
@@ -27,8 +28,8 @@
    student) trained on the reals + self-blended fakes only (no labelled fake at all); the threshold the trainer chose
    on its validation split (self-blended fakes count) by the same policy.
 4. ``--bundle PATH``: the general detector dfkd ships — the same recipe on every source (teacher, then the student),
-   its card stating the unseen-source AUC and false-positive rate each held-out run measured, its blind spots and
-   this command.
+   its card stating the unseen-source AUC and false-positive rate each held-out run measured (with
+   ``--also-fakes-only`` also each fakes-only run's), its blind spots and this command.
 5. ``--sbi-cost``: the time self-blending adds to making a training batch, as a share of a student step.
 
 Writes ``OUT/generalisation.json`` and ``OUT/generalisation.md``. Finished runs are reused when asked for with the
@@ -315,18 +316,8 @@ def bundle(
         "model": str(student),
         **score(student, fold_manifest, None),
     }
-    unseen: dict = {}
-    for kind in ("teacher", "student"):  # the student's figure wins where both were measured
-        for name, row in results["runs"].items():
-            # this recipe's held-out rows only (its seeds and student settings), not other runs recorded in OUT
-            if row["held_out"] and name == f"{row_labels[kind]}, no {row['held_out']}":
-                cell = row["sources"][row["held_out"]]
-                unseen[row["held_out"]] = {
-                    "auc": cell["auc"],
-                    "fpr_on_reals": cell["fpr"],
-                    "threshold": row["threshold"],
-                    "measured_with": f"the recipe's {kind}, trained without this source",
-                }
+    unseen = unseen_figures(results["runs"], row_labels)
+    unseen_fakes = unseen_figures(results["runs"], row_labels, fakes_only=True)
     card = read_model_card(student)
     bundled = results["runs"]["bundled student, all sources"]["sources"]
     face_crop = card.face_crop or read_sidecar(manifest).get("face_crop")  # runs made before the fix lacked it
@@ -343,6 +334,16 @@ def bundle(
             "its fakes), tested on all of it; false-positive rate on its reals at that model's threshold (chosen on "
             "its validation split by the recipe's policy)",
             "unseen_source": unseen,
+            **(
+                {
+                    "unseen_fakes_protocol": "the same recipe trained on every source's training reals but without "
+                    "that source's fakes (its genuine photos known, its manipulations not), tested on its fakes and "
+                    "its validation and test reals",
+                    "unseen_fakes": unseen_fakes,
+                }
+                if unseen_fakes
+                else {}
+            ),
             "test_split_auc": {source: cell["auc"] for source, cell in bundled.items()},
         },
         "blind_spots": [
@@ -384,6 +385,28 @@ def bundle(
 
     scored = Detector.load(target, face_model=face_model).predict([skdata.astronaut()])[0]
     results["bundle_astronaut"] = {key: scored[key] for key in ("status", "fake_prob", "label", "threshold")}
+
+
+def unseen_figures(runs: dict, row_labels: dict[str, str], *, fakes_only: bool = False) -> dict:
+    """Per held-out source, what this recipe's rows measured on it: AUC, false-positive rate on its reals, threshold.
+
+    Only the recipe's own rows count (``row_labels``: the teacher's and the student's row names, which carry its
+    seeds and student settings), not other runs recorded in the same OUT; the student's figure wins where both
+    were measured. ``fakes_only``: the "no X fakes" rows (X's training reals trained on) instead of the "no X" ones.
+    """
+    suffix, trained_without = (" fakes", "this source's fakes") if fakes_only else ("", "this source")
+    unseen: dict = {}
+    for kind in ("teacher", "student"):
+        for name, row in runs.items():
+            if row["held_out"] and name == f"{row_labels[kind]}, no {row['held_out']}{suffix}":
+                cell = row["sources"][row["held_out"]]
+                unseen[row["held_out"]] = {
+                    "auc": cell["auc"],
+                    "fpr_on_reals": cell["fpr"],
+                    "threshold": row["threshold"],
+                    "measured_with": f"the recipe's {kind}, trained without {trained_without}",
+                }
+    return unseen
 
 
 def markdown(results: dict) -> str:
@@ -453,6 +476,12 @@ def main() -> None:
         help="Hold out only the fakes of each --held-out source: its training reals are trained on, its other reals "
         "are tested with its fakes (folds and rows named '… fakes').",
     )
+    parser.add_argument(
+        "--also-fakes-only",
+        action="store_true",
+        help="Run each --held-out fold twice: the whole source held out, and only its fakes (as "
+        "--held-out-fakes-only); with --bundle the card states both.",
+    )
     parser.add_argument("--sbi-cost", action="store_true")
     parser.add_argument("--bundle", type=Path, default=None, help="Train on every source and write the student here.")
     parser.add_argument("--margin", type=float, default=0.0, help="Face-crop margin (each side, share of the box).")
@@ -472,7 +501,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.bundle is not None and args.held_out_fakes_only:
         # the card states how the recipe detects sources it never saw at all; "no X fakes" rows would not answer that
-        parser.error("--bundle quotes whole held-out sources: run it without --held-out-fakes-only")
+        parser.error("--bundle quotes whole held-out sources: use --also-fakes-only, not --held-out-fakes-only")
+    if args.held_out_fakes_only and args.also_fakes_only:
+        parser.error("--held-out-fakes-only runs the fakes-only folds alone; --also-fakes-only adds them: pick one")
 
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = crop_and_scan(args.data, args.out, args.face_model, args.margin, args.outline)
@@ -493,11 +524,13 @@ def main() -> None:
         results_path.write_text(json.dumps(results, indent=2))
         print(markdown(results), flush=True)
 
-    # "no X": all of X held out; "no X fakes": only its fakes (--held-out-fakes-only)
-    unseen_part, fold_part = (" fakes", "_fakes") if args.held_out_fakes_only else ("", "")
-    for held_out in [] if args.reals_only_only else args.held_out:
+    # "no X": all of X held out; "no X fakes": only its fakes (--held-out-fakes-only, or both with --also-fakes-only)
+    fakes_only_modes = [True] if args.held_out_fakes_only else [False, True] if args.also_fakes_only else [False]
+    folds = [(source, fakes_only) for fakes_only in fakes_only_modes for source in args.held_out]
+    for held_out, fakes_only in [] if args.reals_only_only else folds:
+        unseen_part, fold_part = (" fakes", "_fakes") if fakes_only else ("", "")
         fold = args.out / f"without_{held_out}{fold_part}"
-        fold_manifest = held_out_manifest(manifest, held_out, fold, fakes_only=args.held_out_fakes_only)
+        fold_manifest = held_out_manifest(manifest, held_out, fold, fakes_only=fakes_only)
         teacher = train_teacher(fold, fold_manifest, teacher_epochs, args.teacher_seeds)
         record(f"teacher{ensemble_label}, no {held_out}{unseen_part}", teacher, fold_manifest, held_out)
         if args.baseline:
@@ -513,11 +546,10 @@ def main() -> None:
                 fold_manifest,
             )
             record(f"student{student_label}, no {held_out}{unseen_part}", student, fold_manifest, held_out)
-    for held_out in (args.held_out or [None]) if args.reals_only else []:
+    for held_out, fakes_only in (folds or [(None, False)]) if args.reals_only else []:
+        unseen_part, fold_part = (" fakes", "_fakes") if fakes_only else ("", "")
         fold = args.out / ("reals_only" if held_out is None else f"reals_only_without_{held_out}{fold_part}")
-        fold_manifest = held_out_manifest(
-            manifest, held_out, fold, reals_only=True, fakes_only=args.held_out_fakes_only
-        )
+        fold_manifest = held_out_manifest(manifest, held_out, fold, reals_only=True, fakes_only=fakes_only)
         teacher = train_teacher(fold, fold_manifest, teacher_epochs, args.teacher_seeds, threshold=False)
         row = f"reals + SBI only, no {held_out}{unseen_part if held_out else ''}"
         record(f"teacher{ensemble_label}, {row}", teacher, fold_manifest, held_out)
@@ -535,6 +567,7 @@ def main() -> None:
         command = ["python benchmarks/generalisation.py --data realfaces-dev --out runs/generalisation"]
         command += ["--face-model face_detection_yunet.onnx"] if args.face_model else []
         command += [f"--margin {args.margin:g}", "--held-out " + " ".join(args.held_out)]
+        command += ["--also-fakes-only"] if args.also_fakes_only else []
         command += ["--outline"] if args.outline else []
         command += [f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs}"]
         command += ["--students"] if args.students else []

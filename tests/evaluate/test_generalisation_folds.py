@@ -60,3 +60,29 @@ def test_holding_out_fakes_only_trains_on_the_sources_training_reals(
     )
     assert reals_only[("splice", "real", "train")] == 7 and reals_only[("splice", "fake", "test")] == 10
     assert reals_only[("gan", "fake", "train")] == 0 and reals_only[("gan", "fake", "test")] == 1
+
+
+def test_the_card_quotes_the_recipes_own_whole_and_fakes_only_rows(generalisation) -> None:
+    def row(held_out: str, auc: float) -> dict:
+        return {"held_out": held_out, "threshold": 0.7, "sources": {held_out: {"auc": auc, "fpr": 0.05}}}
+
+    runs = {
+        "teacher, no swaps": row("swaps", 0.80),
+        "student, no swaps": row("swaps", 0.70),
+        "student, no swaps fakes": row("swaps", 0.88),
+        "teacher, no splice fakes": row("splice", 0.55),
+        "student [train.seed=1], no splice fakes": row("splice", 0.99),  # another recipe's student: not quoted
+    }
+    labels = {"teacher": "teacher", "student": "student"}
+    whole = generalisation.unseen_figures(runs, labels)
+    assert whole == {
+        "swaps": {
+            "auc": 0.70,  # the student's figure wins over its teacher's
+            "fpr_on_reals": 0.05,
+            "threshold": 0.7,
+            "measured_with": "the recipe's student, trained without this source",
+        }
+    }
+    fakes = generalisation.unseen_figures(runs, labels, fakes_only=True)
+    assert {source: cell["auc"] for source, cell in fakes.items()} == {"swaps": 0.88, "splice": 0.55}
+    assert fakes["splice"]["measured_with"] == "the recipe's teacher, trained without this source's fakes"
