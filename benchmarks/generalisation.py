@@ -352,6 +352,7 @@ def bundle(
             *(
                 f"real photos of collections it never saw: trained without {source}, the recipe called "
                 f"{100 * cell['fpr_on_reals']:.0f} % of that source's reals fake"
+                + known_reals_fpr(unseen_fakes.get(source))
                 for source, cell in unseen.items()
                 if cell["fpr_on_reals"] is not None and cell["fpr_on_reals"] > 0.1
             ),
@@ -385,6 +386,13 @@ def bundle(
 
     scored = Detector.load(target, face_model=face_model).predict([skdata.astronaut()])[0]
     results["bundle_astronaut"] = {key: scored[key] for key in ("status", "fake_prob", "label", "threshold")}
+
+
+def known_reals_fpr(cell: dict | None) -> str:
+    """The false-positive rate measured with the collection's genuine photos in training, as a clause, or nothing."""
+    if cell is None or cell["fpr_on_reals"] is None:
+        return ""
+    return f" ({100 * cell['fpr_on_reals']:.0f} % when its genuine photos, not its fakes, were in training)"
 
 
 def unseen_figures(runs: dict, row_labels: dict[str, str], *, fakes_only: bool = False) -> dict:

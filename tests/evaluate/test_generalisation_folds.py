@@ -86,3 +86,5 @@ def test_the_card_quotes_the_recipes_own_whole_and_fakes_only_rows(generalisatio
     fakes = generalisation.unseen_figures(runs, labels, fakes_only=True)
     assert {source: cell["auc"] for source, cell in fakes.items()} == {"swaps": 0.88, "splice": 0.55}
     assert fakes["splice"]["measured_with"] == "the recipe's teacher, trained without this source's fakes"
+    assert "5 % when its genuine photos" in generalisation.known_reals_fpr(fakes["swaps"])
+    assert generalisation.known_reals_fpr(None) == ""

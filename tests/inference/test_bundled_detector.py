@@ -33,8 +33,11 @@ def test_the_bundled_card_states_its_training_data_generalisation_blind_spots_an
     summary = card.training.model_dump()
     assert "realfaces-dev" in summary["manifest"] and summary["data"]
     assert summary["generalisation"]["unseen_source"]  # measured without that source in training
-    for figures in summary["generalisation"]["unseen_source"].values():
-        assert 0.0 <= figures["auc"] <= 1.0 and 0.0 <= figures["fpr_on_reals"] <= 1.0
+    # and measured without that source's fakes only, its genuine photos in training, as the bundle knows them
+    assert summary["generalisation"]["unseen_fakes"].keys() == summary["generalisation"]["unseen_source"].keys()
+    for reading in ("unseen_source", "unseen_fakes"):
+        for figures in summary["generalisation"][reading].values():
+            assert 0.0 <= figures["auc"] <= 1.0 and 0.0 <= figures["fpr_on_reals"] <= 1.0
     assert summary["blind_spots"] and "benchmarks/generalisation.py" in summary["retrain"]
     # The crops it was trained on travel with it: detect frames faces the same way.
     assert card.face_crop is not None and f"margin {card.face_crop.margin:g}" in summary["manifest"]
