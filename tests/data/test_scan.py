@@ -160,8 +160,10 @@ def test_verify_reports_identical_files_in_different_splits(tmp_path: Path) -> N
 def test_bad_ratios_and_missing_root_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sum to 1"):
         parse_ratios("0.5,0.5,0.5")
-    with pytest.raises(ValueError, match="three numbers"):
+    with pytest.raises(ValueError, match="three non-negative numbers"):
         parse_ratios("0.5,0.5")
+    with pytest.raises(ValueError, match="sum to 1"):
+        parse_ratios((float("nan"), 0.5, 0.5))
     with pytest.raises(FileNotFoundError, match="not a folder"):
         build_manifest([tmp_path / "nope"], tmp_path / "m.csv")
 

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -47,12 +48,16 @@ class Manifest:
 
 
 def parse_ratios(text: str | tuple[float, ...] | list[float]) -> tuple[float, float, float]:
-    """Parse ``"0.7,0.2,0.1"`` into three non-negative ratios that sum to 1."""
-    values = [float(v) for v in text.split(",")] if isinstance(text, str) else [float(v) for v in text]
-    if len(values) != 3:
-        raise ValueError(f"ratios must be three numbers train,val,test; got {len(values)}")
-    if any(v < 0 for v in values) or abs(sum(values) - 1.0) > 1e-6:
-        raise ValueError(f"ratios must be non-negative and sum to 1; got {values}")
+    """Parse ``"0.7,0.2,0.1"`` into three non-negative ratios (train, val, test) that sum to 1."""
+    try:
+        values = [float(v) for v in (text.split(",") if isinstance(text, str) else text)]
+    except (TypeError, ValueError):
+        values = []
+    # NaN passes every comparison, so finiteness is asked first.
+    valid = len(values) == 3 and all(math.isfinite(v) and v >= 0 for v in values)
+    if not valid or abs(sum(values) - 1.0) > 1e-6:
+        shown = text if isinstance(text, str) else ",".join(map(str, text))
+        raise ValueError(f"expected three non-negative numbers that sum to 1, like 0.7,0.2,0.1, got {shown!r}")
     return values[0], values[1], values[2]
 
 
