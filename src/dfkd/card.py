@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -36,6 +37,14 @@ MAX_MARGIN = 4.0
 
 class ModelFileError(ValueError):
     """A model or weight file is missing, unreadable, not a dfkd model, or does not match the architecture."""
+
+
+def require_file(path: Path, what: str = "model file") -> None:
+    """Raise ModelFileError naming ``path`` when it is a folder or missing (one wording for model and weight files)."""
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a {what}")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: {what} not found")
 
 
 class CardError(ModelFileError):

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dfkd.card import ModelCard, ModelFileError, card_from_json
+from dfkd.card import ModelCard, ModelFileError, card_from_json, require_file
 
 ONNX_METADATA_KEY = "dfkd"
 ONNX_INPUT_NAME = "images"
@@ -33,10 +33,7 @@ def open_onnx_session(path: str | Path, threads: int | None = None, *, spin: boo
     """
     import onnxruntime as ort
 
-    if Path(path).is_dir():
-        raise ModelFileError(f"{path}: is a folder, not a model file")
-    if not Path(path).is_file():
-        raise ModelFileError(f"{path}: model file not found")
+    require_file(Path(path))
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:

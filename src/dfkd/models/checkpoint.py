@@ -24,7 +24,7 @@ from dfkd.card import (
     card_from_json,
 )
 from dfkd.models.registry import create_model, default_preprocessing, is_known_model, list_models
-from dfkd.models.weights import ModelFileError, mismatch_message
+from dfkd.models.weights import ModelFileError, mismatch_message, require_file
 from dfkd.utils import current_umask
 
 logger = logging.getLogger(__name__)
@@ -122,10 +122,7 @@ def update_card(path: str | Path, card: ModelCard) -> None:
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
     """Validate the safetensors framing (8-byte length, JSON header, data size) with messages a user can act on."""
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a folder, not a model file")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found")
+    require_file(path)
     file_size = path.stat().st_size
     with path.open("rb") as handle:
         length_bytes = handle.read(8)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dfkd.card import ModelFileError
+from dfkd.card import ModelFileError, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +39,7 @@ def mismatch_message(source: str, missing: Iterable[str], unexpected: Iterable[s
 def read_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a `.safetensors` file or a torch state dict (`torch.load(weights_only=True)`, nothing unpickled)."""
     path = Path(path)
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a folder, not a weight file")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: weight file not found")
+    require_file(path, "weight file")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -117,8 +114,7 @@ def weights_digest(path: str | Path) -> str:
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: weight file not found")
+    require_file(path, "weight file")
     digest = hashlib.sha256()
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
