@@ -148,13 +148,13 @@ class TrainConfig(_Section):
     def _device_choice(cls, value: int | str) -> int | str:
         # Lightning's own refusal of these comes as a traceback from deep inside Fabric, after the run started.
         if isinstance(value, int):
-            if value < 1 and value != -1:
-                raise ValueError('must be a count ≥ 1, -1 (every GPU), "auto" or GPU indices such as "0,1"')
-            return value
-        text = value.strip().lower()
-        if text not in ("auto", "-1") and not all(part.strip().isdigit() for part in text.rstrip(",").split(",")):
+            valid = value >= 1 or value == -1
+        else:
+            value = value.strip().lower()
+            valid = value in ("auto", "-1") or all(part.strip().isdigit() for part in value.rstrip(",").split(","))
+        if not valid:
             raise ValueError('must be a count ≥ 1, -1 (every GPU), "auto" or GPU indices such as "0,1"')
-        return text
+        return value
 
     @field_validator("threshold")
     @classmethod
