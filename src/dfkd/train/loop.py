@@ -200,10 +200,8 @@ def _gate(config: RunConfig, distiller: Distiller, data: RunData) -> float | Non
     )
 
 
-def _keeps_last(config: RunConfig, data: RunData) -> bool:
-    """Whether the model file follows the last epoch: train.keep=last, or no epoch can be best by an undefined AUC."""
-    if config.train.keep == "last":
-        return True
+def _monitor_undefined(config: RunConfig, data: RunData) -> bool:
+    """Whether no epoch can be chosen by ``train.monitor``: val_auc on a val split of one class (warned about)."""
     single = single_class_val(config, data) if config.train.monitor == "val_auc" else None
     if single is None:
         return False
@@ -301,8 +299,8 @@ def train(
     face_crop = training_face_crop(config.data.manifest) if fabric.is_global_zero else (None, [])
     view = student_view(config)
     data = build_datasets(config, manifest, view)
-    keep_last = _keeps_last(config, data)
-    stops_early = not keep_last or config.train.keep == "last"  # patience on an undefined val_auc would only cut
+    monitor_undefined = _monitor_undefined(config, data)
+    keep_last = config.train.keep == "last" or monitor_undefined  # the model file follows the last epoch
     distiller = build_distiller(config, manifest, view, run_dir, fabric.device)
     teacher_auc = _gate(config, distiller, data)
     build_loaders(fabric, config, data, view)
@@ -324,7 +322,8 @@ def train(
         _save(fabric, last_path, student, state)
         if epoch_callback is not None:
             epoch_callback(state.epoch, row)
-        if stops_early and state.bad_epochs >= config.train.patience:
+        # patience on an undefined monitor would only cut the run short
+        if not monitor_undefined and state.bad_epochs >= config.train.patience:
             logger.info("early stopping: no improvement of %s for %d epochs", config.train.monitor, state.bad_epochs)
             break
     fabric.barrier()
