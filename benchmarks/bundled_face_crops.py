@@ -28,7 +28,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from dfkd import Detector
-from dfkd.data.images import IMAGE_EXTENSIONS
+from dfkd.data.scan import scan_roots
 from dfkd.faces.detect import available_detectors
 from dfkd.models import read_model_card
 from dfkd.pretrained import default_model_path
@@ -38,12 +38,10 @@ RESAVE_QUALITY = 75  # Pillow's default JPEG quality: what a photo often goes th
 
 
 def labelled_images(root: Path) -> list[tuple[Path, str, int]]:
-    """(path, source, label) of every image under ``root/<source>/{real,fake}/``."""
-    items = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.parent.name in ("real", "fake"):
-            items.append((path, path.parent.parent.name, int(path.parent.name == "fake")))
-    return items
+    """(path, source, label) of every image under ``root/<source>/…/{real,fake}/``, found as ``dfkd scan`` finds
+    them (each subfolder of ``root`` a source)."""
+    found = scan_roots(sorted(path for path in root.iterdir() if path.is_dir()))
+    return sorted((Path(sample.path), sample.source, int(sample.label == "fake")) for sample in found.samples)
 
 
 def astronaut_views() -> dict[str, object]:
