@@ -51,9 +51,11 @@ from sklearn.metrics import roc_auc_score
 SOURCES = ("stylegan_tpdne", "photoshop_ciplab", "inswapper_ffhq")
 
 
-def crop_and_scan(data: Path, out: Path, face_model: str | None, margin: float = 0.0, outline: bool = False) -> Path:
-    """Face crops of every source (landmarks recorded; with ``outline`` MediaPipe's face outlines added) and one
-    manifest over them."""
+def crop_and_scan(
+    data: Path, out: Path, face_model: str | None, margin: float = 0.0, outline: bool = False, align: bool = False
+) -> Path:
+    """Face crops of every source (landmarks recorded; with ``outline`` MediaPipe's face outlines added; with
+    ``align`` every face turned and scaled onto the mean face) and one manifest over them."""
     from dfkd.data import build_manifest
     from dfkd.data.faces import add_face_outlines, crop_dataset
 
@@ -61,7 +63,7 @@ def crop_and_scan(data: Path, out: Path, face_model: str | None, margin: float =
     settings = faces / "crop.json"
     if not settings.is_file() or not json.loads(settings.read_text()).get("complete"):
         detector = "yunet" if face_model else "auto"
-        crop_dataset(data, faces, margin=margin, size=256, face_model=face_model, detector=detector)
+        crop_dataset(data, faces, margin=margin, size=256, face_model=face_model, detector=detector, align=align)
     if outline:  # resumable: crops outlined by an earlier run are kept
         add_face_outlines(faces)
     manifest = out / "all.csv"
@@ -497,6 +499,11 @@ def main() -> None:
         "--outline", action="store_true", help="Self-blending masks from MediaPipe's face outline (dfkd face-outlines)."
     )
     parser.add_argument(
+        "--align",
+        action="store_true",
+        help="Aligned face crops (dfkd crop-faces --align): every face turned and scaled onto one mean face.",
+    )
+    parser.add_argument(
         "--set", dest="overrides", nargs="*", default=[], help="key=value settings for every teacher and student."
     )
     parser.add_argument(
@@ -514,7 +521,7 @@ def main() -> None:
         parser.error("--held-out-fakes-only runs the fakes-only folds alone; --also-fakes-only adds them: pick one")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    manifest = crop_and_scan(args.data, args.out, args.face_model, args.margin, args.outline)
+    manifest = crop_and_scan(args.data, args.out, args.face_model, args.margin, args.outline, args.align)
     teacher_epochs = [f"train.epochs={args.teacher_epochs}", f"train.patience={args.teacher_epochs}", *args.overrides]
     student_epochs = [f"train.epochs={args.student_epochs}", f"train.patience={args.student_epochs}", *args.overrides]
     student_epochs += args.student_overrides
@@ -577,6 +584,7 @@ def main() -> None:
         command += [f"--margin {args.margin:g}", "--held-out " + " ".join(args.held_out)]
         command += ["--also-fakes-only"] if args.also_fakes_only else []
         command += ["--outline"] if args.outline else []
+        command += ["--align"] if args.align else []
         command += [f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs}"]
         command += ["--students"] if args.students else []
         command += ["--teacher-seeds " + " ".join(map(str, args.teacher_seeds))] if args.teacher_seeds else []

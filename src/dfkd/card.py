@@ -103,17 +103,19 @@ class FaceCrop(_Frozen):
     """How the training images were face-cropped (``dfkd crop-faces``), so inference frames faces the same way.
 
     The square around the detector's box is the box's longer side plus ``margin`` of it on each side, resized to
-    ``size`` pixels (``None``: native size).
+    ``size`` pixels (``None``: native size). ``align``: the face was turned and scaled onto a mean face's five points
+    instead (``dfkd crop-faces --align``), with the same margin around that face's box.
     """
 
     detector: str = Field(min_length=1, max_length=64)
     margin: float = Field(ge=0.0, le=MAX_MARGIN)
     size: int | None = Field(None, ge=8, le=MAX_IMAGE_SIDE)
+    align: bool = False
 
     def describe(self) -> str:
-        """One line: ``yunet, margin 0.00, 256 px``."""
+        """One line: ``yunet, margin 0.00, 256 px`` (``, aligned`` for aligned crops)."""
         size = f"{self.size} px" if self.size is not None else "native size"
-        return f"{self.detector}, margin {self.margin:.2f}, {size}"
+        return f"{self.detector}, margin {self.margin:.2f}, {size}" + (", aligned" if self.align else "")
 
 
 class Architecture(_Frozen):

@@ -242,5 +242,5 @@ def test_sources_of_one_crop_folder_say_its_warnings_once(tmp_path: Path) -> Non
     for root in roots:
         root.mkdir()
     settings, warnings = face_crop_of_roots(roots)
-    assert settings == {"detector": "yunet", "margin": 0.1, "size": 256}
+    assert settings == {"detector": "yunet", "margin": 0.1, "size": 256, "align": False}  # recorded before --align
     assert warnings == ["faces: framing differs"]

@@ -25,8 +25,9 @@ def noise_image(seed: int, size: tuple[int, int] = (96, 80)) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
-def make_tiny_model(path: Path, seed: int = 0, threshold: float = 0.5) -> Path:
-    """A resnet8_fast with random weights, preprocessing resize 72 / input 64, saved as a dfkd model file."""
+def make_tiny_model(path: Path, seed: int = 0, threshold: float = 0.5, face_crop: dict | None = None) -> Path:
+    """A resnet8_fast with random weights, preprocessing resize 72 / input 64, saved as a dfkd model file (with the
+    card's ``face_crop`` when given)."""
     from dfkd.models import create_model, save_model
     from dfkd.models.registry import make_preprocessing
 
@@ -38,7 +39,8 @@ def make_tiny_model(path: Path, seed: int = 0, threshold: float = 0.5) -> Path:
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
     model.dfkd_preprocessing = make_preprocessing(72, 64)
-    save_model(model, path, {"threshold": threshold, "metrics": {"val_auc": 0.5}})
+    card = {"threshold": threshold, "metrics": {"val_auc": 0.5}}
+    save_model(model, path, card if face_crop is None else {**card, "face_crop": face_crop})
     return path
 
 

@@ -20,7 +20,7 @@ from dfkd.data.images import decode_image
 from dfkd.inference import pipeline
 from dfkd.inference.detector import SCALED_DECODE_TOLERANCE, Detector
 from dfkd.inference.run import collect_inputs
-from tests.inference.helpers import noise_image, phone_photo
+from tests.inference.helpers import make_tiny_model, noise_image, phone_photo
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -212,3 +212,25 @@ def test_loaders_decode_dct_scaled_only_when_asked(tmp_path: Path) -> None:
     assert ManifestDataset(manifest, "train")[0][0].size == (256, 256)  # the reference's exact path by default
     assert ManifestDataset(manifest, "train", decode_side=110)[0][0].size == (128, 128)  # half the stored size
     assert ManifestDataset(manifest, "train", decode_side=160)[0][0].size == (256, 256)  # half would be too small
+
+
+def test_a_model_trained_on_aligned_crops_is_shown_aligned_faces_on_both_decode_paths(
+    tmp_path: Path, photos: list[Path], face_model: Path | None
+) -> None:
+    from dfkd.faces.detect import crop_face
+
+    face_crop = {"detector": "yunet" if face_model else "centerface", "margin": 0.2, "size": 96}
+    make_tiny_model(tmp_path / "box.safetensors", face_crop=face_crop)
+    make_tiny_model(tmp_path / "aligned.safetensors", face_crop={**face_crop, "align": True})
+    aligned = Detector.load(tmp_path / "aligned.safetensors", face_model=face_model, decode="full", workers=0)
+    assert aligned.align and "aligned" in aligned.card.face_crop.describe()
+    full = aligned.predict(photos[:2])
+    scaled = Detector.load(tmp_path / "aligned.safetensors", face_model=face_model, workers=0).predict(photos[:2])
+    boxed = Detector.load(tmp_path / "box.safetensors", face_model=face_model, decode="full", workers=0)
+    image = Image.open(photos[0]).convert("RGB")
+    (box,) = aligned.find_faces(image)
+    expected = aligned.fake_probs([crop_face(image, box, margin=0.2, size=96, align=True)])[0]
+    assert full[0]["faces"][0]["fake_prob"] == pytest.approx(expected, abs=1e-5)
+    assert abs(boxed.predict(photos[:1])[0]["fake_prob"] - expected) > 1e-4  # the square crop is another view
+    for reference, fast in zip(full, scaled, strict=True):
+        assert abs(fast["fake_prob"] - reference["fake_prob"]) <= SCALED_DECODE_TOLERANCE

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from dfkd.data.faces import CSV_FIELDS, crop_dataset, list_images, most_prominent
 from dfkd.faces.backends import FaceBox
+from dfkd.faces.detect import build_face_detector
 from tests.conftest import YUNET
 from tests.realdata.helpers import ASTRONAUT_BOX, astronaut, blank, iou
 
@@ -103,6 +104,32 @@ def test_crop_faces_resumes_and_refuses_other_settings(face_tree: Path, tmp_path
     assert redone.n_resumed == 0 and Image.open(crop_path).size == (96, 96)
 
 
+def test_aligned_crops_put_a_turned_face_level_and_are_not_mixed_with_box_crops(
+    tmp_path: Path, face_model: str | None
+) -> None:
+    from dfkd.data.blend import parse_landmarks
+    from dfkd.faces.align import MEAN_FACE_5, TEMPLATE_FACE_CENTRE, TEMPLATE_FACE_SIDE
+
+    root = tmp_path / "data"
+    (root / "real").mkdir(parents=True)
+    astronaut().rotate(25, resample=Image.BILINEAR).save(root / "real" / "tilted.png")
+    out = tmp_path / "faces"
+    report = crop_dataset(root, out, margin=0.2, size=96, face_model=face_model, workers=1, align=True)
+    assert report.n_ok == 1 and not report.warnings
+    row = _rows(out / "faces.csv")["real/tilted.png"]
+    template = (MEAN_FACE_5 - TEMPLATE_FACE_CENTRE) * (96 / 1.4 / TEMPLATE_FACE_SIDE) + 48
+    # recorded in the crop's frame, where they lie on the mean face up to this face's own shape
+    np.testing.assert_allclose(parse_landmarks(row["landmarks"]), template, atol=4)
+    # Found again in the saved crop (given a border, as detectors want context), the eyes are level: the turn is undone.
+    padded = ImageOps.expand(Image.open(out / "real" / "tilted.png"), border=48, fill=(127, 127, 127))
+    box = most_prominent(build_face_detector("auto", face_model).detect(padded))
+    right_eye, left_eye = np.array(box.landmarks[:2])
+    assert abs(np.degrees(np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0]))) < 6
+    assert row["shrunk"] == "0" and float(row["face_share"]) == pytest.approx(1 / 1.4, abs=1e-3)
+    with pytest.raises(ValueError, match="align True → False"):
+        crop_dataset(root, out, margin=0.2, size=96, face_model=face_model, workers=1)
+
+
 def test_worker_path_crops_like_the_serial_path(face_tree: Path, tmp_path: Path, face_model: str | None) -> None:
     import cv2
 
@@ -110,7 +137,13 @@ def test_worker_path_crops_like_the_serial_path(face_tree: Path, tmp_path: Path,
 
     threads = cv2.getNumThreads()
     try:
-        crop._init_worker("auto" if face_model is None else "yunet", face_model, str(face_tree), str(tmp_path), 0.3, 64)
+        crop._init_worker(
+            "auto" if face_model is None else "yunet",
+            face_model,
+            str(face_tree),
+            str(tmp_path),
+            {"margin": 0.3, "size": 64, "align": False},
+        )
         rows = crop._work(["train/real/astronaut.png", "train/real/blank.png"])
     finally:
         cv2.setNumThreads(threads)

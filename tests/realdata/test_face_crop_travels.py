@@ -62,7 +62,7 @@ def test_scan_of_crop_faces_output_records_the_crop_settings(cropped_manifest: P
     from dfkd.data.manifest import manifest_face_crop
 
     face_crop, _ = manifest_face_crop(cropped_manifest)
-    assert face_crop == {"detector": detector_name, "margin": 0.0, "size": 64}
+    assert face_crop == {"detector": detector_name, "margin": 0.0, "size": 64, "align": False}
 
 
 def test_model_trained_on_margin_0_crops_is_detected_at_margin_0(
@@ -90,7 +90,12 @@ def test_model_trained_on_margin_0_crops_is_detected_at_margin_0(
     assert shown.exit_code == 0, shown.output
     assert f"{detector_name}, margin 0.00, 64 px" in " ".join(shown.output.split())
     as_json = runner.invoke(app, ["info", str(result.model_path), "--json"])
-    assert json.loads(as_json.output)["face_crop"] == {"detector": detector_name, "margin": 0.0, "size": 64}
+    assert json.loads(as_json.output)["face_crop"] == {
+        "detector": detector_name,
+        "margin": 0.0,
+        "size": 64,
+        "align": False,
+    }
 
 
 def test_margin_override_warns_when_it_differs_from_training(
@@ -134,6 +139,15 @@ def test_framing_that_differs_between_classes_is_reported_with_a_margin_that_fit
     assert suggested_margin(stats) == pytest.approx(0.10)
     assert "--margin 0.10" in warnings[-1]
     assert geometry_warnings(class_geometry(_rows("real", 0.0, 0.62, 0.6) + _rows("fake", 0.0, 0.63, 0.5)), 0.3) == []
+
+
+def test_aligned_crops_that_mirror_more_for_one_class_are_reported_without_a_margin_that_cannot_help() -> None:
+    rows = _rows("real", 0.0, 0.71, 0.0) + _rows("fake", 0.0, 0.71, 0.4)
+    for row in rows[:16]:  # most real photos are framed too tightly for the aligned square: it mirrors their border
+        row["overhang"] = 0.3
+    warnings = geometry_warnings(class_geometry(rows), 0.2, aligned=True)
+    assert any("80% of real and 0% of fake crops reach past" in line for line in warnings)
+    assert "at any margin" in warnings[-1] and "--margin 0" not in warnings[-1]
 
 
 def _source_rows(source: str, label: str, shares: np.ndarray) -> list[dict]:

@@ -30,6 +30,10 @@ def crop_faces(
     detector: Annotated[str, typer.Option(help="auto, yunet, centerface or mtcnn.")] = "auto",
     workers: Annotated[int | None, typer.Option(help="Processes (default: CPU count, at most 8).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Redo every image instead of resuming.")] = False,
+    align: Annotated[
+        bool,
+        typer.Option(help="Turn and scale every face onto one mean face (its 5 landmarks), so framing tells no class."),
+    ] = False,
 ) -> None:
     """Write one square crop of the most prominent face per image, framed as inference frames faces.
 
@@ -50,6 +54,7 @@ def crop_faces(
             detector=detector,
             workers=workers,
             overwrite=overwrite,
+            align=align,
         )
     except (FaceDetectorUnavailable, ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None

@@ -31,33 +31,17 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from dfkd.faces.align import MEAN_FACE_5, landmarks_in_box, similarity_transform
+
 logger = logging.getLogger(__name__)
 
-# ArcFace's five-point template in its 112 x 112 aligned-face frame (eye, eye, nose tip, mouth corner, mouth corner).
-MEAN_FACE_5 = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
-)
-# The outline of the 68-point layout's convex hull in the same frame: jaw from temple to temple, then the brows.
+# The outline of the 68-point layout's convex hull in MEAN_FACE_5's 112-px frame: jaw from temple to temple, then
+# the brows.
 _JAW = [(56 + 42 * np.cos(angle), 56 + 60 * np.sin(angle)) for angle in np.linspace(0.0, np.pi, 17)]
 _BROWS = [(16 + 80 * t, 40 - 14 * np.sin(np.pi * t)) for t in np.linspace(1.0, 0.0, 9)]
 FACE_OUTLINE = np.array(_JAW + _BROWS)
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # the paper's; full-strength blends are drawn half the time
 LANDMARKS_COLUMN = "landmarks"
-
-
-def landmarks_in_box(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    """The mean face's five points placed in a face box (for detectors that find no landmarks) [5, 2]."""
-    # The template's face spans about x 14..98 and y 26..116 of its 112-px frame.
-    scale = np.array([(x1 - x0) / 84.0, (y1 - y0) / 90.0])
-    return (MEAN_FACE_5 - np.array([14.0, 26.0])) * scale + np.array([x0, y0])
-
-
-def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The 2 x 3 least-squares similarity (rotation, uniform scale, shift) taking ``source`` points onto ``target``."""
-    matrix, _ = cv2.estimateAffinePartial2D(source.astype(np.float32), target.astype(np.float32), method=cv2.LMEDS)
-    if matrix is None:  # degenerate points: fall back to the plain least-squares solution
-        matrix, _ = cv2.estimateAffinePartial2D(source.astype(np.float32), target.astype(np.float32))
-    return matrix
 
 
 def face_hull(landmarks: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ MAX_FACE_SHARE_GAP = 0.05
 # may go before the trait is a label cue: 0.7 or 0.3.
 LABEL_CUE_AUC_GAP = 0.2
 MIN_CLASS_ROWS = 10  # crops of each class a source needs for its own figures
-OVERHANG_CUE = 0.02  # share of a crop outside the image (black fill) counted as overhanging
+OVERHANG_CUE = 0.02  # share of a crop outside the image (filled) counted as overhanging
 FIT_QUANTILE = 0.10  # the suggested margin fits at least 90 % of each class without shrinking
 MARGIN_STEP = 0.05
 
@@ -149,13 +149,21 @@ def geometry_warnings(
     face_auc: float | None = None,
     *,
     sources: Mapping[str, Mapping[str, Any]] | None = None,
+    aligned: bool = False,
 ) -> list[str]:
     """Sentences naming each framing figure that differs between real and fake crops, over all crops (``stats``,
-    ``face_auc``) and within each source (``sources``, prefixed with its name); empty when they agree."""
+    ``face_auc``) and within each source (``sources``, prefixed with its name); empty when they agree. ``aligned``:
+    the crops are aligned ones (``crop-faces --align``), which a smaller margin does not keep inside a tight photo."""
     lines = _framing_cues(stats, margin, face_auc)
     for name, source in (sources or {}).items():
         lines += [f"{name}: {line}" for line in _framing_cues(source["classes"], margin, source["face_share_auc"])]
-    if lines:
+    if lines and aligned:
+        lines.append(
+            "the crop's framing tells the classes apart on its own (a shortcut, not forgery): aligned crops mirror "
+            "what a tightly framed photo lacks at any margin; square crops (crop-faces without --align) at a small "
+            "margin stay inside the photo"
+        )
+    elif lines:
         suggestion = suggested_margin(stats, sources)
         lines.append(
             "the crop's framing tells the classes apart on its own (a shortcut, not forgery); "
@@ -181,7 +189,7 @@ def _framing_cues(stats: Mapping[str, Mapping[str, float]], margin: float, face_
     if abs(real["overhang_rate"] - fake["overhang_rate"]) > MAX_OVERHANG_RATE_GAP:
         lines.append(
             f"{real['overhang_rate']:.0%} of real and {fake['overhang_rate']:.0%} of fake crops reach past the "
-            "image border (black fill)"
+            "image border (pixels the photo lacks, filled)"
         )
     separates = label_cue_strength(face_auc)
     if separates or abs(real["face_share_median"] - fake["face_share_median"]) > MAX_FACE_SHARE_GAP:
@@ -202,7 +210,7 @@ def crop_sidecar(root: Path) -> Path | None:
 
 
 def face_crop_of_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[dict[str, Any] | None, list[str]]:
-    """The face-crop settings (detector, margin, size) shared by every scanned root, and the crops' warnings.
+    """The face-crop settings (detector, margin, size, align) shared by every scanned root, and the crops' warnings.
 
     ``None`` when no root is ``dfkd crop-faces`` output; when only some are, or they were cropped differently,
     ``None`` too, with a warning saying so (inference cannot frame faces two ways at once).
@@ -220,7 +228,10 @@ def face_crop_of_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[dict[st
         read.add(sidecar)
         try:
             record = json.loads(sidecar.read_text(encoding="utf-8"))
-            settings.append({key: record[key] for key in ("detector", "margin", "size")})
+            # "align" is absent from crops made before aligned crops existed: they are box crops
+            settings.append(
+                {**{key: record[key] for key in ("detector", "margin", "size")}, "align": record.get("align", False)}
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
             warnings.append(f"{sidecar}: unreadable crop settings ({error}); face crop not recorded")
             settings.append(None)

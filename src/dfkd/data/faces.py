@@ -13,7 +13,8 @@ Beside the crops (at the top of ``out``):
 
 - ``faces.csv``: one row per input image: ``path`` (relative), ``status`` (ok / no_face / error), ``reason``, box
   ``x0 y0 x1 y1`` in the input's pixels, ``score``, ``n_faces``, input ``width`` / ``height``, the crop square's
-  ``side`` in input pixels and its ``overhang`` (share of the crop outside the image, filled black);
+  ``side`` in input pixels and its ``overhang`` (share of the crop outside the image: filled black, or mirrored in
+  aligned crops);
 - ``no_face.csv``: the images that got no crop, with the reason (no face found, or why they could not be read);
 - ``crop.json``: the settings and the counts. A second run into the same ``out`` with the same settings resumes:
   images listed in ``faces.csv`` as ``ok`` (whose crop exists) or ``no_face`` are not processed again; ``error`` rows
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from dfkd.data.blend import LANDMARKS_COLUMN, format_landmarks, landmarks_in_box, parse_landmarks
+from dfkd.data.blend import LANDMARKS_COLUMN, format_landmarks, parse_landmarks
 from dfkd.data.crop_geometry import (
     CROP_SIDECAR,
     class_geometry,
@@ -47,6 +48,7 @@ from dfkd.data.crop_geometry import (
 )
 from dfkd.data.images import ImageLoadError, is_image_path, open_image
 from dfkd.data.scan import path_label
+from dfkd.faces.align import align_face, aligned_landmarks, box_landmarks
 from dfkd.faces.detect import (
     DEFAULT_MARGIN,
     FaceBox,
@@ -103,7 +105,7 @@ class CropReport:
     n_no_face: int = 0
     n_error: int = 0
     n_resumed: int = 0
-    n_overhang: int = 0  # crops reaching more than 2 % past the image border (black fill)
+    n_overhang: int = 0  # crops reaching more than 2 % past the image border (filled)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason) of every image without crop
     geometry: dict[str, dict[str, float]] = field(default_factory=dict)  # per class, see dfkd.data.crop_geometry
     source_geometry: dict[str, dict] = field(default_factory=dict)  # per source: its classes' and face size's figures
@@ -153,19 +155,27 @@ def _save_crop(image, path: Path) -> None:
 
 
 def crop_one(
-    source: Path, target: Path, detector, *, margin: float = DEFAULT_MARGIN, size: int | None = 256
+    source: Path,
+    target: Path,
+    detector,
+    *,
+    margin: float = DEFAULT_MARGIN,
+    size: int | None = 256,
+    align: bool = False,
 ) -> dict[str, Any]:
     """Detect, crop and save one image; return its ``faces.csv`` row (without ``path``). Never raises on bad input.
 
-    An image without a crop leaves no file at ``target`` (a stale crop from an earlier run is removed).
+    ``align``: the face turned and scaled onto the mean face's five points (:func:`dfkd.faces.align.align_face`)
+    instead of a square around its box. An image without a crop leaves no file at ``target`` (a stale crop from an
+    earlier run is removed).
     """
-    row = _crop_row(source, target, detector, margin=margin, size=size)
+    row = _crop_row(source, target, detector, margin=margin, size=size, align=align)
     if row["status"] != "ok":
         target.unlink(missing_ok=True)
     return row
 
 
-def _crop_row(source: Path, target: Path, detector, *, margin: float, size: int | None) -> dict[str, Any]:
+def _crop_row(source: Path, target: Path, detector, *, margin: float, size: int | None, align: bool) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(CSV_FIELDS, "")
     try:
         image = open_image(source)
@@ -180,6 +190,8 @@ def _crop_row(source: Path, target: Path, detector, *, margin: float, size: int 
     box = most_prominent(boxes)
     if box is None:
         return {**row, "status": "no_face", "reason": NO_FACE_REASON, "n_faces": 0}
+    if align:
+        return _aligned_row(row, image, box, len(boxes), target, margin=margin, size=size)
     try:
         _save_crop(crop_face(image, box, margin=margin, size=size), target)
     except OSError as error:
@@ -207,24 +219,57 @@ def _crop_row(source: Path, target: Path, detector, *, margin: float, size: int 
     }
 
 
+def _aligned_row(
+    row: dict[str, Any], image, box: FaceBox, n_faces: int, target: Path, *, margin: float, size: int | None
+) -> dict[str, Any]:
+    """The ``faces.csv`` row of an aligned crop (see :func:`crop_one`): ``side`` is the crop's side in input pixels,
+    ``overhang`` the share of it reflected from inside the photo; ``face_share`` is the mean face's box share and
+    ``shrunk`` 0 for every crop, since every face is placed alike (a detector's box varies with the face's pose and
+    is cut at the photo's border, so it would measure the photo, not the framing the model sees)."""
+    x0, y0, x1, y1 = box.as_list()
+    face_side = max(x1 - x0, y1 - y0)
+    points = box_landmarks(box)
+    try:
+        crop, matrix, overhang = align_face(image, points, margin=margin, size=size)
+        _save_crop(crop, target)
+    except ValueError as error:
+        return {**row, "status": "error", "reason": f"cannot align the face ({error})"}
+    except OSError as error:
+        return {**row, "status": "error", "reason": f"cannot write {target} ({error.strerror or error})"}
+    scale = float(np.hypot(*matrix[0, :2]))  # crop pixels per input pixel
+    return {
+        **row,
+        "status": "ok",
+        "x0": x0,
+        "y0": y0,
+        "x1": x1,
+        "y1": y1,
+        "score": round(box.score, 4),
+        "n_faces": n_faces,
+        "side": round(crop.width / scale),
+        "overhang": overhang,
+        "face_share": round(1.0 / (1.0 + 2.0 * margin), 4),
+        "shrunk": 0,
+        "fit_margin": round(fit_margin(face_side, image.width, image.height), 4),
+        LANDMARKS_COLUMN: format_landmarks(aligned_landmarks(points, matrix)),
+    }
+
+
 def _crop_landmarks(box: FaceBox, square: tuple[int, int, int, int], size: int | None) -> np.ndarray:
     """The face's five landmarks in the saved crop's pixels (the mean face in its box when the detector finds none)."""
     x0, y0, x1, _ = square
-    points = np.array(box.landmarks) if box.landmarks else landmarks_in_box(*box.as_list())
-    return (points - np.array([x0, y0])) * ((size or (x1 - x0)) / (x1 - x0))
+    return (box_landmarks(box) - np.array([x0, y0])) * ((size or (x1 - x0)) / (x1 - x0))
 
 
 # Worker-process state: each worker builds its detector once.
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(detector: str, face_model: str | None, root: str, out: str, margin: float, size: int | None) -> None:
+def _init_worker(detector: str, face_model: str | None, root: str, out: str, framing: dict[str, Any]) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # the pool is the parallelism; threads inside each worker would only oversubscribe
-    _WORKER.update(
-        detector=build_face_detector(detector, face_model), root=Path(root), out=Path(out), margin=margin, size=size
-    )
+    _WORKER.update(detector=build_face_detector(detector, face_model), root=Path(root), out=Path(out), framing=framing)
 
 
 def _work(chunk: list[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -232,13 +277,7 @@ def _work(chunk: list[str]) -> list[tuple[str, dict[str, Any]]]:
     return [
         (
             relative,
-            crop_one(
-                state["root"] / relative,
-                state["out"] / relative,
-                state["detector"],
-                margin=state["margin"],
-                size=state["size"],
-            ),
+            crop_one(state["root"] / relative, state["out"] / relative, state["detector"], **state["framing"]),
         )
         for relative in chunk
     ]
@@ -256,13 +295,16 @@ def _read_rows(path: Path) -> dict[str, dict[str, str]]:
     return rows
 
 
-def _settings(root: Path, detector: str, face_model: str | None, margin: float, size: int | None) -> dict[str, Any]:
+def _settings(
+    root: Path, detector: str, face_model: str | None, margin: float, size: int | None, align: bool
+) -> dict[str, Any]:
     return {
         "root": str(root),
         "detector": detector,
         "face_model": face_model,
         "margin": margin,
         "size": size,
+        "align": align,
         "selection": "largest area x score",
         "jpeg_quality": JPEG_QUALITY,
     }
@@ -275,7 +317,8 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
     import json
 
     previous = json.loads(path.read_text())
-    keys = ("detector", "face_model", "margin", "size")
+    previous.setdefault("align", False)  # crops made before aligned crops existed are box crops
+    keys = ("detector", "face_model", "margin", "size", "align")
     changed = [f"{key} {previous.get(key)!r} → {settings[key]!r}" for key in keys if previous.get(key) != settings[key]]
     if changed:
         raise ValueError(
@@ -301,6 +344,7 @@ def crop_dataset(
     detector: str = "auto",
     workers: int | None = None,
     overwrite: bool = False,
+    align: bool = False,
 ) -> CropReport:
     """Write one square crop of the most prominent face of every image under ``root`` to the same path under ``out``.
 
@@ -313,6 +357,8 @@ def crop_dataset(
         detector: ``auto``, ``yunet``, ``centerface`` or ``mtcnn``.
         workers: processes (each builds its detector once); default: CPU count (at most 8); 1 runs in-process.
         overwrite: redo every image even when ``out`` holds crops from an earlier run (else resume).
+        align: turn and scale each face onto the mean face's five points (:func:`dfkd.faces.align.align_face`), so
+            that no collection's framing (level eyes of aligned portraits, off-centre snapshots) tells its class.
 
     Raises:
         FileNotFoundError: ``root`` is not a folder.
@@ -333,7 +379,7 @@ def crop_dataset(
     face_detector = build_face_detector(name, model)  # fail early, with the message that says how to fix it
     name = face_detector.name
     model = model if name == "yunet" else None
-    settings = _settings(root_path, name, model, margin, size)
+    settings = _settings(root_path, name, model, margin, size, align)
     out_path.mkdir(parents=True, exist_ok=True)
     if not overwrite:
         _check_settings(out_path, settings)
@@ -362,7 +408,8 @@ def crop_dataset(
         writer.writeheader()
         writer.writerows(rows[relative] for relative in sorted(rows))
         handle.flush()
-        results = _run(todo, root_path, out_path, face_detector, name, model, margin, size, workers)
+        framing = {"margin": margin, "size": size, "align": align}
+        results = _run(todo, root_path, out_path, face_detector, name, model, framing, workers)
         for relative, row in track(results, total=len(todo), description="cropping faces"):
             row = {**row, "path": relative, "label": path_label(relative)}
             rows[relative] = row
@@ -396,7 +443,7 @@ def crop_dataset(
     framed = [row for row in ordered if row["status"] == "ok" and row.get("face_share") not in (None, "")]
     geometry, sources = class_geometry(framed), source_geometry(framed)
     report.geometry, report.source_geometry = geometry, sources
-    report.warnings = geometry_warnings(geometry, margin, face_share_auc(framed), sources=sources)
+    report.warnings = geometry_warnings(geometry, margin, face_share_auc(framed), sources=sources, aligned=align)
     report.suggested_margin = suggested_margin(geometry, sources)
     write_json(
         out_path / SETTINGS_JSON,
@@ -414,9 +461,9 @@ def crop_dataset(
         logger.warning("crop framing differs between real and fake: %s", line)
     if overhanging:
         logger.warning(
-            "%d of %d crops reach past the image border (filled black): the faces fill most of their frames. The "
-            "border's size tells how tightly each image was framed, a label cue where classes are framed "
-            "differently; a smaller margin (--margin 0) keeps crops inside the image",
+            "%d of %d crops reach past the image border (filled black, or mirrored when aligned): the faces fill "
+            "most of their frames. The border's size tells how tightly each image was framed, a label cue where "
+            "classes are framed differently; a smaller margin (--margin 0) keeps crops inside the image",
             len(overhanging),
             report.n_ok,
         )
@@ -512,19 +559,19 @@ def _run(
     face_detector,
     name: str,
     model: str | None,
-    margin: float,
-    size: int | None,
+    framing: dict[str, Any],
     workers: int | None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(relative path, row) for every image in ``todo``, in a process pool when it pays (then as chunks finish)."""
+    """(relative path, row) for every image in ``todo``, in a process pool when it pays (then as chunks finish).
+    ``framing``: :func:`crop_one`'s ``margin``, ``size`` and ``align``."""
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers <= 1 or len(todo) < MIN_IMAGES_FOR_POOL:
         for relative in todo:
-            yield relative, crop_one(root / relative, out / relative, face_detector, margin=margin, size=size)
+            yield relative, crop_one(root / relative, out / relative, face_detector, **framing)
         return
     # spawn: onnxruntime / OpenCV thread pools of this process must not be forked half-initialised.
     context = multiprocessing.get_context("spawn")
-    initargs = (name, model, str(root), str(out), margin, size)
+    initargs = (name, model, str(root), str(out), framing)
     chunk = max(1, min(16, len(todo) // (workers * 4)))
     # Chunks are yielded as they finish, not in order: crops written by a finished chunk are recorded at once, so an
     # interrupted run loses only the chunks still in flight (in order, a slow chunk held back every later one).

@@ -18,6 +18,7 @@ from typing import Protocol
 from PIL import Image, ImageOps
 
 from dfkd.card import DEFAULT_FACE_MARGIN
+from dfkd.faces.align import align_face, box_landmarks
 from dfkd.faces.backends import (
     CenterFaceDetector,
     FaceBox,
@@ -141,7 +142,8 @@ def detect_in_padded(detector: FaceDetector, image: Image.Image, pad: float = 0.
         x0, y0 = max(0, box.x0 - border), max(0, box.y0 - border)
         x1, y1 = min(image.width, box.x1 - border), min(image.height, box.y1 - border)
         if x1 - x0 >= 2 and y1 - y0 >= 2:
-            boxes.append(FaceBox(x0, y0, x1, y1, box.score))
+            points = None if box.landmarks is None else tuple((x - border, y - border) for x, y in box.landmarks)
+            boxes.append(FaceBox(x0, y0, x1, y1, box.score, points))
     return boxes
 
 
@@ -174,8 +176,16 @@ def crop_face(
     *,
     margin: float = DEFAULT_MARGIN,
     size: int | None = None,
+    align: bool = False,
 ) -> Image.Image:
-    """A square RGB crop around ``box`` (see ``face_square``), resized to ``size`` when given; any overhang is black."""
+    """A square RGB crop around ``box`` (see ``face_square``), resized to ``size`` when given; any overhang is black.
+
+    ``align``: the face turned and scaled onto the mean face's five points instead (``dfkd.faces.align``), from the
+    box's landmarks (the mean face placed in the box when it has none); ``size`` None keeps the input's scale.
+    """
+    if align:
+        face = box if isinstance(box, FaceBox) else FaceBox(*box, score=1.0)
+        return align_face(image, box_landmarks(face), margin=margin, size=size)[0]
     crop = image.convert("RGB").crop(face_square(box, image.width, image.height, margin=margin))
     if size is not None and crop.size != (size, size):
         crop = crop.resize((size, size), Image.BILINEAR)

@@ -125,6 +125,7 @@ class Detector:
         trained = self.card.face_crop
         self.margin = _chosen_margin(trained, margin)
         self.crop_size = trained.size if trained is not None else None
+        self.align = trained is not None and trained.align  # aligned training crops: faces are aligned here too
         self.faces = faces
         self.auto_faces = _chosen_face_detector(trained, "auto", face_model)  # what "auto" means for this model
         if faces != "auto":
@@ -231,7 +232,7 @@ class Detector:
         image = load_input(image)
         boxes = self.find_faces(image, faces)
         if boxes:
-            crops = [crop_face(image, box, margin=self.margin, size=self.crop_size) for box in boxes]
+            crops = [crop_face(image, box, margin=self.margin, size=self.crop_size, align=self.align) for box in boxes]
             image = crops[int(np.argmax(self.fake_probs(crops)))]
         with self.backend.lock:
             return gradcam_overlay(self.backend.model, image, self.preprocessing.as_dict(), device=self.backend.device)

@@ -31,6 +31,7 @@ from PIL import Image
 
 from dfkd.data.images import DecodedImage, ImageLoadError, decode_image, to_pil
 from dfkd.data.preprocess import preprocess_image
+from dfkd.faces.align import align_face, box_landmarks
 from dfkd.faces.backends import DEFAULT_MAX_SIDE, FaceBox
 from dfkd.faces.detect import crop_face, face_square
 from dfkd.inference.video import is_video_path
@@ -108,21 +109,25 @@ def box_in_full(box: FaceBox, scale: float, width: int, height: int) -> FaceBox:
         min(width, max(0, math.ceil(box.x1 / scale))),
         min(height, max(0, math.ceil(box.y1 / scale))),
         box.score,
+        None if box.landmarks is None else tuple((x / scale, y / scale) for x, y in box.landmarks),
     )
 
 
 def crop_decoded(
-    decoded: DecodedImage, box: FaceBox, *, margin: float, side: int, crop_size: int | None
+    decoded: DecodedImage, box: FaceBox, *, margin: float, side: int, crop_size: int | None, align: bool = False
 ) -> Image.Image:
     """The face crop of a full-image ``box`` cut from a decoded view.
 
     At full scale it is exactly ``crop_face``. From a reduced view, the same square (in full-image pixels) is
-    resampled straight to ``crop_size`` (or ``side``, the model's resize side, when the card has no crop size).
+    resampled straight to ``crop_size`` (or ``side``, the model's resize side, when the card has no crop size); an
+    aligned crop is warped from the view with the box's landmarks scaled to it.
     """
     if decoded.scale == 1.0:
-        return crop_face(decoded.image, box, margin=margin, size=crop_size)
+        return crop_face(decoded.image, box, margin=margin, size=crop_size, align=align)
     width, height = decoded.full_size
     scale, image = decoded.scale, decoded.image
+    if align:
+        return align_face(image, box_landmarks(box) * scale, margin=margin, size=crop_size or side)[0]
     x0, y0, x1, y1 = face_square(box, width, height, margin=margin)
     out = crop_size or side
     if x0 < 0 or y0 < 0 or x1 > width or y1 > height:  # a face longer than the shorter side: the black overhang
@@ -168,7 +173,9 @@ def _prepare(detector: Any, item: Any, faces: str | None, prepared: Prepared) ->
     result.update(width=width, height=height)
     for face_index, box in enumerate(boxes):
         result["faces"].append({"box": box.as_list(), "score": round(box.score, 4), "fake_prob": None})
-        crop = crop_decoded(decoded, box, margin=detector.margin, side=crop_side, crop_size=detector.crop_size)
+        crop = crop_decoded(
+            decoded, box, margin=detector.margin, side=crop_side, crop_size=detector.crop_size, align=detector.align
+        )
         prepared.views.append(preprocess_image(crop, detector.preprocessing))
         prepared.slots.append(face_index)
     if not boxes:
