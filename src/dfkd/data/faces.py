@@ -190,17 +190,15 @@ def _crop_row(source: Path, target: Path, detector, *, margin: float, size: int 
     box = most_prominent(boxes)
     if box is None:
         return {**row, "status": "no_face", "reason": NO_FACE_REASON, "n_faces": 0}
-    if align:
-        return _aligned_row(row, image, box, len(boxes), target, margin=margin, size=size)
+    save = _save_aligned if align else _save_square
     try:
-        _save_crop(crop_face(image, box, margin=margin, size=size), target)
+        framing = save(image, box, target, margin=margin, size=size)
+    except ValueError as error:  # only alignment raises it: landmarks that no similarity maps onto the mean face
+        return {**row, "status": "error", "reason": f"cannot align the face ({error})"}
     except OSError as error:
         return {**row, "status": "error", "reason": f"cannot write {target} ({error.strerror or error})"}
     x0, y0, x1, y1 = box.as_list()
-    sx0, sy0, sx1, sy1 = face_square(box, image.width, image.height, margin=margin)
-    inside = (min(sx1, image.width) - max(sx0, 0)) * (min(sy1, image.height) - max(sy0, 0))
     face_side = max(x1 - x0, y1 - y0)
-    wanted_side = max(1, math.ceil(face_side * (1 + 2 * margin)))
     return {
         **row,
         "status": "ok",
@@ -210,47 +208,41 @@ def _crop_row(source: Path, target: Path, detector, *, margin: float, size: int 
         "y1": y1,
         "score": round(box.score, 4),
         "n_faces": len(boxes),
+        "fit_margin": round(fit_margin(face_side, image.width, image.height), 4),
+        **framing,
+    }
+
+
+def _save_square(image, box: FaceBox, target: Path, *, margin: float, size: int | None) -> dict[str, Any]:
+    """Save the square crop around ``box``; its framing columns of ``faces.csv``."""
+    _save_crop(crop_face(image, box, margin=margin, size=size), target)
+    x0, y0, x1, y1 = box.as_list()
+    sx0, sy0, sx1, sy1 = face_square(box, image.width, image.height, margin=margin)
+    inside = (min(sx1, image.width) - max(sx0, 0)) * (min(sy1, image.height) - max(sy0, 0))
+    face_side = max(x1 - x0, y1 - y0)
+    return {
         "side": sx1 - sx0,
         "overhang": round(1.0 - inside / (sx1 - sx0) ** 2, 4),
         "face_share": round(face_side / (sx1 - sx0), 4),
-        "shrunk": int(sx1 - sx0 < wanted_side),
-        "fit_margin": round(fit_margin(face_side, image.width, image.height), 4),
+        "shrunk": int(sx1 - sx0 < max(1, math.ceil(face_side * (1 + 2 * margin)))),
         LANDMARKS_COLUMN: format_landmarks(_crop_landmarks(box, (sx0, sy0, sx1, sy1), size)),
     }
 
 
-def _aligned_row(
-    row: dict[str, Any], image, box: FaceBox, n_faces: int, target: Path, *, margin: float, size: int | None
-) -> dict[str, Any]:
-    """The ``faces.csv`` row of an aligned crop (see :func:`crop_one`): ``side`` is the crop's side in input pixels,
-    ``overhang`` the share of it reflected from inside the photo; ``face_share`` is the mean face's box share and
-    ``shrunk`` 0 for every crop, since every face is placed alike (a detector's box varies with the face's pose and
-    is cut at the photo's border, so it would measure the photo, not the framing the model sees)."""
-    x0, y0, x1, y1 = box.as_list()
-    face_side = max(x1 - x0, y1 - y0)
+def _save_aligned(image, box: FaceBox, target: Path, *, margin: float, size: int | None) -> dict[str, Any]:
+    """Save the aligned crop of ``box``'s face; its framing columns of ``faces.csv``: ``side`` is the crop's side in
+    input pixels, ``overhang`` the share of it mirrored from inside the photo; ``face_share`` is the mean face's box
+    share and ``shrunk`` 0 for every crop, since every face is placed alike (a detector's box varies with the face's
+    pose and is cut at the photo's border, so it would measure the photo, not the framing the model sees)."""
     points = box_landmarks(box)
-    try:
-        crop, matrix, overhang = align_face(image, points, margin=margin, size=size)
-        _save_crop(crop, target)
-    except ValueError as error:
-        return {**row, "status": "error", "reason": f"cannot align the face ({error})"}
-    except OSError as error:
-        return {**row, "status": "error", "reason": f"cannot write {target} ({error.strerror or error})"}
+    crop, matrix, overhang = align_face(image, points, margin=margin, size=size)
+    _save_crop(crop, target)
     scale = float(np.hypot(*matrix[0, :2]))  # crop pixels per input pixel
     return {
-        **row,
-        "status": "ok",
-        "x0": x0,
-        "y0": y0,
-        "x1": x1,
-        "y1": y1,
-        "score": round(box.score, 4),
-        "n_faces": n_faces,
         "side": round(crop.width / scale),
         "overhang": overhang,
         "face_share": round(1.0 / (1.0 + 2.0 * margin), 4),
         "shrunk": 0,
-        "fit_margin": round(fit_margin(face_side, image.width, image.height), 4),
         LANDMARKS_COLUMN: format_landmarks(aligned_landmarks(points, matrix)),
     }
 
