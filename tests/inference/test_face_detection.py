@@ -16,6 +16,7 @@ from dfkd.faces.detect import (
     build_face_detector,
     crop_face,
     detect_faces,
+    detect_in_padded,
     face_square,
 )
 from tests.conftest import YUNET
@@ -52,6 +53,19 @@ def test_several_faces_are_found_best_first(astronaut_image: Image.Image, face_m
     assert len(faces) == 2
     assert faces[0].score >= faces[1].score
     assert sorted(face.x0 < 512 for face in faces) == [False, True]
+
+
+def test_a_face_filling_its_frame_is_found_with_its_landmarks_in_the_frames_pixels(
+    astronaut_image: Image.Image, face_model: Path | None
+) -> None:
+    detector = build_face_detector("auto", face_model)
+    (whole,) = detector.detect(astronaut_image)
+    x0, y0, x1, y1 = ASTRONAUT_BOX
+    tight = astronaut_image.crop((x0 - 10, y0 - 10, x1 + 10, y1 + 10))  # as a margin-0 training crop frames it
+    (box,) = detect_in_padded(detector, tight)
+    assert box.landmarks is not None  # aligned crops need them
+    expected = np.array(whole.landmarks) - np.array([x0 - 10, y0 - 10])
+    assert np.abs(np.array(box.landmarks) - expected).max() < 6
 
 
 def test_auto_uses_yunet_only_with_its_model_file(yunet_path: Path) -> None:
