@@ -326,10 +326,12 @@ def bundle(
     training = card.training.model_dump() if card.training else {}
     # Manifests scanned before the fix repeated a crop folder's warnings once per source in it.
     training["face_crop_warnings"] = list(dict.fromkeys(training.get("face_crop_warnings") or []))
+    crops = json.loads((out / "faces" / "crop.json").read_text())
     summary = {
         **training,
-        "manifest": "realfaces-dev (stylegan_tpdne, photoshop_ciplab, inswapper_ffhq), YuNet face crops, margin "
-        f"{json.loads((out / 'faces' / 'crop.json').read_text())['margin']:g}",
+        "manifest": "realfaces-dev (stylegan_tpdne, photoshop_ciplab, inswapper_ffhq), YuNet face crops"
+        + (" (aligned)" if crops.get("align") else "")
+        + f", margin {crops['margin']:g}",
         "data": data_description(fold_manifest),
         "generalisation": {
             "protocol": "leave one source out: the same recipe trained without that source (neither its reals nor "
