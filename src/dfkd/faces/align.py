@@ -24,9 +24,9 @@ from dfkd.faces.backends import FaceBox
 MEAN_FACE_5 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
 )
-# Where YuNet's face box falls in that frame (medians over 200 realfaces-dev photos, all sources and both classes):
-# side 106.5, centre (57, 64). An aligned crop's ``margin`` is then a share of the box a detector would draw, as it
-# is for square crops around that box.
+# Where YuNet's face box falls in that frame: side 106.6, centre (56.9, 64.1), medians over 200 realfaces-dev photos
+# of all sources and both classes (benchmarks/aligned_crops.py template), taken here as 106.5 and the template's own
+# axis, x = 56. An aligned crop's ``margin`` is then a share of the box a detector would draw, as for square crops.
 TEMPLATE_FACE_SIDE = 106.5
 TEMPLATE_FACE_CENTRE = np.array([56.0, 64.0])
 
