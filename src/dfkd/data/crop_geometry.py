@@ -27,6 +27,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CROP_SIDECAR = "crop.json"  # written by dfkd crop-faces at the top of its output folder
+# Settings crop-faces records that older crop.json files lack, with the value those crops were made with.
+LATER_SETTINGS: dict[str, Any] = {"align": False}
+# What keeps crops inside their photos: a smaller margin for square crops; for aligned ones, no margin does.
+SQUARE_INSIDE = "a smaller margin (--margin 0) keeps crops inside the image"
+ALIGNED_INSIDE = (
+    "aligned crops mirror what a tightly framed photo lacks at any margin; square crops (crop-faces without --align) "
+    "at a small margin stay inside the photo"
+)
 
 # Differences between classes beyond which the framing itself is a usable label cue.
 MAX_SHRUNK_RATE_GAP = 0.10
@@ -159,9 +167,7 @@ def geometry_warnings(
         lines += [f"{name}: {line}" for line in _framing_cues(source["classes"], margin, source["face_share_auc"])]
     if lines and aligned:
         lines.append(
-            "the crop's framing tells the classes apart on its own (a shortcut, not forgery): aligned crops mirror "
-            "what a tightly framed photo lacks at any margin; square crops (crop-faces without --align) at a small "
-            "margin stay inside the photo"
+            f"the crop's framing tells the classes apart on its own (a shortcut, not forgery): {ALIGNED_INSIDE}"
         )
     elif lines:
         suggestion = suggested_margin(stats, sources)
@@ -227,11 +233,8 @@ def face_crop_of_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[dict[st
             continue
         read.add(sidecar)
         try:
-            record = json.loads(sidecar.read_text(encoding="utf-8"))
-            # "align" is absent from crops made before aligned crops existed: they are box crops
-            settings.append(
-                {**{key: record[key] for key in ("detector", "margin", "size")}, "align": record.get("align", False)}
-            )
+            record = {**LATER_SETTINGS, **json.loads(sidecar.read_text(encoding="utf-8"))}
+            settings.append({key: record[key] for key in ("detector", "margin", "size", "align")})
         except (OSError, ValueError, KeyError, TypeError) as error:
             warnings.append(f"{sidecar}: unreadable crop settings ({error}); face crop not recorded")
             settings.append(None)

@@ -38,7 +38,10 @@ import numpy as np
 
 from dfkd.data.blend import LANDMARKS_COLUMN, format_landmarks, parse_landmarks
 from dfkd.data.crop_geometry import (
+    ALIGNED_INSIDE,
     CROP_SIDECAR,
+    LATER_SETTINGS,
+    SQUARE_INSIDE,
     class_geometry,
     face_share_auc,
     fit_margin,
@@ -308,8 +311,7 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
         return
     import json
 
-    previous = json.loads(path.read_text())
-    previous.setdefault("align", False)  # crops made before aligned crops existed are box crops
+    previous = {**LATER_SETTINGS, **json.loads(path.read_text())}
     keys = ("detector", "face_model", "margin", "size", "align")
     changed = [f"{key} {previous.get(key)!r} → {settings[key]!r}" for key in keys if previous.get(key) != settings[key]]
     if changed:
@@ -453,11 +455,12 @@ def crop_dataset(
         logger.warning("crop framing differs between real and fake: %s", line)
     if overhanging:
         logger.warning(
-            "%d of %d crops reach past the image border (filled black, or mirrored when aligned): the faces fill "
-            "most of their frames. The border's size tells how tightly each image was framed, a label cue where "
-            "classes are framed differently; a smaller margin (--margin 0) keeps crops inside the image",
+            "%d of %d crops reach past the image border (%s): the faces fill most of their frames. The border's size "
+            "tells how tightly each image was framed, a label cue where classes are framed differently; %s",
             len(overhanging),
             report.n_ok,
+            "mirrored" if align else "filled black",
+            ALIGNED_INSIDE if align else SQUARE_INSIDE,
         )
     if report.skipped:
         logger.warning(
