@@ -60,10 +60,9 @@ def crop_and_scan(
     from dfkd.data.faces import add_face_outlines, crop_dataset
 
     faces = out / "faces"
-    settings = faces / "crop.json"
-    if not settings.is_file() or not json.loads(settings.read_text()).get("complete"):
-        detector = "yunet" if face_model else "auto"
-        crop_dataset(data, faces, margin=margin, size=256, face_model=face_model, detector=detector, align=align)
+    # Always asked: it resumes (crops made before are kept) and refuses crops made with another margin or alignment.
+    detector = "yunet" if face_model else "auto"
+    crop_dataset(data, faces, margin=margin, size=256, face_model=face_model, detector=detector, align=align)
     if outline:  # resumable: crops outlined by an earlier run are kept
         add_face_outlines(faces)
     manifest = out / "all.csv"
