@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image
 
 from dfkd.data.faces import CSV_FIELDS, crop_dataset, list_images, most_prominent
 from dfkd.faces.backends import FaceBox
-from dfkd.faces.detect import build_face_detector
+from dfkd.faces.detect import build_face_detector, detect_in_padded
 from tests.conftest import YUNET
 from tests.realdata.helpers import ASTRONAUT_BOX, astronaut, blank, iou
 
@@ -120,9 +120,9 @@ def test_aligned_crops_put_a_turned_face_level_and_are_not_mixed_with_box_crops(
     template = (MEAN_FACE_5 - TEMPLATE_FACE_CENTRE) * (96 / 1.4 / TEMPLATE_FACE_SIDE) + 48
     # recorded in the crop's frame, where they lie on the mean face up to this face's own shape
     np.testing.assert_allclose(parse_landmarks(row["landmarks"]), template, atol=4)
-    # Found again in the saved crop (given a border, as detectors want context), the eyes are level: the turn is undone.
-    padded = ImageOps.expand(Image.open(out / "real" / "tilted.png"), border=48, fill=(127, 127, 127))
-    box = most_prominent(build_face_detector("auto", face_model).detect(padded))
+    # Found again in the saved crop, the eyes are level: the turn is undone.
+    crop = Image.open(out / "real" / "tilted.png")
+    box = most_prominent(detect_in_padded(build_face_detector("auto", face_model), crop))
     right_eye, left_eye = np.array(box.landmarks[:2])
     assert abs(np.degrees(np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0]))) < 6
     assert row["shrunk"] == "0" and float(row["face_share"]) == pytest.approx(1 / 1.4, abs=1e-3)
