@@ -13,6 +13,7 @@ from dfkd.faces.align import (
     align_face,
     aligned_face_matrix,
     aligned_landmarks,
+    mirrored_share,
 )
 
 
@@ -39,8 +40,8 @@ def test_the_crop_shows_the_photo_where_the_landmarks_send_it() -> None:
     ys, xs = np.mgrid[0:400, 0:400]
     photo = Image.fromarray(np.stack([xs // 2, ys // 2, np.zeros_like(xs)], axis=-1).astype(np.uint8))
     points = _turned_face(30.0, 1.5, (200.0, 200.0))
-    crop, matrix, overhang = align_face(photo, points, margin=0.1, size=96)
-    assert crop.size == (96, 96) and overhang == 0.0
+    crop, matrix = align_face(photo, points, margin=0.1, size=96)
+    assert crop.size == (96, 96) and mirrored_share(matrix, photo.size, 96) == 0.0
     inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))
     x, y = (inverse @ np.array([48.0, 20.0, 1.0]))[:2]  # a crop pixel mapped back into the photo
     np.testing.assert_allclose(np.asarray(crop)[20, 48, :2], [x / 2, y / 2], atol=1.5)
@@ -48,10 +49,10 @@ def test_the_crop_shows_the_photo_where_the_landmarks_send_it() -> None:
 
 def test_a_face_at_the_photo_border_reports_its_mirrored_share() -> None:
     photo = Image.new("RGB", (200, 200), (90, 120, 150))
-    inside = align_face(photo, _turned_face(0.0, 1.0, (100.0, 100.0)), margin=0.1, size=64)[2]
+    inside = align_face(photo, _turned_face(0.0, 1.0, (100.0, 100.0)), margin=0.1, size=64)[1]
     corner = align_face(photo, _turned_face(0.0, 1.0, (20.0, 20.0)), margin=0.1, size=64)
-    assert inside == 0.0
-    assert 0.2 < corner[2] < 0.9
+    assert mirrored_share(inside, photo.size, 64) == 0.0
+    assert 0.2 < mirrored_share(corner[1], photo.size, 64) < 0.9
     assert np.asarray(corner[0]).min() == 90  # mirrored from the photo, not filled black
 
 

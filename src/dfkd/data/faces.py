@@ -51,7 +51,7 @@ from dfkd.data.crop_geometry import (
 )
 from dfkd.data.images import ImageLoadError, is_image_path, open_image
 from dfkd.data.scan import path_label
-from dfkd.faces.align import align_face, aligned_landmarks, box_landmarks
+from dfkd.faces.align import align_face, aligned_landmarks, box_landmarks, mirrored_share
 from dfkd.faces.detect import (
     DEFAULT_MARGIN,
     FaceBox,
@@ -238,8 +238,9 @@ def _save_aligned(image, box: FaceBox, target: Path, *, margin: float, size: int
     share and ``shrunk`` 0 for every crop, since every face is placed alike (a detector's box varies with the face's
     pose and is cut at the photo's border, so it would measure the photo, not the framing the model sees)."""
     points = box_landmarks(box)
-    crop, matrix, overhang = align_face(image, points, margin=margin, size=size)
+    crop, matrix = align_face(image, points, margin=margin, size=size)
     _save_crop(crop, target)
+    overhang = mirrored_share(matrix, image.size, crop.width)
     scale = float(np.hypot(*matrix[0, :2]))  # crop pixels per input pixel
     return {
         "side": round(crop.width / scale),

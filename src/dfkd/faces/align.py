@@ -37,6 +37,7 @@ __all__ = [
     "aligned_landmarks",
     "box_landmarks",
     "landmarks_in_box",
+    "mirrored_share",
     "similarity_transform",
 ]
 
@@ -78,12 +79,11 @@ def aligned_landmarks(landmarks: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 def align_face(
     image: Image.Image, landmarks: np.ndarray, *, margin: float, size: int | None
-) -> tuple[Image.Image, np.ndarray, float]:
-    """The aligned RGB crop of the face whose five points are ``landmarks``: (crop, its 2 x 3 matrix, overhang).
+) -> tuple[Image.Image, np.ndarray]:
+    """The aligned RGB crop of the face whose five points are ``landmarks``, and its 2 x 3 matrix from the photo.
 
-    ``size`` None keeps the photo's scale (the crop's side is what it spans in the photo, at least 8 px).
-    ``overhang`` is the share of the crop lying outside the photo (filled by reflection), so a report can tell when
-    one class needed it more than the other.
+    ``size`` None keeps the photo's scale (the crop's side is what it spans in the photo, at least 8 px). Where the
+    crop reaches past the photo it is mirrored from inside it (see :func:`mirrored_share`).
     """
     if size is None:
         reference = 256
@@ -99,7 +99,17 @@ def align_face(
         pixels = cv2.resize(pixels, reduced, interpolation=cv2.INTER_AREA)
         matrix = matrix @ np.diag([image.width / reduced[0], image.height / reduced[1], 1.0])
     crop = cv2.warpAffine(pixels, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    inside = cv2.warpAffine(
-        np.ones(pixels.shape[:2], dtype=np.uint8), matrix, (size, size), flags=cv2.INTER_NEAREST, borderValue=0
-    )
-    return Image.fromarray(crop), full, round(1.0 - float(inside.mean()), 4)
+    return Image.fromarray(crop), full
+
+
+def mirrored_share(matrix: np.ndarray, photo_size: tuple[int, int], side: int) -> float:
+    """The share of a ``side``-px aligned crop (``matrix`` from :func:`align_face`) lying outside a ``photo_size``
+    (width, height) photo, which the crop mirrors in: a report compares it between classes (crop-faces only, not
+    inference)."""
+    ys, xs = np.mgrid[0:side, 0:side] + 0.5  # pixel centres
+    inverse = cv2.invertAffineTransform(matrix)
+    source_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    source_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    width, height = photo_size
+    inside = (source_x >= 0) & (source_x < width) & (source_y >= 0) & (source_y < height)
+    return round(1.0 - float(inside.mean()), 4)
