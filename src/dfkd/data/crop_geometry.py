@@ -176,7 +176,7 @@ def geometry_warnings(
             + (
                 f"margin {suggestion:.2f} fits at least 90 % of both classes: dfkd crop-faces --margin {suggestion:.2f}"
                 if suggestion is not None and suggestion < margin
-                else "use a smaller --margin (0 keeps every crop inside its image)"
+                else SQUARE_INSIDE
             )
         )
     return lines
