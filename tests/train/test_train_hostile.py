@@ -111,6 +111,14 @@ def test_unknown_model_kwargs_and_cpu_devices_are_one_line_errors(easy_manifest:
     _one_line_error(_train_cli(easy_manifest, tmp_path / "d", "train.devices=-1"), "train.devices", "CPU")
 
 
+def test_model_kwargs_are_checked_before_any_data_is_read(tmp_path: Path) -> None:
+    # the manifest does not exist: a kwargs typo must be named first, not after the data (and a teacher) are loaded
+    config = load_config(None, [f"data.manifest={tmp_path / 'absent.csv'}", "model.kwargs={widht: 2}"])
+    with pytest.raises(ConfigError, match="model.kwargs.*widht"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_binary_config_file_is_named(easy_manifest: Path, tmp_path: Path) -> None:
     binary = tmp_path / "weights.yaml"
     binary.write_bytes(b"\xd0\xff\x00\x81" * 64)

@@ -25,7 +25,14 @@ from dfkd.distill.distillers import Distiller, build_distiller, teacher_gate
 from dfkd.thresholds import choose_threshold
 from dfkd.train.checkpoint import CheckpointError, LoopState, load_checkpoint, save_checkpoint
 from dfkd.train.data import RunData, build_datasets, build_loaders, memory_format, mix_batch, single_class_val
-from dfkd.train.setup import Student, build_fabric, setup_student, student_view, tensorboard_logger
+from dfkd.train.setup import (
+    Student,
+    build_fabric,
+    check_model_kwargs,
+    setup_student,
+    student_view,
+    tensorboard_logger,
+)
 from dfkd.train.summary import model_card_fields, training_face_crop, write_history
 from dfkd.utils import set_seed, sigmoid, track, unwritable_reason
 
@@ -282,6 +289,7 @@ def train(
     if config.data.manifest is None:
         raise ValueError("data.manifest is required")
     _check_run_dir(run_dir, resume, overwrite)
+    check_model_kwargs(config)
     if config.data.input_size > config.data.resize_size:
         logger.warning(
             "data.input_size %d > data.resize_size %d: the centre crop pads every image with a black border",

@@ -72,17 +72,30 @@ def student_view(config: RunConfig) -> dict:
     }
 
 
-def build_student(config: RunConfig) -> nn.Module:
-    """The configured model, fresh or from ``model.pretrained``, in channels-last with ``train.channels_last``."""
+def _create_configured(name: str, kwargs: dict[str, Any]) -> nn.Module:
     from dfkd.models import create_model
 
+    try:
+        return create_model(name, **kwargs)
+    except TypeError as error:  # an unknown or ill-typed keyword: the config's fault, not a bug to trace
+        raise ConfigError(f"model.kwargs: {error}") from None
+
+
+def check_model_kwargs(config: RunConfig) -> None:
+    """Refuse ``model.kwargs`` the architecture does not take before any data is read or teacher run.
+
+    The model is built on the meta device (no memory, no weights read, the random state untouched), so a typo costs
+    nothing and the run's results stay what they were without the check."""
+    with torch.device("meta"):
+        _create_configured(config.model.name, dict(config.model.kwargs))
+
+
+def build_student(config: RunConfig) -> nn.Module:
+    """The configured model, fresh or from ``model.pretrained``, in channels-last with ``train.channels_last``."""
     kwargs = dict(config.model.kwargs)
     if config.model.pretrained:
         kwargs["pretrained"] = config.model.pretrained
-    try:
-        model = create_model(config.model.name, **kwargs)
-    except TypeError as error:  # an unknown or ill-typed keyword: the config's fault, not a bug to trace
-        raise ConfigError(f"model.kwargs: {error}") from None
+    model = _create_configured(config.model.name, kwargs)
     return to_channels_last(model) if config.train.channels_last else model
 
 
