@@ -321,16 +321,15 @@ def bundle(
     unseen_fakes = unseen_figures(results["runs"], row_labels, fakes_only=True)
     card = read_model_card(student)
     bundled = results["runs"]["bundled student, all sources"]["sources"]
-    face_crop = card.face_crop or read_sidecar(manifest).get("face_crop")  # runs made before the fix lacked it
+    # runs made before the fix lacked it
+    face_crop = FaceCrop.model_validate(card.face_crop or read_sidecar(manifest).get("face_crop"))
     training = card.training.model_dump() if card.training else {}
     # Manifests scanned before the fix repeated a crop folder's warnings once per source in it.
     training["face_crop_warnings"] = list(dict.fromkeys(training.get("face_crop_warnings") or []))
-    crops = json.loads((out / "faces" / "crop.json").read_text())
     summary = {
         **training,
-        "manifest": "realfaces-dev (stylegan_tpdne, photoshop_ciplab, inswapper_ffhq), YuNet face crops"
-        + (" (aligned)" if crops.get("align") else "")
-        + f", margin {crops['margin']:g}",
+        "manifest": "realfaces-dev (stylegan_tpdne, photoshop_ciplab, inswapper_ffhq), face crops: "
+        + face_crop.describe(),
         "data": data_description(fold_manifest),
         "generalisation": {
             "protocol": "leave one source out: the same recipe trained without that source (neither its reals nor "
@@ -378,7 +377,7 @@ def bundle(
         ],
         "retrain": command,
     }
-    fields = {"training": TrainingSummary.model_validate(summary), "face_crop": FaceCrop.model_validate(face_crop)}
+    fields = {"training": TrainingSummary.model_validate(summary), "face_crop": face_crop}
     update_card(student, card.model_copy(update=fields))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(student.read_bytes())
