@@ -23,20 +23,20 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from dfkd.data.crop_geometry import OVERHANG_CUE
 
 
 def template(data: Path, face_model: str | None, every: int) -> None:
     from dfkd.data.faces import list_images, most_prominent
+    from dfkd.data.images import open_image
     from dfkd.faces.align import MEAN_FACE_5, box_landmarks, similarity_transform
     from dfkd.faces.detect import build_face_detector
 
-    detector = build_face_detector("yunet" if face_model else "auto", face_model)
+    detector = build_face_detector("auto", face_model)  # YuNet when its model file is given, as crop-faces
     sides, centres = [], []
     for relative in list_images(data)[::every]:
-        box = most_prominent(detector.detect(Image.open(data / relative).convert("RGB")))
+        box = most_prominent(detector.detect(open_image(data / relative)))  # decoded as crop-faces decodes
         if box is None:
             continue
         matrix = similarity_transform(box_landmarks(box), MEAN_FACE_5)  # image pixels -> the mean face's frame
