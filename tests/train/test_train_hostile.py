@@ -7,11 +7,14 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from dfkd.cli import app
 from dfkd.config import ConfigError, load_config
+from dfkd.models import list_models
 from dfkd.train import train
+from dfkd.train.setup import check_model_kwargs
 from tests.conftest import TINY
 
 
@@ -117,6 +120,15 @@ def test_model_kwargs_are_checked_before_any_data_is_read(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="model.kwargs.*widht"):
         train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_the_kwargs_check_passes_every_registered_model_and_leaves_the_random_state(name: str) -> None:
+    # the check builds on the meta device: it must not refuse a model that trains, nor shift the run's initial weights
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    check_model_kwargs(load_config(None, [f"model.name={name}"]))
+    assert torch.equal(torch.random.get_rng_state(), before)
 
 
 def test_binary_config_file_is_named(easy_manifest: Path, tmp_path: Path) -> None:
