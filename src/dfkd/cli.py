@@ -13,11 +13,11 @@ import typer
 from rich.logging import RichHandler
 
 from dfkd import __version__
-from dfkd.commands import data, demo, deploy, evaluate, info, realdata, serve, sweep, training
+from dfkd.commands import calibrate, data, demo, deploy, evaluate, info, realdata, serve, sweep, training
 from dfkd.commands.common import console, out_console
 
 # In the order `dfkd --help` lists them: data, training, the demo, then the other areas.
-COMMAND_MODULES = (data, training, demo, deploy, evaluate, info, realdata, serve, sweep)
+COMMAND_MODULES = (data, training, demo, deploy, calibrate, evaluate, info, realdata, serve, sweep)
 
 app = typer.Typer(
     name="dfkd",

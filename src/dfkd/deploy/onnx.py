@@ -21,8 +21,14 @@ from dfkd.card import ModelCard, Preprocessing
 from dfkd.data.manifest import Manifest
 from dfkd.data.preprocess import preprocess_batch
 from dfkd.deploy.images import iter_labelled_batches, load_check_images, sample_manifest, synthetic_images
-from dfkd.deploy.onnx_format import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, read_onnx_card, write_onnx_card
-from dfkd.utils import atomic_write, sha256_file, sigmoid, track
+from dfkd.deploy.onnx_format import (
+    ONNX_INPUT_NAME,
+    ONNX_OUTPUT_NAME,
+    read_onnx_card,
+    save_onnx_proto,
+    write_onnx_card,
+)
+from dfkd.utils import sha256_file, sigmoid, track
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +36,6 @@ FP32_LOGIT_TOLERANCE = 1e-4
 INT8_ACCURACY_TOLERANCE_POINTS = 1.0
 
 __all__ = ["export_onnx", "quantize_int8", "read_onnx_card", "write_onnx_card"]
-
-
-def _save_proto(model_proto: Any, out_path: Path) -> None:
-    with atomic_write(out_path, "wb") as handle:
-        handle.write(model_proto.SerializeToString())
 
 
 def _session(model_bytes: bytes) -> Any:
@@ -123,7 +124,7 @@ def export_onnx(
         "parity": parity,
     }
     write_onnx_card(model_proto, card.model_copy(update={"export": export}))
-    _save_proto(model_proto, out_path)
+    save_onnx_proto(model_proto, out_path)
     if parity["passed"]:
         logger.info("exported %s: max |Δ logit| %.2e on %d %s", out_path, max_diff, len(images), check_source)
     else:
@@ -280,7 +281,7 @@ def quantize_int8(
     }
     metrics = {**card.metrics, "int8_val_accuracy": accuracy["int8"], "fp32_val_accuracy_onnx": accuracy["fp32"]}
     write_onnx_card(model_proto, card.model_copy(update={"export": export, "metrics": metrics}))
-    _save_proto(model_proto, out_path)
+    save_onnx_proto(model_proto, out_path)
     log = logger.info if check["passed"] else logger.warning
     log("INT8 accuracy %.2f %% vs fp32 %.2f %% (Δ %+.2f points)", accuracy["int8"], accuracy["fp32"], delta)
     return {"out": str(out_path), "size_bytes": out_path.stat().st_size, **check}

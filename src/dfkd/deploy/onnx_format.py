@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dfkd.card import ModelCard, ModelFileError, card_from_json, require_file
+from dfkd.utils import atomic_write
 
 ONNX_METADATA_KEY = "dfkd"
 ONNX_INPUT_NAME = "images"
@@ -23,6 +24,12 @@ def write_onnx_card(model_proto: Any, card: ModelCard) -> None:
             del model_proto.metadata_props[index]
     entry = model_proto.metadata_props.add()
     entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(card.to_json_dict(), sort_keys=True)
+
+
+def save_onnx_proto(model_proto: Any, out_path: Path) -> None:
+    """Write an ``onnx.ModelProto`` to ``out_path`` atomically."""
+    with atomic_write(out_path, "wb") as handle:
+        handle.write(model_proto.SerializeToString())
 
 
 def open_onnx_session(path: str | Path, threads: int | None = None, *, spin: bool = True) -> Any:

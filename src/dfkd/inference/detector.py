@@ -24,7 +24,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -42,6 +42,9 @@ from dfkd.faces.detect import (
 from dfkd.inference.backends import OnnxBackend, TorchBackend, load_backend
 from dfkd.inference.pipeline import DECODE_MODES, default_workers, input_name, load_input, stream_predictions
 from dfkd.utils import sigmoid
+
+if TYPE_CHECKING:
+    from dfkd.inference.calibrate import Calibration
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +153,24 @@ class Detector:
     def threshold(self) -> float:
         """Decision threshold on the fake probability (the card's)."""
         return self.card.threshold
+
+    def use_threshold(self, threshold: float, source: str = "given") -> None:
+        """Label from now on at ``threshold`` (e.g. a :func:`dfkd.inference.calibrate.calibrate` result's); the
+        model file is not changed. ``source`` says where it came from, as the card's ``threshold_source``."""
+        if not 0.0 <= threshold <= 1.0:  # NaN fails too
+            raise ValueError(f"threshold must be a fake probability in [0, 1], got {threshold}")
+        self.card = self.card.model_copy(update={"threshold": float(threshold), "threshold_source": source})
+
+    def calibrate(
+        self, reals: Sequence[str | os.PathLike[str]], max_fpr: float = 0.05, *, faces: str | None = None
+    ) -> Calibration:
+        """Score genuine images and videos under ``reals`` as ``predict`` does and label from now on at the threshold
+        calling at most ``max_fpr`` of them fake (the model file is not changed: ``save_calibrated`` writes one)."""
+        from dfkd.inference.calibrate import calibrate
+
+        calibration = calibrate(self, reals, max_fpr, faces=faces)
+        self.use_threshold(calibration.threshold, calibration.source)
+        return calibration
 
     @property
     def preprocessing(self) -> Preprocessing:
