@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from dfkd.commands.common import (
-    FACE_MODEL_ENV,
+    FaceModelOption,
+    FacesOption,
     ModelOption,
     check_output,
     console,
@@ -44,12 +45,8 @@ def calibrate(
         list[Path] | None,
         typer.Option(help="Known fakes of the same collection (repeatable): only reported, to show what it costs."),
     ] = None,
-    faces: Annotated[
-        str, typer.Option(help="auto (find faces first), none (inputs are face crops), or yunet / centerface / mtcnn.")
-    ] = "auto",
-    face_model: Annotated[
-        Path | None, typer.Option(help=f"YuNet ONNX file (default: ${FACE_MODEL_ENV}); auto then uses YuNet.")
-    ] = None,
+    faces: FacesOption = "auto",
+    face_model: FaceModelOption = None,
     batch_size: Annotated[int, typer.Option(help="Images per model batch.")] = 32,
     device: Annotated[str, typer.Option(help="cpu, cuda … (PyTorch models).")] = "cpu",
 ) -> None:

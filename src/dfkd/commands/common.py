@@ -79,6 +79,15 @@ ModelOption = Annotated[
 ]
 
 
+# How the commands that score images find faces, and YuNet's file for it.
+FacesOption = Annotated[
+    str, typer.Option(help="auto (find faces first), none (inputs are face crops), or yunet / centerface / mtcnn.")
+]
+FaceModelOption = Annotated[
+    Path | None, typer.Option(help=f"YuNet ONNX file (default: ${FACE_MODEL_ENV}); auto then uses YuNet.")
+]
+
+
 def model_or_bundled(model: Path | None) -> Path:
     """The model file given on the command line, else the bundled general detector (``dfkd.pretrained``)."""
     if model is not None:

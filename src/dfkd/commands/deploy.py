@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from dfkd.commands.common import (
-    FACE_MODEL_ENV,
+    FaceModelOption,
+    FacesOption,
     ModelOption,
     check_output,
     console,
@@ -211,12 +212,8 @@ def detect(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="Images, folders (recursive) and videos.", readable=False)
     ] = None,
-    faces: Annotated[
-        str, typer.Option(help="auto (find faces first), none (inputs are face crops), or yunet / centerface / mtcnn.")
-    ] = "auto",
-    face_model: Annotated[
-        Path | None, typer.Option(help=f"YuNet ONNX file (default: ${FACE_MODEL_ENV}); auto then uses YuNet.")
-    ] = None,
+    faces: FacesOption = "auto",
+    face_model: FaceModelOption = None,
     # Outputs are replaced, never read: click's default readability check would only refuse a file it need not read.
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.", readable=False)] = None,
     csv_out: Annotated[
