@@ -103,7 +103,9 @@ def test_cli_writes_a_copy_with_the_new_threshold_and_the_same_weights(
 def test_cli_warns_when_the_photos_are_too_few_for_the_share(tiny_model: Path, genuine: Path, tmp_path: Path) -> None:
     photos = [str(path) for path in sorted(genuine.glob("*.png"))[:4]]
     out = tmp_path / "few.safetensors"
-    result = runner.invoke(app, ["calibrate", *photos, "--model", str(tiny_model), "--faces", "none", "--out", str(out)])
+    result = runner.invoke(
+        app, ["calibrate", *photos, "--model", str(tiny_model), "--faces", "none", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "4 genuine photos are too few for a share of 0.05" in _output(result) and "at least 20" in _output(result)
     assert out.is_file()
