@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dfkd.inference.backends import is_onnx_file
 from dfkd.thresholds import fpr_threshold
 
 if TYPE_CHECKING:
@@ -111,8 +112,6 @@ def save_calibrated(model: str | Path, out: str | Path, calibration: Calibration
     """Write ``model`` (a dfkd ``.safetensors`` or an exported ``.onnx`` file) to ``out`` with the calibrated
     threshold on its card, atomically; the weights are unchanged, and ``out`` may be ``model`` itself."""
     update: dict[str, Any] = {"threshold": calibration.threshold, "threshold_source": calibration.source}
-    from dfkd.inference.backends import is_onnx_file
-
     if is_onnx_file(model):
         import onnx
 
