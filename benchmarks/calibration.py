@@ -11,10 +11,11 @@ caught. The card's own threshold is the first row.
 Usage: python benchmarks/calibration.py --model runs/g224lab/without_inswapper_ffhq/student/model.safetensors \
            --reals $DATA/inswapper_ffhq/real --fakes $DATA/inswapper_ffhq/fake \
            [--face-model ../shared/models/face_detection_yunet.onnx] [--max-fpr 0.05] [--sizes 20 50 100 200] \
-           [--draws 500] [--seed 0] [--out calibration.json]
+           [--draws 500] [--seed 0] [--not-trained-on FOLD_MANIFEST] [--out calibration.json]
 
-``$DATA`` is ../shared/data/realfaces-dev. Meaningful only for a model that never trained on the collection (neither
-its reals nor its fakes): a fold of ``benchmarks/generalisation.py`` that held the whole source out.
+``$DATA`` is ../shared/data/realfaces-dev. The genuine photos must be ones the model never trained on: use a fold of
+``benchmarks/generalisation.py`` that held the whole source out, or for a fakes-only fold (the collection's training
+reals trained on) pass its manifest as ``--not-trained-on``, which leaves its training images out.
 """
 
 from __future__ import annotations
@@ -28,9 +29,21 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from dfkd import Detector
+from dfkd.data import read_manifest
 from dfkd.inference.calibrate import score_items
+from dfkd.inference.run import collect_inputs
 from dfkd.thresholds import fpr_threshold
 from dfkd.utils import atomic_write
+
+
+def untrained_photos(paths: list[Path], manifest: Path | None) -> list[str]:
+    """The images and videos under ``paths``, less those whose file name is a training image's in ``manifest`` (a
+    fold's manifest; realfaces-dev's file names are content hashes, so a name is an image)."""
+    items = [item.path for item in collect_inputs(paths).items]
+    if manifest is None:
+        return items
+    trained = {Path(sample.path).name for sample in read_manifest(manifest).split("train")}
+    return [item for item in items if Path(item).name not in trained]
 
 
 def operating_point(threshold: float, reals: np.ndarray, fakes: np.ndarray) -> tuple[float, float]:
@@ -77,6 +90,12 @@ def main() -> None:
     parser.add_argument("--reals", type=Path, nargs="+", required=True, help="The collection's genuine photos.")
     parser.add_argument("--fakes", type=Path, nargs="+", required=True, help="The collection's fakes.")
     parser.add_argument("--face-model", default=None, help="YuNet ONNX file (the face detector used in training).")
+    parser.add_argument(
+        "--not-trained-on",
+        type=Path,
+        default=None,
+        help="A fold's manifest: genuine photos named like one of its training images are left out.",
+    )
     parser.add_argument("--max-fpr", type=float, default=0.05)
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 50, 100, 200])
     parser.add_argument("--draws", type=int, default=500)
@@ -85,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
 
     detector = Detector.load(args.model, face_model=args.face_model)
-    reals, failed_reals = score_items(detector, args.reals)
+    reals, failed_reals = score_items(detector, untrained_photos(args.reals, args.not_trained_on))
     fakes, failed_fakes = score_items(detector, args.fakes)
     for item, reason in failed_reals + failed_fakes:
         print(f"not scored: {item}: {reason}")
