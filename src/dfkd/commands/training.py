@@ -1,4 +1,5 @@
-"""CLI: train and cache-logits — training a teacher or a student, and storing a teacher's logits for distillation."""
+"""CLI: train, cache-logits, ensemble and adapt — training a teacher or a student, storing a teacher's logits for
+distillation, joining models, and fine-tuning a model on a collection's genuine photos."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands.common import fail, out_console, reported_errors
+from dfkd.commands.common import (
+    FaceModelOption,
+    ModelOption,
+    check_output,
+    face_model_path,
+    fail,
+    model_or_bundled,
+    out_console,
+    reported_errors,
+    shown,
+)
+from dfkd.experiments.adapt import DEFAULT_ALPHA
 
 
 def train_command(
@@ -101,4 +113,57 @@ def ensemble(
     )
 
 
-COMMANDS = {"train": train_command, "cache-logits": cache_logits, "ensemble": ensemble}
+def adapt(
+    photos: Annotated[Path, typer.Argument(help="A folder of genuine photos of the collection (recursive).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The adapted model file (.safetensors).")],
+    model: ModelOption = None,
+    face_model: FaceModelOption = None,
+    work: Annotated[
+        Path | None, typer.Option(help="Folder for the face crops and the training run (default: beside --out).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the photos.")] = 30,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    alpha: Annotated[
+        float,
+        typer.Option(
+            help="Share of the loss taught by the model as it was (0: photos and blends only; lower: more of "
+            "the collection's fakes caught, less kept of other fakes)."
+        ),
+    ] = DEFAULT_ALPHA,
+    seed: Annotated[int, typer.Option(help="Seed of the validation draw and of training.")] = 42,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override a recipe key: section.key=value (repeatable).")
+    ] = None,
+) -> None:
+    """Fine-tune a model on genuine photos of your collection and their self-blended fakes; no fake is needed.
+
+    The model as it was teaches alongside, so it keeps what it knew of other fakes.
+    A fifth of the photos sets the threshold (at most 5 % of them called fake).
+    """
+    from dfkd.experiments.adapt import adapt_model
+
+    check_output("--out", out)
+    work = work if work is not None else out.with_name(f"{out.stem}.adapt")
+    with reported_errors():
+        model = model_or_bundled(model)
+        result = adapt_model(
+            model,
+            photos,
+            out,
+            work=work,
+            face_model=face_model_path(face_model),
+            epochs=epochs,
+            lr=lr,
+            alpha=alpha,
+            seed=seed,
+            overrides=overrides,
+        )
+    if result.skipped:
+        out_console.print(f"photos without a usable face, left out: {len(result.skipped)} (see {shown(work)})")
+    out_console.print(
+        f"adapted on {result.n_train} genuine photos ({result.n_val} set the threshold, {result.threshold:.4f}); "
+        f"written to [bold]{shown(out)}[/] (use it with --model)"
+    )
+
+
+COMMANDS = {"train": train_command, "cache-logits": cache_logits, "ensemble": ensemble, "adapt": adapt}
