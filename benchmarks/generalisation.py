@@ -355,7 +355,8 @@ def bundle(
                 f"real photos of collections it never saw: trained without {source}, the recipe called "
                 f"{100 * cell['fpr_on_reals']:.0f} % of that source's reals fake"
                 + known_reals_fpr(unseen_fakes.get(source))
-                + "; `dfkd calibrate` on genuine photos of the collection to check sets a threshold for it"
+                + "; `dfkd calibrate` on genuine photos of the collection to check sets a threshold for it, and "
+                "`dfkd adapt` fine-tunes the model on them"
                 for source, cell in unseen.items()
                 if cell["fpr_on_reals"] is not None and cell["fpr_on_reals"] > 0.1
             ),
