@@ -3,6 +3,7 @@ model file with a threshold from the held-back photos; bad input is refused befo
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,15 @@ def test_adapt_without_a_teacher_trains_on_photos_and_blends_alone(crops: Path, 
     adapt_model(model, crops, out, work=tmp_path / "work", epochs=1, alpha=0.0, overrides=FAST)
     card = read_model_card(out)
     assert card.training.model_dump()["adapted_from"]["teacher"] == "none" and card.training.distill["loss"] == "none"
+
+
+def test_adapt_takes_folders_whose_names_look_like_yaml(crops: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "my photos: #1 ü"
+    shutil.copytree(crops, odd)
+    model = make_tiny_model(tmp_path / "tiny.safetensors")
+    out = tmp_path / "out: #2.safetensors"
+    result = adapt_model(model, odd, out, work=tmp_path / "work: [3]", epochs=1, overrides=FAST)
+    assert result.n_train == 20 and read_model_card(out).training.manifest.startswith(str(tmp_path / "work: [3]"))
 
 
 def test_adapt_crops_faces_as_the_card_says(tmp_path: Path) -> None:

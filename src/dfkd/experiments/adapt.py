@@ -15,7 +15,6 @@ and 0.89; at alpha 0.8, the default, to 0.74 and 0.99: what the model knew is ke
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -117,7 +116,7 @@ def adapt_model(
     bad settings or too few photos with a face.
     """
     from dfkd.card import TrainingSummary
-    from dfkd.config import load_config
+    from dfkd.config import apply_overrides, read_config_file, validate_config
     from dfkd.configs import resolve_config
     from dfkd.evaluate.evaluator import set_threshold
     from dfkd.inference.backends import is_onnx_file
@@ -137,29 +136,32 @@ def adapt_model(
     crops, skipped = _face_crops(photos, work, card, face_model)
     manifest, n_train, n_val = _reals_manifest(crops, work, seed)
 
+    # Set as values, not as "key=value" text: a folder name with ": " or "#" would not survive YAML parsing.
+    settings = read_config_file(resolve_config(ADAPT_RECIPE))
     preprocessing = card.preprocessing
-    settings = [
-        f"data.manifest={manifest}",
-        f"data.resize_size={preprocessing.resize_size}",
-        f"data.input_size={preprocessing.input_size}",
-        f"data.mean={json.dumps(list(preprocessing.mean))}",
-        f"data.std={json.dumps(list(preprocessing.std))}",
-        f"data.scaled_decode={json.dumps(preprocessing.scaled_decode)}",
-        "data.mixup=0",
-        f"model.name={card.architecture.name}",
-        f"model.kwargs={json.dumps(card.architecture.kwargs)}",
-        f"model.pretrained={model.resolve()}",
-        f"optim.lr={lr}",
-        f"train.epochs={epochs}",
-        f"train.patience={epochs}",
-        "train.ema_decay=null",
-        f"train.seed={seed}",
-    ]
+    settings.setdefault("data", {}).update(
+        manifest=str(manifest),
+        resize_size=preprocessing.resize_size,
+        input_size=preprocessing.input_size,
+        mean=list(preprocessing.mean),
+        std=list(preprocessing.std),
+        scaled_decode=preprocessing.scaled_decode,
+        mixup=0.0,
+    )
+    settings["model"] = {
+        "name": card.architecture.name,
+        "kwargs": dict(card.architecture.kwargs),
+        "pretrained": str(model.resolve()),
+    }
+    settings.setdefault("optim", {})["lr"] = lr
+    settings.setdefault("train", {}).update(epochs=epochs, patience=epochs, ema_decay=None, seed=seed)
     if alpha > 0:  # the model as it was, online on the same views: what it knew of other fakes is kept
-        settings += [f"teacher.model={model.resolve()}", "teacher.min_auc=0", f"distill.alpha={alpha}"]
+        settings["teacher"] = {"model": str(model.resolve()), "min_auc": 0.0}
+        settings.setdefault("distill", {})["alpha"] = alpha
     else:
-        settings += ["distill.loss=none"]
-    config = load_config(resolve_config(ADAPT_RECIPE), [*settings, *(overrides or [])])
+        settings.setdefault("distill", {})["loss"] = "none"
+    apply_overrides(settings, list(overrides or []))
+    config = validate_config(settings, origin=f"{ADAPT_RECIPE} (adapt)")
     run = work / "run"
     train(config, run, overwrite=True)
     threshold = set_threshold(run / "model.safetensors", manifest, config.train.threshold)
