@@ -118,7 +118,7 @@ def adapt_model(
     from dfkd.configs import resolve_config
     from dfkd.evaluate.evaluator import set_threshold
     from dfkd.inference.backends import is_onnx_file
-    from dfkd.models.checkpoint import load_model, read_model_card, save_model
+    from dfkd.models.checkpoint import read_model_card, update_card
     from dfkd.train import train
 
     model, photos, out, work = Path(model), Path(photos), Path(out), Path(work)
@@ -169,7 +169,7 @@ def adapt_model(
     train(config, run, overwrite=True)
     threshold = set_threshold(run / "model.safetensors", manifest, config.train.threshold)
 
-    network, adapted = load_model(run / "model.safetensors")
+    adapted = read_model_card(run / "model.safetensors")
     summary = adapted.training.model_dump() if adapted.training is not None else {}
     summary["adapted_from"] = {
         "model": model.name,
@@ -177,5 +177,6 @@ def adapt_model(
         "photos": f"{n_train} genuine photos trained on (and their self-blended fakes), {n_val} set the threshold",
         "teacher": f"the model itself, alpha {alpha:g}" if alpha > 0 else "none",
     }
-    save_model(network, out, adapted.model_copy(update={"training": TrainingSummary.model_validate(summary)}))
+    card_out = adapted.model_copy(update={"training": TrainingSummary.model_validate(summary)})
+    update_card(run / "model.safetensors", card_out, out=out)
     return AdaptResult(out=out, n_train=n_train, n_val=n_val, threshold=threshold, skipped=skipped)

@@ -122,7 +122,6 @@ def save_calibrated(model: str | Path, out: str | Path, calibration: Calibration
         write_onnx_card(proto, card)
         save_onnx_proto(proto, Path(out))
         return
-    from dfkd.models.checkpoint import load_model, save_model
+    from dfkd.models.checkpoint import read_model_card, update_card
 
-    network, card = load_model(model)
-    save_model(network, out, card.model_copy(update=update))
+    update_card(model, read_model_card(model).model_copy(update=update), out=out)

@@ -114,10 +114,11 @@ def save_model(model: nn.Module, path: str | Path, card: ModelCard | Mapping[str
     logger.info("saved %s to %s", card.architecture.name, path)
 
 
-def update_card(path: str | Path, card: ModelCard) -> None:
-    """Rewrite a model file with a new card (same weights), atomically; the weights digest does not change."""
+def update_card(path: str | Path, card: ModelCard, out: str | Path | None = None) -> None:
+    """Rewrite a model file with a new card (same weights), atomically, in place or to ``out``; the weights digest
+    does not change."""
     model, _ = load_model(path)
-    save_model(model, path, card)
+    save_model(model, path if out is None else out, card)
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
