@@ -55,15 +55,14 @@ def _face_crops(
     be learnt as genuine from the crop that run left behind.
     """
     from dfkd.data.faces import crop_dataset, list_images
+    from dfkd.inference.detector import chosen_face_detector
 
     present = list_images(photos)
     if card.face_crop is None:
         logger.warning("the model has no face-crop record: the photos are used as they are, as face crops")
         return photos, [photos / relative for relative in present], []
     crop = card.face_crop
-    detector = crop.detector if crop.detector in ("yunet", "centerface", "mtcnn") else "auto"
-    if detector == "yunet" and face_model is None:
-        detector = "auto"  # without YuNet's file: the wheel detector, as detect does (the card's framing still holds)
+    detector = chosen_face_detector(crop, "auto", face_model)  # the card's when available here, as detect chooses
     crops = work / "faces"
     report = crop_dataset(
         photos, crops, margin=crop.margin, size=crop.size, face_model=face_model, detector=detector, align=crop.align

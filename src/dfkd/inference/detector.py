@@ -68,8 +68,9 @@ def _chosen_margin(trained: FaceCrop | None, requested: float | None) -> float:
     return requested
 
 
-def _chosen_face_detector(trained: FaceCrop | None, requested: str, face_model: str | Path | None) -> str:
-    """``auto`` becomes the training crops' detector when it is available here; a differing choice warns."""
+def chosen_face_detector(trained: FaceCrop | None, requested: str, face_model: str | Path | None) -> str:
+    """``auto`` becomes the training crops' detector when it is available here (else stays ``auto``: the first one
+    available); a differing choice warns. What detect and adapt both crop with."""
     if trained is None or requested == "none":
         return requested
     if requested == "auto":
@@ -130,9 +131,9 @@ class Detector:
         self.crop_size = trained.size if trained is not None else None
         self.align = trained is not None and trained.align  # aligned training crops: faces are aligned here too
         self.faces = faces
-        self.auto_faces = _chosen_face_detector(trained, "auto", face_model)  # what "auto" means for this model
+        self.auto_faces = chosen_face_detector(trained, "auto", face_model)  # what "auto" means for this model
         if faces != "auto":
-            _chosen_face_detector(trained, faces, face_model)  # warns when it differs from the training crops
+            chosen_face_detector(trained, faces, face_model)  # warns when it differs from the training crops
         if faces != "none":
             build_face_detector(self.face_mode(faces), face_model)  # fail early, saying how to fix it
 
