@@ -48,6 +48,10 @@ class DataConfig(_Section):
     # Share of those blends pasted from another real face of the same split (aligned on the five points) instead of
     # the face itself: another identity's face or parts, as face swaps and hand-made composites have (Face X-ray).
     synthetic_donor: float = Field(0.0, ge=0.0, le=1.0)
+    # Share of those blends that alter the frame (the image around the face) instead of the pasted face, as the SBI
+    # paper does half the time: then a blended face is as often the sharper part as the smoother one, so a smooth
+    # face (skin of retouched portraits, FFHQ-style photos) stops meaning "fake"; only the mismatch does.
+    synthetic_frame: float = Field(0.0, ge=0.0, le=1.0)
 
     @field_validator("mean", "std")
     @classmethod

@@ -61,6 +61,26 @@ def test_a_blended_image_differs_from_its_source_only_where_the_mask_is_non_zero
     assert not changed[mask == 0].any()
 
 
+@pytest.mark.parametrize("alter_frame", [False, True])
+def test_the_alteration_goes_to_the_face_or_to_the_frame(alter_frame: bool) -> None:
+    # A flat grey photo: shifting it changes nothing and down-up sampling or sharpening leave it flat, so any
+    # change is the colour alteration, and where it went (face or frame) is plain to see.
+    flat = np.full((96, 96, 3), 128, np.uint8)
+    points = landmarks_in_box(10, 10, 86, 86)
+    face_changed = frame_changed = 0
+    for seed in range(16):
+        blended, mask = self_blend(flat, points, np.random.default_rng(seed), alter_frame=alter_frame)
+        full, outside = mask > 0.999, mask == 0
+        if full.any():
+            face_changed += bool((blended[full] != 128).any())
+        frame_changed += bool((blended[outside] != 128).any())
+        if alter_frame and full.any():
+            assert (blended[full] == 128).all()  # the pasted face is the photo's own, unaltered
+        if not alter_frame:
+            assert (blended[outside] == 128).all()  # the frame is the photo's own
+    assert (frame_changed if alter_frame else face_changed) >= 8
+
+
 def test_landmarks_round_trip_and_fallback() -> None:
     assert np.allclose(parse_landmarks(format_landmarks(ASTRONAUT_LANDMARKS)), ASTRONAUT_LANDMARKS)
     assert parse_landmarks("") is None and parse_landmarks("1 2 3") is None and parse_landmarks("nan " * 10) is None
@@ -100,7 +120,8 @@ def test_a_real_only_dataset_trains_on_self_blended_fakes(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    ("setting", "attribute"), [("synthetic_parts", "parts_share"), ("synthetic_donor", "donor_share")]
+    ("setting", "attribute"),
+    [("synthetic_parts", "parts_share"), ("synthetic_donor", "donor_share"), ("synthetic_frame", "frame_share")],
 )
 def test_blend_settings_reach_both_splits_and_are_validated(tmp_path: Path, setting: str, attribute: str) -> None:
     from dfkd.config import ConfigError, load_config
@@ -275,7 +296,8 @@ def test_donor_blends_in_a_dataset_come_from_another_real_and_are_fixed_for_a_se
         SelfBlendedDataset(base, LandmarkTable({}), share=1.0, blend_size=64, donor_share=2.0)
 
 
-def test_donor_share_zero_keeps_the_self_blends_of_a_seed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("setting", ["donor_share", "frame_share"])
+def test_a_zero_share_keeps_the_self_blends_of_a_seed(tmp_path: Path, setting: str) -> None:
     from dfkd.data import build_manifest, read_manifest
     from dfkd.data.blend import SelfBlendedDataset
     from dfkd.data.dataset import ManifestDataset
@@ -285,7 +307,7 @@ def test_donor_share_zero_keeps_the_self_blends_of_a_seed(tmp_path: Path) -> Non
     base = ManifestDataset(read_manifest(tmp_path / "m.csv"), "val")
     plain = SelfBlendedDataset(base, LandmarkTable({}), share=1.0, blend_size=64, fixed_seed=2, jpeg_p=0.0)
     zero = SelfBlendedDataset(
-        base, LandmarkTable({}), share=1.0, blend_size=64, fixed_seed=2, jpeg_p=0.0, donor_share=0
+        base, LandmarkTable({}), share=1.0, blend_size=64, fixed_seed=2, jpeg_p=0.0, **{setting: 0.0}
     )
     for index in range(len(base)):
         assert np.array_equal(np.asarray(plain[index][0]), np.asarray(zero[index][0]))
@@ -307,3 +329,22 @@ def test_blend_preview_shows_donor_blends_when_asked(tmp_path: Path) -> None:
     grid = np.asarray(Image.open(tmp_path / "g.png")).astype(int)
     blue_row_fake = grid[48:96, 96:144][16:32, 16:32].mean(axis=(0, 1))
     assert blue_row_fake[0] > 60  # the blue face's fake took the red face above it
+
+
+def test_blend_preview_shows_frame_blends_when_asked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dfkd.cli import app
+
+    folder = tmp_path / "data" / "real"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.full((48, 48, 3), 128, np.uint8)).save(folder / "grey.png")
+    frames_changed = 0
+    for seed in range(6):
+        out = tmp_path / f"g{seed}.png"
+        args = ["blend-preview", str(tmp_path / "data"), "--out", str(out), "--size", "48", "--frame", "1"]
+        result = CliRunner().invoke(app, [*args, "--seed", str(seed)])
+        assert result.exit_code == 0, result.output
+        fake = np.asarray(Image.open(out)).astype(int)[:, 96:144]
+        frames_changed += bool((fake[:3, :3] != 128).any())  # a corner: frame, never face
+    assert frames_changed >= 3

@@ -114,6 +114,12 @@ def blend_preview(
         float,
         typer.Option(min=0.0, max=1.0, help="Share of blends pasted from another face (data.synthetic_donor)."),
     ] = 0.0,
+    frame: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Share of blends that alter the frame, not the face (data.synthetic_frame)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Show what self-blended training teaches: rows of real face | blending mask | self-blended fake."""
     import random
@@ -137,7 +143,9 @@ def blend_preview(
         if not paths:
             raise ValueError(f"{data}: no real images found")
         chosen = sorted(random.Random(seed).sample(paths, min(count, len(paths))))
-        grid, unreadable = preview_grid(chosen, landmarks, size=size, seed=seed, parts_share=parts, donor_share=donor)
+        grid, unreadable = preview_grid(
+            chosen, landmarks, size=size, seed=seed, parts_share=parts, donor_share=donor, frame_share=frame
+        )
         with atomic_write(out, "wb") as handle:
             grid.save(handle, format="PNG")
     for path in unreadable:

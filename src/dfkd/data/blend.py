@@ -186,22 +186,29 @@ def self_blend(
     *,
     parts_share: float = 0.0,
     donor: tuple[np.ndarray, np.ndarray] | None = None,
+    alter_frame: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A self-blended fake of one real face: (blended uint8 [H, W, 3], mask float32 [H, W]).
 
     The source copy is altered (colour, then frequency), shifted and scaled, and blended into the untouched image
-    through the mask, so the result differs from the image only where the mask is non-zero. (The paper also alters
-    the target instead, half the time; keeping the frame original means the only cue is inside the face region.)
-    ``parts_share``: the share of blends confined to facial parts (see :func:`blend_mask`). ``donor``: (pixels,
-    landmarks) of another real face to paste from instead of the image itself (:func:`align_donor`). Deterministic
-    for a given ``rng`` state.
+    through the mask, so the result differs from the image only where the mask is non-zero. With ``alter_frame``
+    (the paper alters either copy, half the time each) the alteration goes to the frame instead: the image itself is
+    altered and the shifted, unaltered source blended into it, so the face is the sharper or truer part and only the
+    mismatch between face and frame tells a blend, not how smooth or coloured the face is. ``parts_share``: the
+    share of blends confined to facial parts (see :func:`blend_mask`). ``donor``: (pixels, landmarks) of another real
+    face to paste from instead of the image itself (:func:`align_donor`). Deterministic for a given ``rng`` state.
     """
     base = pixels if donor is None else align_donor(donor[0], donor[1], landmarks, pixels.shape[:2])
-    source = _shift_and_scale(_alter_frequency(_alter_colour(base, rng), rng), rng)
+    if alter_frame:
+        frame = _alter_frequency(_alter_colour(pixels, rng), rng)
+        source = _shift_and_scale(base, rng)
+    else:
+        frame = pixels
+        source = _shift_and_scale(_alter_frequency(_alter_colour(base, rng), rng), rng)
     mask = blend_mask(pixels.shape[:2], landmarks, rng, parts_share=parts_share)
     weight = mask[..., None]
-    blended = source.astype(np.float32) * weight + pixels.astype(np.float32) * (1.0 - weight)
-    blended = np.where(weight > 0, np.clip(np.round(blended), 0, 255), pixels.astype(np.float32))
+    blended = source.astype(np.float32) * weight + frame.astype(np.float32) * (1.0 - weight)
+    blended = np.where(weight > 0, np.clip(np.round(blended), 0, 255), frame.astype(np.float32))
     return blended.astype(np.uint8), mask
 
 
@@ -301,6 +308,7 @@ class SelfBlendedDataset(Dataset):
         jpeg_p: float = 0.5,
         parts_share: float = 0.0,
         donor_share: float = 0.0,
+        frame_share: float = 0.0,
     ) -> None:
         if not 0.0 < share <= 1.0:
             raise ValueError(f"the share of reals turned into self-blended fakes must be in (0, 1], got {share}")
@@ -308,8 +316,11 @@ class SelfBlendedDataset(Dataset):
             raise ValueError(f"the share of blends confined to facial parts must be in [0, 1], got {parts_share}")
         if not 0.0 <= donor_share <= 1.0:
             raise ValueError(f"the share of blends pasted from another face must be in [0, 1], got {donor_share}")
+        if not 0.0 <= frame_share <= 1.0:
+            raise ValueError(f"the share of blends that alter the frame must be in [0, 1], got {frame_share}")
         self.base, self.landmarks, self.share, self.blend_size = base, landmarks, share, blend_size
         self.fixed_seed, self.jpeg_p, self.parts_share, self.donor_share = fixed_seed, jpeg_p, parts_share, donor_share
+        self.frame_share = frame_share
         self.samples, self.split, self.on_error = base.samples, base.split, base.on_error
         self.real_indices = [index for index, sample in enumerate(self.samples) if sample.label == "real"]
         labels = base.labels.clone()
@@ -339,7 +350,8 @@ class SelfBlendedDataset(Dataset):
             points = self.landmarks.get(sample.path, decoded.full_size) * decoded.scale  # stored → decoded pixels
             # No draw at donor_share 0, so the self-blends of a given seed stay what they were.
             donor = self._donor(index, rng) if self.donor_share > 0 and rng.random() < self.donor_share else None
-            image, label = self.blend(image, points, rng, donor=donor), torch.tensor(1.0)
+            alter_frame = self.frame_share > 0 and rng.random() < self.frame_share  # no draw at 0, as above
+            image, label = self.blend(image, points, rng, donor=donor, alter_frame=alter_frame), torch.tensor(1.0)
         if rng.random() < self.jpeg_p:
             image = recompress(image, rng)
         if self.base.transform is not None:
@@ -377,12 +389,16 @@ class SelfBlendedDataset(Dataset):
         rng: np.random.Generator,
         *,
         donor: tuple[Image.Image, np.ndarray] | None = None,
+        alter_frame: bool = False,
     ) -> Image.Image:
         """The self-blended fake of one real image (landmarks as LandmarkTable's, in its pixels) at ``blend_size``;
-        with ``donor`` (image, landmarks), pasted from that other face instead."""
+        with ``donor`` (image, landmarks), pasted from that other face instead; ``alter_frame``: see
+        :func:`self_blend`."""
         pixels, points = self._at_blend_size(image, points)
         donor_pixels = None if donor is None else self._at_blend_size(*donor)
-        blended, _ = self_blend(pixels, points, rng, parts_share=self.parts_share, donor=donor_pixels)
+        blended, _ = self_blend(
+            pixels, points, rng, parts_share=self.parts_share, donor=donor_pixels, alter_frame=alter_frame
+        )
         return Image.fromarray(blended)
 
 
@@ -394,12 +410,14 @@ def preview_grid(
     seed: int = 0,
     parts_share: float = 0.0,
     donor_share: float = 0.0,
+    frame_share: float = 0.0,
 ) -> tuple[Image.Image, list[str]]:
     """Rows of (real | mask | self-blended fake) for ``paths``, ``size`` px each; returns (grid, unreadable paths).
 
     What a model trained with ``data.synthetic_fakes=sbi`` is taught: the mask's deformed, blurred edge is the
     blending boundary it learns to find. With ``donor_share``, that share of the rows pastes from the previous
-    readable image of ``paths`` (another face) instead of the face itself.
+    readable image of ``paths`` (another face) instead of the face itself; with ``frame_share``, that share alters
+    the frame instead of the face (:func:`self_blend`'s ``alter_frame``).
     """
     from dfkd.data.images import ImageLoadError, open_image
 
@@ -415,7 +433,11 @@ def preview_grid(
         points = landmarks.get(path, image.size) * np.array([size / image.width, size / image.height])
         pixels = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
         use_donor = previous is not None and donor_share > 0 and rng.random() < donor_share
-        blended, mask = self_blend(pixels, points, rng, parts_share=parts_share, donor=previous if use_donor else None)
+        alter_frame = frame_share > 0 and rng.random() < frame_share
+        donor_pixels = previous if use_donor else None
+        blended, mask = self_blend(
+            pixels, points, rng, parts_share=parts_share, donor=donor_pixels, alter_frame=alter_frame
+        )
         previous = (pixels, points)
         mask_rgb = np.repeat((mask * 255).astype(np.uint8)[..., None], 3, axis=2)
         rows.append(np.concatenate([pixels, mask_rgb, blended], axis=1))

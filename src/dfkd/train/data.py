@@ -63,6 +63,7 @@ def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData
             "blend_size": view["resize_size"],
             "parts_share": config.data.synthetic_parts,
             "donor_share": config.data.synthetic_donor,
+            "frame_share": config.data.synthetic_frame,
         }
         train_set = SelfBlendedDataset(train_set, landmarks, **blending)
         val_set = SelfBlendedDataset(val_set, landmarks, fixed_seed=config.train.seed, jpeg_p=0.0, **blending)

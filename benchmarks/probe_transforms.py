@@ -1,0 +1,115 @@
+"""What a trained detector reacts to: its scores on a manifest's test split after one change to every image.
+
+A shortcut hunt for a model that calls a collection's genuine photos fake. Each probe changes every test image the
+same way (blur, down-up scaling, sharpening, grey, less colour, a zoom into the crop, JPEG, noise), and the per-source
+AUC, mean fake-probability of reals and fakes, and false-positive rate at the card's threshold are printed next to
+the unchanged images'. A probe that moves the genuine photos' scores far more than the fakes' names what the model
+takes for a sign of fake.
+
+    python benchmarks/probe_transforms.py MODEL --manifest FOLD/manifest.csv --out runs/probe [--probes id sharpen]
+
+The changed images are written once under ``--out`` (PNG, so no compression is added) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+from sklearn.metrics import roc_auc_score
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def _down_up(image: Image.Image, factor: float) -> Image.Image:
+    small = image.resize((round(image.width * factor), round(image.height * factor)), Image.BILINEAR)
+    return small.resize(image.size, Image.BILINEAR)
+
+
+def _zoom(image: Image.Image, share: float) -> Image.Image:
+    """The central (1 - 2·share) of the crop, scaled back up: the face fills more of it."""
+    dx, dy = round(image.width * share), round(image.height * share)
+    return image.crop((dx, dy, image.width - dx, image.height - dy)).resize(image.size, Image.BICUBIC)
+
+
+def _noise(image: Image.Image, sigma: float, seed: int) -> Image.Image:
+    pixels = np.asarray(image).astype(np.float32)
+    pixels += np.random.default_rng(seed).normal(0.0, sigma, pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+PROBES: dict[str, Callable[[Image.Image, int], Image.Image]] = {
+    "id": lambda image, _: image,
+    "blur": lambda image, _: image.filter(ImageFilter.GaussianBlur(1.5)),
+    "down_up": lambda image, _: _down_up(image, 0.5),
+    "sharpen": lambda image, _: image.filter(ImageFilter.UnsharpMask(2, 100, 2)),
+    "sharpen_mild": lambda image, _: image.filter(ImageFilter.UnsharpMask(1, 60, 2)),
+    "grey": lambda image, _: image.convert("L").convert("RGB"),
+    "less_colour": lambda image, _: ImageEnhance.Color(image).enhance(0.6),
+    "zoom_in": lambda image, _: _zoom(image, 20 / 256),
+    "jpeg40": lambda image, _: _jpeg(image, 40),
+    "noise": lambda image, index: _noise(image, 4.0, index),
+}
+
+
+def probe_manifest(rows: list[dict], probe: str, folder: Path) -> Path:
+    """A manifest of the test rows' images after ``probe``, written under ``folder`` (reused when there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for index, row in enumerate(rows):
+        path = folder / f"{index:05d}.png"
+        if not path.exists():
+            PROBES[probe](Image.open(row["path"]).convert("RGB"), index).save(path)
+        changed.append({**row, "path": str(path)})
+    manifest = folder / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(changed)
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--manifest", type=Path, required=True, help="A fold's manifest (its test split is probed).")
+    parser.add_argument("--out", type=Path, required=True, help="Folder for the changed images.")
+    parser.add_argument("--probes", nargs="+", default=list(PROBES), choices=list(PROBES))
+    args = parser.parse_args()
+
+    from dfkd.data.manifest import read_manifest
+    from dfkd.evaluate.evaluator import predict_split
+    from dfkd.models import load_model
+
+    net, card = load_model(args.model)
+    with args.manifest.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == "test"]
+    print(f"{args.model}: threshold {card.threshold:.3f}; {len(rows)} test images of {args.manifest}")
+    print("| probe | source | AUC | mean p(fake), reals | mean p(fake), fakes | reals called fake |")
+    print("|---|---|---:|---:|---:|---:|")
+    for probe in args.probes:
+        manifest = probe_manifest(rows, probe, args.out / probe)
+        predictions = predict_split(net, read_manifest(manifest), "test", card.preprocessing, num_workers=2)
+        sources = np.asarray(predictions.sources)
+        for source in sorted(set(sources)):
+            keep = sources == source
+            labels, probs = predictions.labels[keep], predictions.fake_probs[keep]
+            reals, fakes = probs[labels == 0], probs[labels == 1]
+            auc = f"{roc_auc_score(labels, probs):.3f}" if len(set(labels)) == 2 else "–"
+            fake_mean = f"{fakes.mean():.2f}" if len(fakes) else "–"
+            fpr = f"{(reals >= card.threshold).mean():.1%}" if len(reals) else "–"
+            real_mean = f"{reals.mean():.2f}" if len(reals) else "–"
+            print(f"| {probe} | {source} | {auc} | {real_mean} | {fake_mean} | {fpr} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
