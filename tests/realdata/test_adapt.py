@@ -76,6 +76,30 @@ def test_adapt_takes_folders_whose_names_look_like_yaml(crops: Path, tmp_path: P
     assert result.n_train == 20 and read_model_card(out).training.manifest.startswith(str(tmp_path / "work: [3]"))
 
 
+def test_adapt_takes_several_folders_and_counts_a_folder_named_twice_once(crops: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "phone", tmp_path / "camera"
+    for index, path in enumerate(sorted(crops.rglob("*.png"))):
+        target = (first if index % 2 else second) / path.name
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy(path, target)
+    model = make_tiny_model(tmp_path / "tiny.safetensors")
+    out = tmp_path / "adapted.safetensors"
+    args = ["adapt", str(first), str(second), str(first), "--model", str(model), "--out", str(out)]
+    result = runner.invoke(
+        app,
+        [*args, "--work", str(tmp_path / "w"), "--epochs", "1"]
+        + [item for setting in FAST for item in ("--set", setting)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "adapted on 20 genuine photos (5 set the threshold" in _output(result)  # 12 + 13, each once
+    manifest = (tmp_path / "w" / "manifest.csv").read_text()
+    assert manifest.count("/phone/") == 12 and manifest.count("/camera/") == 13
+    assert "from 2 folders" in read_model_card(out).training.model_dump()["adapted_from"]["photos"]
+
+    missing = runner.invoke(app, [*args[:3], str(tmp_path / "nowhere"), *args[4:]])
+    assert missing.exit_code == 2 and "nowhere: not a folder of photos" in _output(missing)
+
+
 def test_adapt_crops_faces_as_the_card_says(tmp_path: Path) -> None:
     from dfkd.faces.detect import available_detectors
 

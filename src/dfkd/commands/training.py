@@ -114,7 +114,9 @@ def ensemble(
 
 
 def adapt(
-    photos: Annotated[Path, typer.Argument(help="A folder of genuine photos of the collection (recursive).")],
+    photos: Annotated[
+        list[Path], typer.Argument(help="Folders of genuine photos of the collection (each searched recursively).")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The adapted model file (.safetensors).")],
     model: ModelOption = None,
     face_model: FaceModelOption = None,

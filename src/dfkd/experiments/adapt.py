@@ -16,9 +16,11 @@ were not learnt from their collection's photos (AUC 0.55 before and after).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,11 +46,19 @@ class AdaptResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # photos without a usable face, with the reason
 
 
+def _crop_folder(work: Path, photos: Path, several: bool) -> Path:
+    """Where ``photos``' crops go: ``work/faces``, or with several folders one per folder, named by its path (so a
+    run with the folders in another order resumes each from its own crops)."""
+    if not several:
+        return work / "faces"
+    return work / f"faces-{hashlib.sha1(str(photos.resolve()).encode()).hexdigest()[:8]}"
+
+
 def _face_crops(
-    photos: Path, work: Path, card: Any, face_model: str | os.PathLike[str] | None
+    photos: Path, crops: Path, card: Any, face_model: str | os.PathLike[str] | None
 ) -> tuple[Path, list[Path], list[tuple[str, str]]]:
     """The crops' folder, the crops of the photos now under ``photos`` (cropped as the model's training images were,
-    into ``work/faces``, resumable) and the photos that got none, with the reason; the photos as they are when the model
+    into ``crops``, resumable) and the photos that got none, with the reason; the photos as they are when the model
     has no face-crop record (its training images were used whole).
 
     Only crops of photos still there count: a photo removed since an earlier run (a fake found among them) must not
@@ -63,16 +73,15 @@ def _face_crops(
         return photos, [photos / relative for relative in present], []
     crop = card.face_crop
     detector = chosen_face_detector(crop, "auto", face_model)  # the card's when available here, as detect chooses
-    crops = work / "faces"
     report = crop_dataset(
         photos, crops, margin=crop.margin, size=crop.size, face_model=face_model, detector=detector, align=crop.align
     )
     return crops, [crops / relative for relative in present if (crops / relative).is_file()], list(report.skipped)
 
 
-def _reals_manifest(crops: Path, images: list[Path], out: Path, seed: int) -> tuple[Path, int, int]:
-    """A manifest of ``images`` (in ``crops``) as genuine photos: ``VALIDATION_SHARE`` of them (seeded) for
-    validation."""
+def _reals_manifest(roots: list[Path], images: list[Path], out: Path, seed: int) -> tuple[Path, int, int]:
+    """A manifest of ``images`` (in the crop folders ``roots``) as genuine photos: ``VALIDATION_SHARE`` of them
+    (seeded) for validation."""
     from dfkd.data.crop_geometry import face_crop_of_roots
     from dfkd.data.manifest import write_manifest
     from dfkd.data.scan import Sample
@@ -85,8 +94,8 @@ def _reals_manifest(crops: Path, images: list[Path], out: Path, seed: int) -> tu
         Sample(str(path.resolve()), "real", "val" if index in validation else "train", "own", path.stat().st_size)
         for index, path in enumerate(images)
     ]
-    face_crop, warnings = face_crop_of_roots([crops])
-    info = {"roots": [str(crops.resolve())], "face_crop": face_crop, "face_crop_warnings": warnings}
+    face_crop, warnings = face_crop_of_roots(roots)
+    info = {"roots": [str(root.resolve()) for root in roots], "face_crop": face_crop, "face_crop_warnings": warnings}
     path = out / "manifest.csv"
     write_manifest(path, rows, {key: value for key, value in info.items() if value is not None})
     return path, len(images) - n_val, n_val
@@ -94,7 +103,7 @@ def _reals_manifest(crops: Path, images: list[Path], out: Path, seed: int) -> tu
 
 def adapt_model(
     model: str | os.PathLike[str],
-    photos: str | os.PathLike[str],
+    photos: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
     work: str | os.PathLike[str],
@@ -105,8 +114,9 @@ def adapt_model(
     seed: int = 42,
     overrides: list[str] | None = None,
 ) -> AdaptResult:
-    """Fine-tune ``model`` (a dfkd ``.safetensors`` file) on the genuine photos under ``photos`` and their
-    self-blended fakes, taught by itself (``alpha`` of the loss; 0: plain training), and write the result to ``out``.
+    """Fine-tune ``model`` (a dfkd ``.safetensors`` file) on the genuine photos under ``photos`` (a folder, or several)
+    and their self-blended fakes, taught by itself (``alpha`` of the loss; 0: plain training), and write the result
+    to ``out``.
 
     ``work`` holds the face crops (resumable), the manifest and the training run; ``overrides`` (``key=value``) change
     the recipe's other settings (``data.batch_size=16``). Raises ValueError for an ONNX model,
@@ -120,23 +130,34 @@ def adapt_model(
     from dfkd.models.checkpoint import read_model_card, update_card
     from dfkd.train import train
 
-    model, photos, out, work = Path(model), Path(photos), Path(out), Path(work)
+    model, out, work = Path(model), Path(out), Path(work)
+    folders = [Path(photos)] if isinstance(photos, (str, os.PathLike)) else [Path(folder) for folder in photos]
+    folders = list({folder.resolve(): folder for folder in folders}.values())  # a folder named twice counts once
+    if not folders:
+        raise ValueError("no folder of photos given")
     if is_onnx_file(model):
         raise ValueError(f"{model}: adapting retrains the network: give the PyTorch model file (.safetensors)")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1] (the share of the loss the model as it was teaches), got {alpha}")
     if epochs < 1 or not lr > 0:
         raise ValueError(f"epochs must be at least 1 and lr positive, got epochs={epochs}, lr={lr}")
-    if not photos.is_dir():
-        raise FileNotFoundError(f"{photos}: not a folder of photos")
+    for folder in folders:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: not a folder of photos")
     card = read_model_card(model)
-    crops, images, skipped = _face_crops(photos, work, card, face_model)
+    roots, images, skipped = [], [], []
+    for folder in folders:
+        crops = _crop_folder(work, folder, several=len(folders) > 1)
+        root, found, missed = _face_crops(folder, crops, card, face_model)
+        roots.append(root)
+        images += found
+        skipped += missed
     if len(images) < MIN_PHOTOS:
         raise ValueError(
-            f"{photos}: {len(images)} photos with a usable face; adapting needs at least {MIN_PHOTOS} (100 were "
-            "measured, docs/results/calibration.md)"
+            f"{', '.join(str(folder) for folder in folders)}: {len(images)} photos with a usable face; adapting needs "
+            f"at least {MIN_PHOTOS} (100 were measured, docs/results/calibration.md)"
         )
-    manifest, n_train, n_val = _reals_manifest(crops, images, work, seed)
+    manifest, n_train, n_val = _reals_manifest(roots, images, work, seed)
 
     # Set as values, not as "key=value" text: a folder name with ": " or "#" would not survive YAML parsing.
     settings = read_config_file(resolve_config(ADAPT_RECIPE))
@@ -173,7 +194,8 @@ def adapt_model(
     summary["adapted_from"] = {
         "model": model.name,
         "threshold": card.threshold,
-        "photos": f"{n_train} genuine photos trained on (and their self-blended fakes), {n_val} set the threshold",
+        "photos": f"{n_train} genuine photos trained on (and their self-blended fakes), {n_val} set the threshold"
+        + (f"; from {len(folders)} folders" if len(folders) > 1 else ""),
         "teacher": f"the model itself, alpha {alpha:g}" if alpha > 0 else "none",
     }
     card_out = adapted.model_copy(update={"training": TrainingSummary.model_validate(summary)})
