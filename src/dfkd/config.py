@@ -30,6 +30,9 @@ class DataConfig(_Section):
     num_workers: StrictInt = Field(2, ge=0)
     augment: Literal["none", "basic", "robust", "crop", "quality"] = "none"
     rotation: float = Field(0.0, ge=0.0, le=180.0)  # random turn of training images within ±degrees (augment ≠ none)
+    # Probability of an unsharp mask on a training image (augment ≠ none), as camera pipelines sharpen photos: edge
+    # halos then tell no class (generated faces and retouched portraits have none).
+    sharpen: float = Field(0.0, ge=0.0, le=1.0)
     mixup: float = Field(0.0, ge=0.0)  # Beta(a, a) mixing of image pairs in a batch (0: off); KD then runs online
     on_error: Literal["raise", "skip"] = "raise"
     # Decode each JPEG DCT-scaled to the smallest size whose shorter side keeps resize_size (only differs from a full

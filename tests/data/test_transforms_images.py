@@ -64,6 +64,26 @@ def test_rotation_turns_training_images_so_alignment_tells_no_class() -> None:
         load_config(None, ["data.rotation=200"])
 
 
+def test_sharpen_adds_edge_halos_to_training_images_when_asked() -> None:
+    from dfkd.config import load_config
+    from dfkd.train.data import train_view_changes
+
+    image = Image.new("RGB", (64, 64), (90, 90, 90))
+    image.paste((160, 160, 160), (32, 0, 64, 64))  # one sharp edge: halos show as over- and undershoot
+    plain = build_train_transform(64, 64, augment="basic")
+    sharpened = build_train_transform(64, 64, augment="basic", sharpen=1.0)
+    assert "RandomSharpen" not in repr(plain) and "RandomSharpen(p=1.0)" in repr(sharpened)
+    torch.manual_seed(0)
+    span = build_eval_transform(64, 64)(image)[0]
+    for _ in range(4):
+        out = sharpened(image)[0]
+        assert out.min() < span.min() - 0.05 and out.max() > span.max() + 0.05  # darker and brighter than either side
+    config = load_config(None, ["data.augment=quality", "data.sharpen=0.3"])
+    assert train_view_changes(config)["sharpen"] == 0.3
+    with pytest.raises(ValueError, match="sharpen"):
+        load_config(None, ["data.sharpen=1.5"])
+
+
 def test_unknown_augment_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown augment"):
         build_train_transform(augment="fancy")

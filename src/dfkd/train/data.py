@@ -43,7 +43,7 @@ def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData
     train_set = ManifestDataset(
         manifest,
         "train",
-        build_train_transform(**view, augment=config.data.augment, rotation=config.data.rotation),
+        build_train_transform(**view, **train_view_changes(config)),
         **common,
     )
     val_set = ManifestDataset(manifest, "val", build_eval_transform(**view), **common)
@@ -68,6 +68,11 @@ def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData
         train_set = SelfBlendedDataset(train_set, landmarks, **blending)
         val_set = SelfBlendedDataset(val_set, landmarks, fixed_seed=config.train.seed, jpeg_p=0.0, **blending)
     return RunData(train_set, val_set)
+
+
+def train_view_changes(config: RunConfig) -> dict:
+    """The random changes of the training view the config asks for (build_train_transform's keywords)."""
+    return {"augment": config.data.augment, "rotation": config.data.rotation, "sharpen": config.data.sharpen}
 
 
 def class_counts(dataset: ManifestDataset) -> dict[str, int]:
@@ -147,7 +152,7 @@ def unlabeled_batches(fabric: Fabric, config: RunConfig, view: dict, loader_args
     logger.info("distilling on %d unlabelled images seen only through the teacher", len(paths))
     dataset = UnlabeledDataset(
         paths,
-        build_train_transform(**view, augment=config.data.augment, rotation=config.data.rotation),
+        build_train_transform(**view, **train_view_changes(config)),
         decode_side=scaled_decode_side(view["resize_size"], config.data.scaled_decode),
     )
     sampler = EpochSampler(
