@@ -8,14 +8,14 @@ takes for a sign of fake.
 
     python benchmarks/probe_transforms.py MODEL --manifest FOLD/manifest.csv --out runs/probe [--probes id sharpen]
 
-The changed images are written once under ``--out`` (PNG, so no compression is added) and reused.
+The changed images are written once under ``--out`` (PNG, so no compression is added) and reused for the same
+test images.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,11 +23,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 from sklearn.metrics import roc_auc_score
 
-
-def _jpeg(image: Image.Image, quality: int) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+from dfkd.data.transforms import jpeg_roundtrip
 
 
 def _down_up(image: Image.Image, factor: float) -> Image.Image:
@@ -56,14 +52,21 @@ PROBES: dict[str, Callable[[Image.Image, int], Image.Image]] = {
     "grey": lambda image, _: image.convert("L").convert("RGB"),
     "less_colour": lambda image, _: ImageEnhance.Color(image).enhance(0.6),
     "zoom_in": lambda image, _: _zoom(image, 20 / 256),
-    "jpeg40": lambda image, _: _jpeg(image, 40),
+    "jpeg40": lambda image, _: jpeg_roundtrip(image, 40),
     "noise": lambda image, index: _noise(image, 4.0, index),
 }
 
 
 def probe_manifest(rows: list[dict], probe: str, folder: Path) -> Path:
-    """A manifest of the test rows' images after ``probe``, written under ``folder`` (reused when there)."""
+    """A manifest of the test rows' images after ``probe``, written under ``folder`` (reused when made from the same
+    images: ``sources.txt`` lists them, and another list makes them again)."""
     folder.mkdir(parents=True, exist_ok=True)
+    sources = folder / "sources.txt"
+    listed = "".join(f"{row['path']}\n" for row in rows)
+    if not sources.exists() or sources.read_text() != listed:
+        for old in folder.glob("*.png"):
+            old.unlink()
+        sources.write_text(listed)
     changed = []
     for index, row in enumerate(rows):
         path = folder / f"{index:05d}.png"
