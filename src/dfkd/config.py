@@ -30,8 +30,9 @@ class DataConfig(_Section):
     num_workers: StrictInt = Field(2, ge=0)
     augment: Literal["none", "basic", "robust", "crop", "quality"] = "none"
     rotation: float = Field(0.0, ge=0.0, le=180.0)  # random turn of training images within ±degrees (augment ≠ none)
-    # Probability of an unsharp mask on a training image (augment ≠ none), as camera pipelines sharpen photos: edge
-    # halos then tell no class (generated faces and retouched portraits have none).
+    # Probability of an unsharp mask on a training image (augment ≠ none), as camera pipelines sharpen photos, meant
+    # to stop edge halos telling "genuine". Measured against an unseen collection's false alarms: helped at one seed,
+    # hurt at another (docs/results/generalisation.md, eleventh round); off.
     sharpen: float = Field(0.0, ge=0.0, le=1.0)
     mixup: float = Field(0.0, ge=0.0)  # Beta(a, a) mixing of image pairs in a batch (0: off); KD then runs online
     on_error: Literal["raise", "skip"] = "raise"
@@ -52,8 +53,8 @@ class DataConfig(_Section):
     # the face itself: another identity's face or parts, as face swaps and hand-made composites have (Face X-ray).
     synthetic_donor: float = Field(0.0, ge=0.0, le=1.0)
     # Share of those blends that alter the frame (the image around the face) instead of the pasted face, as the SBI
-    # paper does half the time: then a blended face is as often the sharper part as the smoother one, so a smooth
-    # face (skin of retouched portraits, FFHQ-style photos) stops meaning "fake"; only the mismatch does.
+    # paper does half the time. Measured: at 0.5 it called two thirds of an unseen collection's genuine photos fake
+    # (a quarter without), since a blurred or recoloured frame teaches "blurred photo = blend" (eleventh round); off.
     synthetic_frame: float = Field(0.0, ge=0.0, le=1.0)
 
     @field_validator("mean", "std")

@@ -98,6 +98,9 @@ def test_adapt_takes_several_folders_and_counts_a_folder_named_twice_once(crops:
 
     missing = runner.invoke(app, [*args[:3], str(tmp_path / "nowhere"), *args[4:]])
     assert missing.exit_code == 2 and "nowhere: not a folder of photos" in _output(missing)
+    (first / "sub").mkdir()
+    nested = runner.invoke(app, [*args[:3], str(first / "sub"), *args[4:]])
+    assert nested.exit_code == 2 and "is inside" in _output(nested) and "give one of them" in _output(nested)
 
 
 def test_adapt_crops_faces_as_the_card_says(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ class RandomGaussianBlur:
 
 class RandomSharpen:
     """Unsharp-mask a PIL image (radius 0.5-2.5 px, 50-150 %) with probability ``p``: the edge halos camera and
-    phone pipelines add to photos, which generated faces and retouched portraits lack."""
+    phone pipelines add to photos."""
 
     def __init__(self, p: float = 0.3) -> None:
         self.p = p
@@ -144,7 +144,7 @@ def build_train_transform(
     ``rotation`` (degrees, any augment but ``none``) turns every training image by a random angle within ±rotation,
     so how faces are aligned (level eyes of FFHQ-style portraits, tilted heads of snapshots) tells no class either.
     ``sharpen`` (a probability, any augment but ``none``) unsharp-masks training images as camera pipelines do, so
-    edge halos stop meaning "genuine photo" (generated faces and retouched portraits have none).
+    that edge halos mean "genuine photo" less.
     """
     if augment not in AUGMENTS:
         raise ValueError(f"unknown augment {augment!r}: expected one of {', '.join(AUGMENTS)}")

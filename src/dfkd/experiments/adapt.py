@@ -144,6 +144,9 @@ def adapt_model(
     for folder in folders:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: not a folder of photos")
+        for other in folders:  # its photos would be read twice, and could both train and set the threshold
+            if other is not folder and folder.resolve().is_relative_to(other.resolve()):
+                raise ValueError(f"{folder} is inside {other}, which is searched recursively: give one of them")
     card = read_model_card(model)
     roots, images, skipped = [], [], []
     for folder in folders:
