@@ -210,6 +210,8 @@ def score(model: Path, manifest: Path, held_out: str | None) -> dict:
         cell["auc"] = float(roc_auc_score(labels, probs)) if len(set(labels)) == 2 else None
         cell["fpr"] = float((probs[labels == 0] >= card.threshold).mean()) if (labels == 0).any() else None
         cell["tpr"] = float((probs[labels == 1] >= card.threshold).mean()) if (labels == 1).any() else None
+        cell["mean_real"] = float(probs[labels == 0].mean()) if (labels == 0).any() else None  # mean p(fake)
+        cell["mean_fake"] = float(probs[labels == 1].mean()) if (labels == 1).any() else None
         cell["unseen"] = source == held_out
         row["sources"][source] = cell
     return row

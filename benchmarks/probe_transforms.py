@@ -20,10 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from generalisation import score  # this folder's benchmark: the folds' own scoring
 from PIL import Image, ImageEnhance, ImageFilter
-from sklearn.metrics import roc_auc_score
 
 from dfkd.data.transforms import jpeg_roundtrip
+from dfkd.models.checkpoint import read_model_card
 
 
 def _down_up(image: Image.Image, factor: float) -> Image.Image:
@@ -89,29 +90,24 @@ def main() -> None:
     parser.add_argument("--probes", nargs="+", default=list(PROBES), choices=list(PROBES))
     args = parser.parse_args()
 
-    from dfkd.data.manifest import read_manifest
-    from dfkd.evaluate.evaluator import predict_split
-    from dfkd.models import load_model
-
-    net, card = load_model(args.model)
     with args.manifest.open(newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["split"] == "test"]
-    print(f"{args.model}: threshold {card.threshold:.3f}; {len(rows)} test images of {args.manifest}")
+    threshold = read_model_card(args.model).threshold
+    print(f"{args.model}: threshold {threshold:.3f}; {len(rows)} test images of {args.manifest}")
     print("| probe | source | AUC | mean p(fake), reals | mean p(fake), fakes | reals called fake |")
     print("|---|---|---:|---:|---:|---:|")
+
+    def shown(value: float | None, form: str) -> str:
+        return "–" if value is None else format(value, form)
+
     for probe in args.probes:
-        manifest = probe_manifest(rows, probe, args.out / probe)
-        predictions = predict_split(net, read_manifest(manifest), "test", card.preprocessing, num_workers=2)
-        sources = np.asarray(predictions.sources)
-        for source in sorted(set(sources)):
-            keep = sources == source
-            labels, probs = predictions.labels[keep], predictions.fake_probs[keep]
-            reals, fakes = probs[labels == 0], probs[labels == 1]
-            auc = f"{roc_auc_score(labels, probs):.3f}" if len(set(labels)) == 2 else "–"
-            fake_mean = f"{fakes.mean():.2f}" if len(fakes) else "–"
-            fpr = f"{(reals >= card.threshold).mean():.1%}" if len(reals) else "–"
-            real_mean = f"{reals.mean():.2f}" if len(reals) else "–"
-            print(f"| {probe} | {source} | {auc} | {real_mean} | {fake_mean} | {fpr} |", flush=True)
+        cells = score(args.model, probe_manifest(rows, probe, args.out / probe), None)["sources"]
+        for source, cell in cells.items():
+            figures = [
+                shown(cell[key], form)
+                for key, form in [("auc", ".3f"), ("mean_real", ".2f"), ("mean_fake", ".2f"), ("fpr", ".1%")]
+            ]
+            print(f"| {probe} | {source} | {' | '.join(figures)} |", flush=True)
 
 
 if __name__ == "__main__":
