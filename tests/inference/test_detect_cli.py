@@ -131,3 +131,23 @@ def test_detect_lets_idle_model_threads_sleep_unless_the_user_chose(
         result = runner.invoke(app, arguments)
         assert result.exit_code == 0, result.output
         assert os.environ["OMP_WAIT_POLICY"] == expected
+
+
+@pytest.mark.parametrize(("threshold", "n_fake"), [(0.0, 21), (1.0, 0)])
+def test_detect_counts_the_fakes_and_points_to_calibrate_when_many_are(
+    tmp_path: Path, threshold: float, n_fake: int
+) -> None:
+    from PIL import Image
+
+    from tests.inference.helpers import make_tiny_model
+
+    model = make_tiny_model(tmp_path / f"t{threshold}.safetensors", threshold=threshold)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(21):
+        Image.new("RGB", (48, 48), (index * 10, 80, 120)).save(folder / f"{index}.png")
+    result = runner.invoke(app, ["detect", str(folder), "--model", str(model), "--faces", "none"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert f"{n_fake} of 21 scored inputs called fake" in output
+    assert ("dfkd calibrate FOLDER" in output) == (n_fake > 0)

@@ -29,6 +29,11 @@ from dfkd.commands.common import (
 
 MAX_TABLE_ROWS = 200
 MAX_IGNORED_NAMED = 10
+# When a run scores at least this many inputs and calls at least this share fake, `detect` points to `calibrate`: a
+# detector calls a quarter to two fifths of a genuine collection it never saw fake (docs/results/generalisation.md),
+# against the ~5 % its threshold was set for, and a folder of one's own photos is the usual way to meet one.
+CALIBRATE_HINT_MIN_SCORED = 20
+CALIBRATE_HINT_SHARE = 0.2
 logger = logging.getLogger(__name__)
 
 
@@ -149,6 +154,25 @@ def _print_results(results: list[dict[str, Any]]) -> None:
     errors = [result for result in results if result["status"] == "error"]
     for result in errors:
         console.print(f"[red]unreadable[/] {result['input']}: {result['error']}", soft_wrap=True, highlight=False)
+
+
+def _print_fake_share(results: list[dict[str, Any]]) -> None:
+    """How many scored inputs were called fake; with many of many, how to set a threshold on one's genuine photos."""
+    labelled = [result for result in results if result.get("label") in ("fake", "real")]
+    if not labelled:
+        return
+    n_fake = sum(result["label"] == "fake" for result in labelled)
+    threshold = labelled[0]["threshold"]
+    out_console.print(f"{n_fake} of {len(labelled)} scored inputs called fake (threshold {threshold:.3f})")
+    if len(labelled) >= CALIBRATE_HINT_MIN_SCORED and n_fake >= CALIBRATE_HINT_SHARE * len(labelled):
+        console.print(
+            f"[yellow]{n_fake / len(labelled):.0%} called fake.[/] If these are genuine photos of one collection "
+            "(a camera, an archive), the detector may not know their look: unseen genuine collections had 25–40 % "
+            "called fake in dfkd's tests. `dfkd calibrate FOLDER --out mine.safetensors` on genuine photos of it "
+            "sets a threshold for them (docs/results/calibration.md).",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def _write_explanations(detector: Any, results: list[dict[str, Any]], folder: Path, faces: str) -> int:
@@ -299,6 +323,7 @@ def detect(
         f"{summary['error']} unreadable" + (f"; {ignored} other files ignored" if ignored else "")
     )
     _log_ignored(collected.ignored)
+    _print_fake_share(results)
     if json_out is not None:
         report = build_report(
             results,
