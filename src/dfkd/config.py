@@ -112,6 +112,10 @@ class OptimConfig(_Section):
     lr: float = Field(1e-4, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    # A teacher's backbone learns at lr × backbone_lr_scale, its head at lr. Below 1 the pretrained features move less:
+    # fine-tuning a whole pretrained network distorts its features and can cost accuracy away from the training data
+    # (Kumar et al., ICLR 2022). 0 leaves the backbone's weights as loaded (its BatchNorm statistics still adapt).
+    backbone_lr_scale: float = Field(1.0, ge=0.0, le=1.0)
 
 
 class SchedulerConfig(_Section):

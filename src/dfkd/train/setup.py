@@ -87,7 +87,8 @@ def check_model_kwargs(config: RunConfig) -> None:
     The model is built on the meta device (no memory, no weights read, the random state untouched), so a typo costs
     nothing and the run's results stay what they were without the check."""
     with torch.device("meta"):
-        _create_configured(config.model.name, dict(config.model.kwargs))
+        model = _create_configured(config.model.name, dict(config.model.kwargs))
+    parameter_groups(config, model)  # refuses optim.backbone_lr_scale for a model without a backbone
 
 
 def build_student(config: RunConfig) -> nn.Module:
@@ -99,9 +100,27 @@ def build_student(config: RunConfig) -> nn.Module:
     return to_channels_last(model) if config.train.channels_last else model
 
 
-def build_optimizer(config: RunConfig, params) -> torch.optim.Optimizer:
-    """The configured optimiser over ``params``."""
+def parameter_groups(config: RunConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """``model``'s parameters in optimiser groups: one, or with ``optim.backbone_lr_scale`` below 1 the head (and any
+    other non-backbone parameter) at ``optim.lr`` first, then the backbone at the scaled rate."""
+    scale = config.optim.backbone_lr_scale
+    if scale == 1.0:
+        return [{"params": list(model.parameters())}]
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, nn.Module):
+        raise ConfigError(
+            f"optim.backbone_lr_scale={scale}: {config.model.name} has no pretrained backbone (only teachers do); "
+            "leave it at 1"
+        )
+    in_backbone = {id(parameter) for parameter in backbone.parameters()}
+    head = [parameter for parameter in model.parameters() if id(parameter) not in in_backbone]
+    return [{"params": head}, {"params": list(backbone.parameters()), "lr": config.optim.lr * scale}]
+
+
+def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The configured optimiser over ``model``'s parameters (`parameter_groups`)."""
     optim = config.optim
+    params = parameter_groups(config, model)
     if optim.name == "adam":
         return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
     if optim.name == "adamw":
@@ -154,7 +173,7 @@ class Student:
 def setup_student(fabric: Fabric, config: RunConfig, distiller: Distiller) -> Student:
     """The student, its optimiser (both set up by Fabric), schedule and weight average; the distiller attached."""
     raw = build_student(config)
-    model, optimizer = fabric.setup(raw, build_optimizer(config, raw.parameters()))
+    model, optimizer = fabric.setup(raw, build_optimizer(config, raw))
     ema = build_weight_average(config, raw)  # before the distiller's hooks: the average is a copy without them
     architecture = describe_architecture(raw, config.model.name, dict(config.model.kwargs))
     distiller.attach(raw)
