@@ -173,9 +173,21 @@ def _evaluate(
 
 
 def _stem_nodes(model: Any) -> list[str]:
-    """Names of the Conv node(s) that read the graph's image input directly."""
-    inputs = {value.name for value in model.graph.input}
-    return [node.name for node in model.graph.node if node.op_type == "Conv" and inputs & set(node.input)]
+    """Names of the nodes from the graph's image input up to and including the first Conv node(s) on its paths.
+
+    Usually the one stem Conv. Parameter-free input layers before it (a grey or high-pass input) are included: they
+    handle the same pixel-level detail as the stem. ONNX lists nodes in topological order, so one pass sees every
+    producer before its consumers.
+    """
+    reached = {value.name for value in model.graph.input}
+    nodes = []
+    for node in model.graph.node:
+        if not reached & set(node.input):
+            continue
+        nodes.append(node.name)
+        if node.op_type != "Conv":
+            reached.update(node.output)
+    return nodes
 
 
 def quantize_int8(
@@ -193,7 +205,8 @@ def quantize_int8(
 ) -> dict[str, Any]:
     """Static INT8 (QDQ, MinMax) quantisation of an exported fp32 ONNX model, calibrated on manifest images.
 
-    With ``fp32_stem`` the first convolution (the one reading the image) stays in fp32: a deepfake trace can be a
+    With ``fp32_stem`` the first convolution (the one reading the image, and any input layer before it such as a grey
+    model's) stays in fp32: a deepfake trace can be a
     pixel-level pattern of an amplitude near one 8-bit step, and quantising the stem's weights and output erased it
     on the demo student (val accuracy 89.2 % fp32 → 80.0 % INT8 with the stem quantised, 89.2 % without).
 

@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from dfkd.card import IMAGENET_MEAN, IMAGENET_STD
+from dfkd.models.grey_input import GreyInput
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +106,25 @@ def default_preprocessing(name: str) -> dict[str, Any]:
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model (or `timm/<name>`) whose forward maps [B, 3, H, W] to fake logits [B].
 
+    ``grey=True`` (any student or teacher): the model's first layer turns the image into its luminance
+    (`GreyInput`), so it cannot use colour.
+
     The model carries `dfkd_arch` (name and kwargs, minus `pretrained`, enough to rebuild it), `dfkd_role` and
     `dfkd_preprocessing`.
     """
     spec = _lookup(name)
+    builder_kwargs = {key: value for key, value in kwargs.items() if key != "grey"}
+    grey = kwargs.get("grey", False)
+    if not isinstance(grey, bool):
+        raise TypeError(f"cannot build {name!r}: grey must be true or false, got {grey!r}")
     try:
-        model = spec.builder(**kwargs)
+        model = spec.builder(**builder_kwargs)
     except TypeError as error:
         raise TypeError(f"cannot build {name!r} with kwargs {sorted(kwargs)}: {error}") from error
+    if grey:
+        if not hasattr(model, "input_transform"):
+            raise TypeError(f"cannot build {name!r} with grey=True: it has no input layer to make colour-blind")
+        model.input_transform = GreyInput()
     model.dfkd_arch = {"name": name, "kwargs": {key: value for key, value in kwargs.items() if key != "pretrained"}}
     model.dfkd_role = spec.role
     model.dfkd_preprocessing = copy.deepcopy(spec.preprocessing)

@@ -131,6 +131,7 @@ class SmallResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, 1)
         self.feature_channels = list(widths)
+        self.input_transform: nn.Module | None = None  # `GreyInput` for a model built with grey=True
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -144,6 +145,8 @@ class SmallResNet(nn.Module):
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Stage outputs for feature-level distillation: one [B, C_i, h_i, w_i] tensor per stage."""
         stage_outputs = []
+        if self.input_transform is not None:
+            x = self.input_transform(x)
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)

@@ -40,14 +40,17 @@ class Teacher(nn.Module):
         self.backbone = backbone
         self.num_features = num_features
         self.head = build_head(num_features, head_hidden, dropout)
+        self.input_transform: nn.Module | None = None  # `GreyInput` for a model built with grey=True
 
     def pooled_features(self, x: torch.Tensor) -> torch.Tensor:
         """Globally pooled backbone features [B, F] of images [B, 3, H, W]."""
+        if self.input_transform is not None:
+            x = self.input_transform(x)
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fake logits [B] of images [B, 3, H, W]."""
-        return self.head(self.backbone(x)).squeeze(1)
+        return self.head(self.pooled_features(x)).squeeze(1)
 
 
 def _drop_keys(state: dict[str, torch.Tensor], prefixes: Sequence[str], source: str) -> dict[str, torch.Tensor]:
