@@ -182,8 +182,8 @@ def _stem_nodes(model: Any) -> list[str]:
     reached = {value.name for value in model.graph.input}
     nodes = []
     for node in model.graph.node:
-        if not reached & set(node.input):
-            continue
+        if node.op_type in ("Shape", "Size") or not reached & set(node.input):
+            continue  # a shape is not pixels: what is computed from it (output sizes, reshapes) is not an input layer
         nodes.append(node.name)
         if node.op_type != "Conv":
             reached.update(node.output)
