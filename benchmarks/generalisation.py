@@ -5,7 +5,7 @@
         [--teacher-epochs 8] [--student-epochs 40] [--students] [--teacher-seeds 42 1 2] [--baseline] \
         [--reals-only] [--held-out-fakes-only] [--sbi-cost] \
         [--bundle src/dfkd/pretrained/general_resnet8_fast.safetensors] [--margin 0.0] [--outline] \
-        [--set key=value ...] [--student-set key=value ...]
+        [--set key=value ...] [--teacher-set key=value ...] [--student-set key=value ...]
 
 1. ``dfkd crop-faces`` of every source (``--margin``, default 0; 256 px; YuNet with --face-model, else the wheel
    detector), which also records each face's five landmarks; with ``--outline`` ``dfkd face-outlines`` adds
@@ -511,6 +511,13 @@ def main() -> None:
         "--set", dest="overrides", nargs="*", default=[], help="key=value settings for every teacher and student."
     )
     parser.add_argument(
+        "--teacher-set",
+        dest="teacher_overrides",
+        nargs="*",
+        default=[],
+        help="key=value settings for the teachers only (e.g. optim.backbone_lr_scale=0.1), after --set.",
+    )
+    parser.add_argument(
         "--student-set",
         dest="student_overrides",
         nargs="*",
@@ -527,6 +534,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = crop_and_scan(args.data, args.out, args.face_model, args.margin, args.outline, args.align)
     teacher_epochs = [f"train.epochs={args.teacher_epochs}", f"train.patience={args.teacher_epochs}", *args.overrides]
+    teacher_epochs += args.teacher_overrides
     student_epochs = [f"train.epochs={args.student_epochs}", f"train.patience={args.student_epochs}", *args.overrides]
     student_epochs += args.student_overrides
     results_path = args.out / "generalisation.json"
@@ -593,6 +601,7 @@ def main() -> None:
         command += ["--students"] if args.students else []
         command += ["--teacher-seeds " + " ".join(map(str, args.teacher_seeds))] if args.teacher_seeds else []
         command += ["--set " + " ".join(args.overrides)] if args.overrides else []
+        command += ["--teacher-set " + " ".join(args.teacher_overrides)] if args.teacher_overrides else []
         command += ["--student-set " + " ".join(args.student_overrides)] if args.student_overrides else []
         command += [f"--bundle {args.bundle}"]
         bundle(

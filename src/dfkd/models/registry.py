@@ -122,9 +122,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     except TypeError as error:
         raise TypeError(f"cannot build {name!r} with kwargs {sorted(kwargs)}: {error}") from error
     if grey:
-        if not hasattr(model, "input_transform"):
+        if not hasattr(model, "_input_transform"):  # the slot SmallResNet and Teacher keep for an input layer
             raise TypeError(f"cannot build {name!r} with grey=True: it has no input layer to make colour-blind")
-        model.input_transform = GreyInput()
+        model._input_transform = GreyInput()
     model.dfkd_arch = {"name": name, "kwargs": {key: value for key, value in kwargs.items() if key != "pretrained"}}
     model.dfkd_role = spec.role
     model.dfkd_preprocessing = copy.deepcopy(spec.preprocessing)

@@ -131,7 +131,9 @@ class SmallResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, 1)
         self.feature_channels = list(widths)
-        self.input_transform: nn.Module | None = None  # `GreyInput` for a model built with grey=True
+        # `GreyInput` for a model built with grey=True. Underscored: a public None would enter the architecture digest
+        # and refuse every model file saved before the attribute existed.
+        self._input_transform: nn.Module | None = None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -145,8 +147,8 @@ class SmallResNet(nn.Module):
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Stage outputs for feature-level distillation: one [B, C_i, h_i, w_i] tensor per stage."""
         stage_outputs = []
-        if self.input_transform is not None:
-            x = self.input_transform(x)
+        if self._input_transform is not None:
+            x = self._input_transform(x)
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)

@@ -40,12 +40,14 @@ class Teacher(nn.Module):
         self.backbone = backbone
         self.num_features = num_features
         self.head = build_head(num_features, head_hidden, dropout)
-        self.input_transform: nn.Module | None = None  # `GreyInput` for a model built with grey=True
+        # `GreyInput` for a model built with grey=True. Underscored: a public None would enter the architecture digest
+        # and refuse every model file saved before the attribute existed.
+        self._input_transform: nn.Module | None = None
 
     def pooled_features(self, x: torch.Tensor) -> torch.Tensor:
         """Globally pooled backbone features [B, F] of images [B, 3, H, W]."""
-        if self.input_transform is not None:
-            x = self.input_transform(x)
+        if self._input_transform is not None:
+            x = self._input_transform(x)
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
