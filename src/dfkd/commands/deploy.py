@@ -156,13 +156,12 @@ def _print_results(results: list[dict[str, Any]]) -> None:
         console.print(f"[red]unreadable[/] {result['input']}: {result['error']}", soft_wrap=True, highlight=False)
 
 
-def _print_fake_share(results: list[dict[str, Any]]) -> None:
+def _print_fake_share(results: list[dict[str, Any]], threshold: float) -> None:
     """How many scored inputs were called fake; with many of many, how to set a threshold on one's genuine photos."""
     labelled = [result for result in results if result.get("label") in ("fake", "real")]
     if not labelled:
         return
     n_fake = sum(result["label"] == "fake" for result in labelled)
-    threshold = labelled[0]["threshold"]
     out_console.print(f"{n_fake} of {len(labelled)} scored inputs called fake (threshold {threshold:.3f})")
     if len(labelled) >= CALIBRATE_HINT_MIN_SCORED and n_fake >= CALIBRATE_HINT_SHARE * len(labelled):
         console.print(
@@ -323,7 +322,7 @@ def detect(
         f"{summary['error']} unreadable" + (f"; {ignored} other files ignored" if ignored else "")
     )
     _log_ignored(collected.ignored)
-    _print_fake_share(results)
+    _print_fake_share(results, detector.threshold)
     if json_out is not None:
         report = build_report(
             results,

@@ -4,9 +4,8 @@ For images without colour (infrared or grey CCTV, scanned prints), and to test w
 round's probes found that grey test images take away almost every false alarm of colour-trained detectors on a genuine
 collection they never saw. Trained colour-blind, the same recipe did worse there at two seeds (43.8 % and 51.6 % of
 those photos called fake, against 24.8 % and 35.2 %; docs/results/generalisation.md, twelfth round), so it is off by
-default. The conversion is
-the model's first layer, not a preprocessing step, so training, evaluation, detection and every exported file apply it
-alike.
+default. The conversion is the model's first layer, not a preprocessing step, so training, evaluation, detection and
+every exported file apply it alike.
 """
 
 from __future__ import annotations
