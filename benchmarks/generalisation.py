@@ -5,7 +5,7 @@
         [--teacher-epochs 8] [--student-epochs 40] [--students] [--teacher-seeds 42 1 2] [--baseline] \
         [--reals-only] [--held-out-fakes-only] [--sbi-cost] \
         [--bundle src/dfkd/pretrained/general_resnet8_fast.safetensors] [--margin 0.0] [--outline] \
-        [--set key=value ...] [--teacher-set key=value ...] [--student-set key=value ...]
+        [--untrained-fakes SOURCE ...] [--set key=value ...] [--teacher-set key=value ...] [--student-set key=value ...]
 
 1. ``dfkd crop-faces`` of every source (``--margin``, default 0; 256 px; YuNet with --face-model, else the wheel
    detector), which also records each face's five landmarks; with ``--outline`` ``dfkd face-outlines`` adds
@@ -72,32 +72,42 @@ def crop_and_scan(
 
 
 def held_out_manifest(
-    manifest: Path, held_out: str | None, out: Path, *, reals_only: bool = False, fakes_only: bool = False
+    manifest: Path,
+    held_out: str | None,
+    out: Path,
+    *,
+    reals_only: bool = False,
+    fakes_only: bool = False,
+    untrained_fakes: tuple[str, ...] = (),
 ) -> Path:
     """A copy of ``manifest`` where ``held_out``'s images are all test images (and, with ``reals_only``, no labelled
     fake is trained or validated on).
 
     With ``fakes_only`` only its fakes are held out: its training reals stay in training (and are self-blended like
     any real), its validation and test reals are tested with all its fakes. A user with genuine photos of their own
-    collection but no example of its manipulations is in this case."""
+    collection but no example of its manipulations is in this case. ``untrained_fakes``: those sources' labelled
+    fakes are neither trained nor validated on (their test split stays), their reals are used as usual."""
     from dfkd.data.manifest import read_manifest, read_sidecar, write_manifest
     from dfkd.data.scan import Sample
 
     path = out / "manifest.csv"
     if path.is_file():
+        made_with = read_sidecar(path).get("untrained_fakes", [])
+        if sorted(made_with) != sorted(untrained_fakes):
+            raise SystemExit(f"{path} was made with --untrained-fakes {made_with or 'none'}: give another --out")
         return path
     rows = []
     for sample in read_manifest(manifest).samples:
         split = sample.split
         if sample.source == held_out and not (fakes_only and sample.label == "real" and split == "train"):
             split = "test"
-        elif reals_only and sample.label == "fake" and split != "test":
+        elif (reals_only or sample.source in untrained_fakes) and sample.label == "fake" and split != "test":
             continue
         rows.append(Sample(sample.path, sample.label, split, sample.source, sample.size))
     out.mkdir(parents=True, exist_ok=True)
     parent = read_sidecar(manifest)  # the roots (landmarks) and the crop settings (the card's face crop) travel along
     info = {key: parent[key] for key in ("roots", "face_crop", "face_crop_warnings") if key in parent}
-    write_manifest(path, rows, {**info, "held_out": held_out})
+    write_manifest(path, rows, {**info, "held_out": held_out, "untrained_fakes": list(untrained_fakes)})
     return path
 
 
@@ -511,6 +521,13 @@ def main() -> None:
         "--set", dest="overrides", nargs="*", default=[], help="key=value settings for every teacher and student."
     )
     parser.add_argument(
+        "--untrained-fakes",
+        nargs="*",
+        default=[],
+        metavar="SOURCE",
+        help="In the held-out folds, these sources' labelled fakes are not trained on (their test split is scored).",
+    )
+    parser.add_argument(
         "--teacher-set",
         dest="teacher_overrides",
         nargs="*",
@@ -557,7 +574,9 @@ def main() -> None:
     for held_out, fakes_only in [] if args.reals_only_only else folds:
         unseen_part, fold_part = (" fakes", "_fakes") if fakes_only else ("", "")
         fold = args.out / f"without_{held_out}{fold_part}"
-        fold_manifest = held_out_manifest(manifest, held_out, fold, fakes_only=fakes_only)
+        fold_manifest = held_out_manifest(
+            manifest, held_out, fold, fakes_only=fakes_only, untrained_fakes=tuple(args.untrained_fakes)
+        )
         teacher = train_teacher(fold, fold_manifest, teacher_epochs, args.teacher_seeds)
         record(f"teacher{ensemble_label}, no {held_out}{unseen_part}", teacher, fold_manifest, held_out)
         if args.baseline:

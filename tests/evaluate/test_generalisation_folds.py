@@ -88,3 +88,18 @@ def test_the_card_quotes_the_recipes_own_whole_and_fakes_only_rows(generalisatio
     assert fakes["splice"]["measured_with"] == "the recipe's teacher, trained without this source's fakes"
     assert "5 % when its genuine photos" in generalisation.known_reals_fpr(fakes["swaps"])
     assert generalisation.known_reals_fpr(None) == ""
+
+
+def test_untrained_fakes_are_only_tested_and_a_fold_made_otherwise_is_refused(
+    generalisation, manifest: Path, tmp_path: Path
+) -> None:
+    fold = generalisation.held_out_manifest(manifest, "splice", tmp_path / "f", untrained_fakes=("gan",))
+    splits = _splits(fold)
+    assert splits[("gan", "fake", "train")] == 0 and splits[("gan", "fake", "val")] == 0
+    assert splits[("gan", "fake", "test")] == 1 and splits[("gan", "real", "train")] == 7
+    assert splits[("splice", "fake", "test")] == 10  # the held-out source as before
+    with pytest.raises(SystemExit, match="made with --untrained-fakes"):
+        generalisation.held_out_manifest(manifest, "splice", tmp_path / "f")
+    generalisation.held_out_manifest(manifest, "splice", tmp_path / "plain")
+    with pytest.raises(SystemExit, match="made with --untrained-fakes none"):
+        generalisation.held_out_manifest(manifest, "splice", tmp_path / "plain", untrained_fakes=("gan",))
