@@ -251,7 +251,8 @@ def test_detect_reports_an_unreadable_subfolder_as_an_error_item(
     folder = [item for item in report["results"] if item["kind"] == "folder"]
     assert len(folder) == 1 and Path(folder[0]["input"]).name == "locked"
     assert folder[0]["status"] == "error" and folder[0]["error"] == "cannot read: permission denied"
-    assert report["summary"] == {"n_inputs": 2, "ok": 1, "no_face": 0, "error": 1}
+    called_fake = sum(item["label"] == "fake" for item in report["results"])
+    assert report["summary"] == {"n_inputs": 2, "ok": 1, "no_face": 0, "error": 1, "called_fake": called_fake}
     rows = {Path(row["input"]).name: row for row in csv.DictReader(csv_path.open())}
     assert rows["locked"]["kind"] == "folder" and rows["locked"]["error"] == "cannot read: permission denied"
 

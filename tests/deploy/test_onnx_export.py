@@ -112,7 +112,7 @@ def test_cli_export_refuses_bad_requests(tiny_model: Path, tmp_path: Path) -> No
 def test_int8_keeps_input_layers_before_the_stem_in_fp32(
     name: str, kwargs: dict, before_stem: str, tmp_path: Path
 ) -> None:
-    from dfkd.deploy.onnx import _stem_nodes
+    from dfkd.deploy.onnx import _image_input_nodes
     from dfkd.models import create_model, save_model
     from dfkd.models.registry import make_preprocessing
 
@@ -120,7 +120,8 @@ def test_int8_keeps_input_layers_before_the_stem_in_fp32(
     model.dfkd_preprocessing = make_preprocessing(72, 64)
     save_model(model, tmp_path / "m.safetensors")
     export_onnx(tmp_path / "m.safetensors", tmp_path / "m.onnx")
-    ops = {node.name: node.op_type for node in onnx.load(str(tmp_path / "m.onnx")).graph.node}
-    kept = [ops[node] for node in _stem_nodes(onnx.load(str(tmp_path / "m.onnx")))]
+    graph = onnx.load(str(tmp_path / "m.onnx"))
+    ops = {node.name: node.op_type for node in graph.graph.node}
+    kept = [ops[node] for node in _image_input_nodes(graph)]
     # The parameter-free input layer's pixel operations, then the one stem Conv; shape arithmetic is not kept.
     assert kept[-2:] == [before_stem, "Conv"] and kept.count("Conv") == 1 and "Shape" not in kept

@@ -25,6 +25,17 @@ def noise_image(seed: int, size: tuple[int, int] = (96, 80)) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
+def vary_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in eval mode with non-trivial BatchNorm statistics (from torch's random state), so that its logits
+    vary between images."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
 def make_tiny_model(path: Path, seed: int = 0, threshold: float = 0.5, face_crop: dict | None = None) -> Path:
     """A resnet8_fast with random weights, preprocessing resize 72 / input 64, saved as a dfkd model file (with the
     card's ``face_crop`` when given)."""
@@ -32,12 +43,7 @@ def make_tiny_model(path: Path, seed: int = 0, threshold: float = 0.5, face_crop
     from dfkd.models.registry import make_preprocessing
 
     torch.manual_seed(seed)
-    model = create_model("resnet8_fast")
-    with torch.no_grad():  # non-trivial BatchNorm statistics so logits vary between images
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
+    model = vary_batchnorm(create_model("resnet8_fast"))
     model.dfkd_preprocessing = make_preprocessing(72, 64)
     card = {"threshold": threshold, "metrics": {"val_auc": 0.5}}
     save_model(model, path, card if face_crop is None else {**card, "face_crop": face_crop})

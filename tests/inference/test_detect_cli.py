@@ -40,7 +40,9 @@ def test_detect_on_a_mixed_folder_writes_json_and_csv(
     report = json.loads(json_path.read_text())
     assert report["schema"] == JSON_SCHEMA_VERSION and report["architecture"] == "resnet8_fast"
     assert report["backend"] == "torch" and report["faces"] == "auto" and report["threshold"] == 0.5
-    assert report["summary"] == {"n_inputs": 7, "ok": 2, "no_face": 2, "error": 3}
+    called_fake = sum(item["label"] == "fake" for item in report["results"])
+    assert report["summary"] == {"n_inputs": 7, "ok": 2, "no_face": 2, "error": 3, "called_fake": called_fake}
+    assert f"{called_fake} of 4 scored inputs called fake" in output
     by_name = {Path(item["input"]).name: item for item in report["results"]}
     assert set(by_name) == {
         "astronaut.jpg",

@@ -16,6 +16,7 @@ from dfkd.models import create_model, load_model, save_model
 from dfkd.models.ensemble import build_ensemble
 from dfkd.models.grey_input import LUMA_WEIGHTS
 from dfkd.models.registry import make_preprocessing
+from tests.inference.helpers import vary_batchnorm
 
 
 def recoloured(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -29,14 +30,9 @@ def recoloured(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 
 def bn_statistics(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-trivial BatchNorm statistics, so an eval-mode model's logits vary with its input."""
+    """``model`` with BatchNorm statistics drawn from ``seed`` (`vary_batchnorm`)."""
     torch.manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
-    return model.eval()
+    return vary_batchnorm(model)
 
 
 def network_input(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:

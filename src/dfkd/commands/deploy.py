@@ -156,16 +156,15 @@ def _print_results(results: list[dict[str, Any]]) -> None:
         console.print(f"[red]unreadable[/] {result['input']}: {result['error']}", soft_wrap=True, highlight=False)
 
 
-def _print_fake_share(results: list[dict[str, Any]], threshold: float) -> None:
+def _print_fake_share(summary: dict[str, int], threshold: float) -> None:
     """How many scored inputs were called fake; with many of many, how to set a threshold on one's genuine photos."""
-    labelled = [result for result in results if result.get("label") in ("fake", "real")]
-    if not labelled:
+    scored, n_fake = summary["ok"] + summary["no_face"], summary["called_fake"]  # every scored input has a label
+    if not scored:
         return
-    n_fake = sum(result["label"] == "fake" for result in labelled)
-    out_console.print(f"{n_fake} of {len(labelled)} scored inputs called fake (threshold {threshold:.3f})")
-    if len(labelled) >= CALIBRATE_HINT_MIN_SCORED and n_fake >= CALIBRATE_HINT_SHARE * len(labelled):
+    out_console.print(f"{n_fake} of {scored} scored inputs called fake (threshold {threshold:.3f})")
+    if scored >= CALIBRATE_HINT_MIN_SCORED and n_fake >= CALIBRATE_HINT_SHARE * scored:
         console.print(
-            f"[yellow]{n_fake / len(labelled):.0%} called fake.[/] If these are genuine photos of one collection "
+            f"[yellow]{n_fake / scored:.0%} called fake.[/] If these are genuine photos of one collection "
             "(a camera, an archive), the detector may not know their look: unseen genuine collections had 25–40 % "
             "called fake in dfkd's tests. `dfkd calibrate FOLDER --out mine.safetensors` on genuine photos of it "
             "sets a threshold for them (docs/results/calibration.md).",
@@ -322,7 +321,7 @@ def detect(
         f"{summary['error']} unreadable" + (f"; {ignored} other files ignored" if ignored else "")
     )
     _log_ignored(collected.ignored)
-    _print_fake_share(results, detector.threshold)
+    _print_fake_share(summary, detector.threshold)
     if json_out is not None:
         report = build_report(
             results,

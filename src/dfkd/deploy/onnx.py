@@ -172,7 +172,7 @@ def _evaluate(
     return accuracy, agreement, max_diff, len(labels)
 
 
-def _stem_nodes(model: Any) -> list[str]:
+def _image_input_nodes(model: Any) -> list[str]:
     """Names of the nodes from the graph's image input up to and including the first Conv node(s) on its paths.
 
     Usually the one stem Conv. Parameter-free input layers before it (a grey or high-pass input) are included: they
@@ -241,7 +241,7 @@ def quantize_int8(
     root_logger.setLevel(max(root_level, logging.WARNING))  # onnxruntime logs every bias copy at INFO on root
     try:
         quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
-        kept_fp32 = _stem_nodes(onnx.load(str(prepared))) if fp32_stem else []
+        kept_fp32 = _image_input_nodes(onnx.load(str(prepared))) if fp32_stem else []
         quantize_static(
             str(prepared),
             str(quantized),

@@ -34,9 +34,15 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 
 def summarise(results: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Counts of inputs by status."""
+    """Counts of inputs by status, and of those called fake (at the threshold each result records)."""
     counts = Counter(result["status"] for result in results)
-    return {"n_inputs": len(results), "ok": counts["ok"], "no_face": counts["no_face"], "error": counts["error"]}
+    return {
+        "n_inputs": len(results),
+        "ok": counts["ok"],
+        "no_face": counts["no_face"],
+        "error": counts["error"],
+        "called_fake": sum(result.get("label") == "fake" for result in results),
+    }
 
 
 def build_report(
