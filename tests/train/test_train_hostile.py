@@ -14,7 +14,7 @@ from dfkd.cli import app
 from dfkd.config import ConfigError, load_config
 from dfkd.models import list_models
 from dfkd.train import train
-from dfkd.train.setup import check_model_kwargs
+from dfkd.train.setup import check_model_settings
 from tests.conftest import TINY
 
 
@@ -127,7 +127,7 @@ def test_the_kwargs_check_passes_every_registered_model_and_leaves_the_random_st
     # the check builds on the meta device: it must not refuse a model that trains, nor shift the run's initial weights
     torch.manual_seed(0)
     before = torch.random.get_rng_state()
-    check_model_kwargs(load_config(None, [f"model.name={name}"]))
+    check_model_settings(load_config(None, [f"model.name={name}"]))
     assert torch.equal(torch.random.get_rng_state(), before)
 
 

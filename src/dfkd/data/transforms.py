@@ -133,6 +133,7 @@ def build_train_transform(
     augment: Augment | str = "none",
     rotation: float = 0.0,
     sharpen: float = 0.0,
+    train_patch: int | None = None,
 ) -> transforms.Compose:
     """Training preprocessing.
 
@@ -144,7 +145,8 @@ def build_train_transform(
     ``rotation`` (degrees, any augment but ``none``) turns every training image by a random angle within ±rotation,
     so how faces are aligned (level eyes of FFHQ-style portraits, tilted heads of snapshots) tells no class either.
     ``sharpen`` (a probability, any augment but ``none``) unsharp-masks training images as camera pipelines do, so
-    that edge halos mean "genuine photo" less.
+    that edge halos mean "genuine photo" less. ``train_patch`` (px, any augment but ``none``) ends with a random
+    patch of that side, after every other change, so the network sees local traces and never a whole face.
     """
     if augment not in AUGMENTS:
         raise ValueError(f"unknown augment {augment!r}: expected one of {', '.join(AUGMENTS)}")
@@ -175,6 +177,8 @@ def build_train_transform(
             RandomNoise(max_sigma=6.0, p=0.2),
             RandomJPEG(quality=(50, 100), p=0.5),
         ]
+    if train_patch:
+        steps.append(transforms.RandomCrop(train_patch))
     return transforms.Compose([*steps, *_tail(mean, std)])
 
 

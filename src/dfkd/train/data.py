@@ -72,7 +72,12 @@ def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData
 
 def train_view_changes(config: RunConfig) -> dict:
     """The random changes of the training view the config asks for (build_train_transform's keywords)."""
-    return {"augment": config.data.augment, "rotation": config.data.rotation, "sharpen": config.data.sharpen}
+    return {
+        "augment": config.data.augment,
+        "rotation": config.data.rotation,
+        "sharpen": config.data.sharpen,
+        "train_patch": config.data.train_patch,
+    }
 
 
 def class_counts(dataset: ManifestDataset) -> dict[str, int]:

@@ -28,7 +28,7 @@ from dfkd.train.data import RunData, build_datasets, build_loaders, memory_forma
 from dfkd.train.setup import (
     Student,
     build_fabric,
-    check_model_kwargs,
+    check_model_settings,
     setup_student,
     student_view,
     tensorboard_logger,
@@ -289,7 +289,7 @@ def train(
     if config.data.manifest is None:
         raise ValueError("data.manifest is required")
     _check_run_dir(run_dir, resume, overwrite)
-    check_model_kwargs(config)
+    check_model_settings(config)
     if config.data.input_size > config.data.resize_size:
         logger.warning(
             "data.input_size %d > data.resize_size %d: the centre crop pads every image with a black border",

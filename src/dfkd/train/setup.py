@@ -81,13 +81,24 @@ def _create_configured(name: str, kwargs: dict[str, Any]) -> nn.Module:
         raise ConfigError(f"model.kwargs: {error}") from None
 
 
-def check_model_kwargs(config: RunConfig) -> None:
-    """Refuse ``model.kwargs`` the architecture does not take before any data is read or teacher run.
+def check_model_settings(config: RunConfig) -> None:
+    """Refuse ``model.kwargs`` the architecture does not take, and a ``data.train_patch`` it cannot take, before any
+    data is read or teacher run.
 
     The model is built on the meta device (no memory, no weights read, the random state untouched), so a typo costs
     nothing and the run's results stay what they were without the check."""
     with torch.device("meta"):
         model = _create_configured(config.model.name, dict(config.model.kwargs))
+        patch = config.data.train_patch
+        if patch is not None:  # trained on patches, scored on whole views: the network must take both sizes
+            for side in (patch, config.data.input_size):
+                try:
+                    model(torch.zeros(2, 3, side, side))
+                except (RuntimeError, ValueError, AssertionError) as error:
+                    raise ConfigError(
+                        f"data.train_patch={patch}: {config.model.name} cannot take {side}-px inputs ({error}); "
+                        "it needs a network that pools globally"
+                    ) from None
     parameter_groups(config, model)  # refuses optim.backbone_lr_scale for a model without a backbone
 
 
