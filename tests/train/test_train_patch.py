@@ -54,7 +54,14 @@ def test_a_network_that_takes_one_input_size_is_refused_before_any_data_is_read(
     with pytest.raises(ConfigError, match="train_patch=64: timm/vit_tiny_patch16_224 cannot take 64-px inputs"):
         train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
-    check_model_settings(load_config(None, ["model.name=resnet8_fast", "data.augment=basic", "data.train_patch=64"]))
+    for name in (
+        "resnet8_fast",
+        "mobilenet_v2",
+    ):  # these take both sizes; the meta-device forward draws no random number
+        torch.manual_seed(0)
+        before = torch.random.get_rng_state()
+        check_model_settings(load_config(None, [f"model.name={name}", "data.augment=basic", "data.train_patch=64"]))
+        assert torch.equal(torch.random.get_rng_state(), before)
 
 
 def test_a_model_trained_on_patches_learns_and_is_validated_on_whole_views(easy_manifest: Path, tmp_path: Path) -> None:
