@@ -158,7 +158,9 @@ def _print_results(results: list[dict[str, Any]]) -> None:
 
 def _print_fake_share(summary: dict[str, int], threshold: float) -> None:
     """How many scored inputs were called fake; with many of many, how to set a threshold on one's genuine photos."""
-    scored, n_fake = summary["ok"] + summary["no_face"], summary["called_fake"]  # every scored input has a label
+    from dfkd.inference.report import SCORED_STATUSES
+
+    scored, n_fake = sum(summary[status] for status in SCORED_STATUSES), summary["called_fake"]
     if not scored:
         return
     out_console.print(f"{n_fake} of {scored} scored inputs called fake (threshold {threshold:.3f})")

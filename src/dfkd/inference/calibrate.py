@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dfkd.inference.backends import is_onnx_file
+from dfkd.inference.report import SCORED_STATUSES
 from dfkd.thresholds import fpr_threshold
 
 if TYPE_CHECKING:
     from dfkd.inference.detector import Detector
 
 __all__ = ["Calibration", "calibrate", "save_calibrated", "score_items"]
-
-SCORED = ("ok", "no_face")  # what detect labels: no_face items are scored whole
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,10 @@ def score_items(
     from dfkd.inference.run import detect_paths
 
     results, _ = detect_paths(detector, paths, faces=faces)
-    scores = [float(result["fake_prob"]) for result in results if result["status"] in SCORED]
-    failed = [(str(result["input"]), str(result["error"])) for result in results if result["status"] not in SCORED]
+    scores = [float(result["fake_prob"]) for result in results if result["status"] in SCORED_STATUSES]
+    failed = [
+        (str(result["input"]), str(result["error"])) for result in results if result["status"] not in SCORED_STATUSES
+    ]
     return np.asarray(scores, dtype=np.float64), failed
 
 

@@ -1,9 +1,9 @@
 """Detection reports: the JSON document and the CSV table that ``dfkd detect --json / --csv`` write.
 
 JSON (``JSON_SCHEMA_VERSION`` 1): ``{schema, dfkd_version, model, architecture, backend, precision, threshold,
-faces, face_margin, summary: {n_inputs, ok, no_face, error}, results: [...]}`` where each result is a Detector
-result (videos add ``frames``, ``n_frames``, ``sample_fps`` and ``aggregation``). CSV: one row per input with
-``CSV_COLUMNS``.
+faces, face_margin, summary: {n_inputs, ok, no_face, error, called_fake}, results: [...]}`` where each result is a
+Detector result (videos add ``frames``, ``n_frames``, ``sample_fps`` and ``aggregation``). CSV: one row per input
+with ``CSV_COLUMNS``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dfkd.card import ModelCard
 from dfkd.utils import PATH_ERRORS, atomic_write, write_json
 
 JSON_SCHEMA_VERSION = 1
+SCORED_STATUSES = ("ok", "no_face")  # the results that carry a score and a label: no_face items are scored whole
 CSV_COLUMNS: tuple[str, ...] = (
     "input",
     "kind",
