@@ -71,3 +71,15 @@ def test_a_model_trained_on_patches_learns_and_is_validated_on_whole_views(easy_
     assert data.train_set[0][0].shape == (3, 16, 16) and data.val_set[0][0].shape == (3, 32, 32)
     result = train(config, tmp_path / "run")
     assert result.best_value > 0.9, result.history  # the easy set's classes differ in every part of the image
+
+
+def test_an_online_teacher_that_takes_one_input_size_is_refused_by_name(easy_manifest: Path, tmp_path: Path) -> None:
+    from dfkd.models import create_model, save_model
+
+    teacher = tmp_path / "vit teacher.safetensors"
+    save_model(create_model("timm/vit_tiny_patch16_224"), teacher)  # takes 224-px views, nothing else
+    settings = [*TINY, f"data.manifest={easy_manifest}", "data.augment=basic", "data.resize_size=224"]
+    settings += ["data.input_size=224", "data.train_patch=64", f"teacher.model={teacher}", "teacher.online=true"]
+    settings += ["distill.loss=kl"]
+    with pytest.raises(ConfigError, match=r"train_patch=64: the online teacher .*vit teacher\.safetensors cannot take"):
+        train(load_config(None, settings), tmp_path / "run")

@@ -215,6 +215,7 @@ def build_distiller(
             logger.info("%s", reason)
         features = config.distill.feature_loss != "none"
         teacher = _load_teacher(config, student_view, device, record_features=features)
+        _check_teacher_takes_patches(config, teacher)
         return AttentionTransfer(config.distill, teacher) if features else OnlineTeacher(config.distill, teacher)
     cache_dir, cache = _cached_logits(config, manifest, Path(run_dir), device)
     teacher = _load_teacher(config, student_view, device) if config.data.unlabeled else None
@@ -232,6 +233,22 @@ def _load_teacher(
         channels_last=config.train.channels_last,
         record_features=record_features,
     )
+
+
+def _check_teacher_takes_patches(config: RunConfig, teacher: FrozenTeacher) -> None:
+    """Refuse a ``data.train_patch`` the online teacher cannot take (a fixed-size network such as a ViT), before the
+    first batch fails inside the teacher with a message that names neither the setting nor the file."""
+    patch = config.data.train_patch
+    if patch is None:
+        return
+    try:  # one zero image through the model itself: FrozenTeacher's call would count it as a teaching forward
+        with torch.no_grad():
+            teacher.model(torch.zeros(1, 3, patch, patch, device=teacher.device))
+    except (RuntimeError, ValueError, AssertionError) as error:
+        raise ConfigError(
+            f"data.train_patch={patch}: the online teacher {config.teacher.model} cannot take {patch}-px inputs "
+            f"({error}); distil on whole views, or from a teacher that pools globally"
+        ) from None
 
 
 def _cached_logits(
