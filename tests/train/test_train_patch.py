@@ -54,10 +54,8 @@ def test_a_network_that_takes_one_input_size_is_refused_before_any_data_is_read(
     with pytest.raises(ConfigError, match="train_patch=64: timm/vit_tiny_patch16_224 cannot take 64-px inputs"):
         train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
-    for name in (
-        "resnet8_fast",
-        "mobilenet_v2",
-    ):  # these take both sizes; the meta-device forward draws no random number
+    # these take both sizes; the meta-device forward draws no random number
+    for name in ("resnet8_fast", "mobilenet_v2"):
         torch.manual_seed(0)
         before = torch.random.get_rng_state()
         check_model_settings(load_config(None, [f"model.name={name}", "data.augment=basic", "data.train_patch=64"]))

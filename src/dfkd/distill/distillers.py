@@ -238,17 +238,15 @@ def _load_teacher(
 def _check_teacher_takes_patches(config: RunConfig, teacher: FrozenTeacher) -> None:
     """Refuse a ``data.train_patch`` the online teacher cannot take (a fixed-size network such as a ViT), before the
     first batch fails inside the teacher with a message that names neither the setting nor the file."""
+    from dfkd.models import input_size_error
+
     patch = config.data.train_patch
-    if patch is None:
-        return
-    try:  # one zero image through the model itself: FrozenTeacher's call would count it as a teaching forward
-        with torch.no_grad():
-            teacher.model(torch.zeros(1, 3, patch, patch, device=teacher.device))
-    except (RuntimeError, ValueError, AssertionError) as error:
+    # through the model itself: FrozenTeacher's call would count the probe as a teaching forward
+    if patch is not None and (error := input_size_error(teacher.model, patch)) is not None:
         raise ConfigError(
             f"data.train_patch={patch}: the online teacher {config.teacher.model} cannot take {patch}-px inputs "
             f"({error}); distil on whole views, or from a teacher that pools globally"
-        ) from None
+        )
 
 
 def _cached_logits(

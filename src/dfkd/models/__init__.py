@@ -3,7 +3,13 @@
 from dfkd.models import ensemble, resnet_small, teacher  # noqa: F401  (importing registers the models)
 from dfkd.models.checkpoint import card_for, load_model, read_model_card, save_model, update_card
 from dfkd.models.counting import count_flops, count_params
-from dfkd.models.registry import create_model, default_preprocessing, list_models, register_model
+from dfkd.models.registry import (
+    create_model,
+    default_preprocessing,
+    input_size_error,
+    list_models,
+    register_model,
+)
 from dfkd.models.weights import ModelFileError
 
 __all__ = [
@@ -13,6 +19,7 @@ __all__ = [
     "count_params",
     "create_model",
     "default_preprocessing",
+    "input_size_error",
     "list_models",
     "load_model",
     "read_model_card",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from dfkd.card import IMAGENET_MEAN, IMAGENET_STD
@@ -130,3 +131,15 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     model.dfkd_preprocessing = copy.deepcopy(spec.preprocessing)
     logger.debug("created %s (%s) with %s", name, spec.role, kwargs)
     return model
+
+
+def input_size_error(model: nn.Module, side: int) -> str | None:
+    """Why ``model`` cannot take a batch of ``side``-px square images, or None when it can: a network that pools
+    globally takes any size, a ViT only its own. Two zero images without gradients; on the meta device this reads no
+    weight, allocates nothing and leaves the random state as it was."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, 3, side, side, device=next(model.parameters()).device))
+    except (RuntimeError, ValueError, AssertionError) as error:  # shape checks raise any of these
+        return str(error)
+    return None

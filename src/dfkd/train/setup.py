@@ -16,6 +16,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from dfkd.config import ConfigError, RunConfig
 from dfkd.distill.distillers import Distiller
 from dfkd.models.fast import to_channels_last
+from dfkd.models.registry import input_size_error
 from dfkd.train.checkpoint import describe_architecture
 
 
@@ -92,13 +93,11 @@ def check_model_settings(config: RunConfig) -> None:
         patch = config.data.train_patch
         if patch is not None:  # trained on patches, scored on whole views: the network must take both sizes
             for side in (patch, config.data.input_size):
-                try:
-                    model(torch.zeros(2, 3, side, side))
-                except (RuntimeError, ValueError, AssertionError) as error:
+                if (error := input_size_error(model, side)) is not None:
                     raise ConfigError(
                         f"data.train_patch={patch}: {config.model.name} cannot take {side}-px inputs ({error}); "
                         "it needs a network that pools globally"
-                    ) from None
+                    )
     parameter_groups(config, model)  # refuses optim.backbone_lr_scale for a model without a backbone
 
 
