@@ -38,7 +38,8 @@ class DataConfig(_Section):
     # whole input_size view (the network pools globally). A network that never sees a whole face cannot take a
     # collection's framing, pose or lighting for a class, only local traces. Measured with 64 px: an unseen
     # collection's genuine photos called fake 0.2-12 % instead of 25-40 %, StyleGAN2 0.77-0.91 instead of 0.99-1.00
-    # (teachers; students 7-17 % at 80 epochs) (docs/results/generalisation.md, thirteenth round); off.
+    # (teachers; students distilled for 160 epochs 5-11 %, StyleGAN2 0.83-0.88) (docs/results/generalisation.md,
+    # thirteenth round); off.
     train_patch: StrictInt | None = Field(None, ge=8)
     mixup: float = Field(0.0, ge=0.0)  # Beta(a, a) mixing of image pairs in a batch (0: off); KD then runs online
     on_error: Literal["raise", "skip"] = "raise"
