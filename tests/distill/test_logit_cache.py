@@ -78,3 +78,37 @@ def test_a_cache_of_full_decodes_is_refused_for_a_scaled_decode_student(easy_man
     load_logit_cache(cache, manifest, expected=_expected(easy_manifest, teacher, scaled_decode=False))
     with pytest.raises(CacheMismatchError, match="transform differs .cache full decode.*now scaled decode"):
         load_logit_cache(cache, manifest, expected=_expected(easy_manifest, teacher))
+
+
+def test_an_interrupted_cache_resumes_where_it_stopped(
+    easy_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The partial file records how many images are done, and a resumed run fills in exactly the rest."""
+    from safetensors.torch import load_file
+
+    import dfkd.distill.logit_cache as logit_cache
+
+    teacher = _tiny_teacher(tmp_path / "teacher.safetensors")
+    args = {**GEOMETRY, "batch_size": 4, "save_every": 1, "splits": ("train",)}
+    full = load_file(str(compute_logit_cache(teacher, easy_manifest, tmp_path / "full", **args) / "train.safetensors"))
+    n = len(full["logits"])
+    saved: list[tuple[int, torch.Tensor]] = []
+    real_save = logit_cache.save_tensors
+
+    def recording_save(tensors: dict, path: Path) -> None:
+        if "done" in tensors:
+            saved.append((int(tensors["done"]), tensors["logits"].clone()))
+        real_save(tensors, path)
+
+    monkeypatch.setattr(logit_cache, "save_tensors", recording_save)
+    cache = compute_logit_cache(teacher, easy_manifest, tmp_path / "cut", **args)
+    assert [done for done, _ in saved] == [min(4 * step, n) for step in range(1, (n + 3) // 4 + 1)]
+    for done, logits in saved:  # everything before `done` is computed, nothing after it
+        assert torch.isfinite(logits[:done]).all() and torch.isnan(logits[done:]).all()
+    # Interrupted after the second batch: the partial file as that save wrote it, no final file.
+    done, logits = saved[1]
+    (cache / "train.safetensors").unlink()
+    real_save({"logits": logits, "done": torch.tensor(done)}, cache / "train.partial.safetensors")
+    compute_logit_cache(teacher, easy_manifest, cache, **args)
+    assert torch.allclose(load_file(str(cache / "train.safetensors"))["logits"], full["logits"])
+    assert not (cache / "train.partial.safetensors").exists()

@@ -179,13 +179,12 @@ def compute_logit_cache(
         subset = torch.utils.data.Subset(dataset, range(done, len(dataset)))
         loader = build_loader(subset, batch_size=batch_size, num_workers=num_workers)
         total = (len(subset) + batch_size - 1) // batch_size
-        for step, (images, _, positions) in enumerate(
-            track(loader, total=total, description=f"teacher logits ({split})"), start=1
-        ):
-            batch_logits = teacher(channels_last_input(images.to(device))).float().cpu()
-            logits[positions + done] = batch_logits
+        for step, batch in enumerate(track(loader, total=total, description=f"teacher logits ({split})"), start=1):
+            if batch is not None:  # None: every file of the batch was unreadable (each logged); their logits stay NaN
+                images, _, positions = batch  # positions index the whole split, not the resumed subset
+                logits[positions] = teacher(channels_last_input(images.to(device))).float().cpu()
             if step % save_every == 0:
-                high = int(positions.max().item()) + done + 1
+                high = done + min(step * batch_size, len(subset))  # the loader keeps order: every earlier image is done
                 save_tensors({"logits": logits.clone(), "done": torch.tensor(high)}, partial)
         save_tensors({"logits": logits}, final)
         partial.unlink(missing_ok=True)
