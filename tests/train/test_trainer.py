@@ -326,3 +326,39 @@ def test_self_blended_fakes_are_distilled_with_the_teacher_online(
     with pytest.raises(ConfigError, match="data.synthetic_fakes"):
         args = ("distill.loss=kl", f"teacher.cache={cache}", "data.synthetic_fakes=sbi", "teacher.skip_gate=true")
         train(_config(easy_manifest, *args), tmp_path / "x")
+
+
+def test_an_epoch_ends_with_no_gradient_left_when_its_last_batch_is_skipped(tmp_path: Path) -> None:
+    """13 images in batches of 4, two batches a step: the one-image last batch is dropped, so the third batch closes
+    the epoch's last accumulation group with a step, and the next epoch starts with no gradient left."""
+    from lightning_fabric import Fabric
+    from torch.utils.data import Dataset
+
+    from dfkd.data.dataset import build_loader
+    from dfkd.distill.distillers import LabelsOnly
+    from dfkd.train.checkpoint import LoopState
+    from dfkd.train.data import RunData
+    from dfkd.train.loop import train_one_epoch
+    from dfkd.train.sampler import EpochSampler
+    from dfkd.train.setup import Student
+
+    class Tiny(Dataset):
+        def __len__(self) -> int:
+            return 13
+
+        def __getitem__(self, i: int):
+            return torch.full((3, 4, 4), float(i)), torch.tensor(float(i % 2)), i
+
+    config = load_config(None, ["data.batch_size=4", "train.accumulate_grad_batches=2", "data.manifest=unused.csv"])
+    fabric = Fabric(accelerator="cpu", devices=1)
+    torch.manual_seed(0)
+    raw = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 1), torch.nn.Flatten(0))
+    model, optimizer = fabric.setup(raw, torch.optim.SGD(raw.parameters(), lr=0.1))
+    dataset, sampler = Tiny(), EpochSampler(13, shuffle=True, seed=1)
+    loader = build_loader(dataset, batch_size=4, sampler=sampler)
+    loader = fabric.setup_dataloaders(loader, use_distributed_sampler=False)
+    data = RunData(dataset, dataset, train_loader=loader, train_sampler=sampler)
+    state = LoopState()
+    train_one_epoch(fabric, config, Student(model, raw, optimizer), LabelsOnly(), data, state, tmp_path / "last.ckpt")
+    assert state.global_step == 2  # batches 1+2, then 3 alone
+    assert all(parameter.grad is None for parameter in raw.parameters())

@@ -71,6 +71,8 @@ def train_one_epoch(
     batch_size, accumulate = config.data.batch_size, config.train.accumulate_grad_batches
     data.train_sampler.set_position(state.epoch, start=state.batches_done * batch_size)
     batches_per_epoch = math.ceil(data.train_sampler.num_indices / batch_size)
+    # The last batch that trains closes the last accumulation group: a one-image leftover is skipped (below).
+    last_trained = batches_per_epoch - 1 if data.train_sampler.num_indices % batch_size == 1 else batches_per_epoch
     batches = data.train_loader
     if fabric.is_global_zero:
         description = f"epoch {state.epoch + 1}/{config.train.epochs}"
@@ -86,7 +88,7 @@ def train_one_epoch(
         images = memory_format(config, images)
         if config.data.mixup > 0:
             images, labels = mix_batch(images, labels, config.data.mixup)
-        is_step = state.batches_done % accumulate == 0 or state.batches_done == batches_per_epoch
+        is_step = state.batches_done % accumulate == 0 or state.batches_done == last_trained
         with fabric.no_backward_sync(student.model, enabled=not is_step):
             loss = distiller.loss(_forward(fabric, student.model, images), labels, images=images, indices=indices)
             if data.unlabeled is not None:
@@ -107,6 +109,9 @@ def train_one_epoch(
             _save(fabric, checkpoint_path, student, state)
         if step_callback is not None:
             step_callback(state.global_step)
+    # A last batch whose files were all unreadable leaves its accumulation group without a step: drop those gradients
+    # (as a run resumed from this epoch's checkpoint would), or the next epoch's first step would add them in.
+    student.optimizer.zero_grad(set_to_none=True)
 
 
 def _forward(fabric: Fabric, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
