@@ -276,3 +276,20 @@ def test_quiet_silences_the_bundled_model_note(tiny_model: Path, good: Path, mon
     loud, quiet = runner.invoke(app, arguments), runner.invoke(app, ["-q", *arguments])
     assert loud.exit_code == quiet.exit_code == 0, loud.output + quiet.output
     assert "no--modelgiven" in flat(loud.output) and "no--modelgiven" not in flat(quiet.output)
+
+
+def test_detect_prints_names_that_look_like_markup_as_text(tiny_model: Path, tmp_path: Path) -> None:
+    """`x[/y].jpg` once stopped the run at the results table (a rich markup error), before any report was written."""
+    folder = tmp_path / "x["
+    folder.mkdir()
+    noise_image(0).save(folder / "y].jpg")
+    noise_image(1).save(folder / "[red]z.jpg")
+    (folder / "[bold]bad.jpg").write_bytes(b"not an image")
+    json_path, csv_path = tmp_path / "r.json", tmp_path / "r.csv"
+    result = detect(tiny_model, str(folder), "--json", str(json_path), "--csv", str(csv_path))
+    assert result.exit_code == 0, result.output
+    statuses = {Path(item["input"]).name: item["status"] for item in json.loads(json_path.read_text())["results"]}
+    assert statuses == {"y].jpg": "ok", "[red]z.jpg": "ok", "[bold]bad.jpg": "error"}
+    assert csv_path.exists()
+    output = flat(result.output)
+    assert "x[/y].jpg" in output and "[red]z.jpg" in output and "[bold]bad.jpg" in output

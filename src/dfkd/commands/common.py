@@ -32,8 +32,10 @@ def shown(path: str | os.PathLike[str]) -> str:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print an error in red and return the exit to raise."""
-    console.print(f"[bold red]error:[/] {message}")
+    """Print an error in red and return the exit to raise. The message is text: file names in it may hold ``[``."""
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 

@@ -33,7 +33,7 @@ def make_demo_data(
         root = make_demo_dataset(out, per_class=per_class, seed=seed, size=size)
     except ValueError as error:
         raise fail(str(error)) from None
-    out_console.print(f"demo dataset written to [bold]{root}[/]")
+    out_console.print(f"demo dataset written to [bold]{shown(root)}[/]")
 
 
 def _print_counts(report: ScanReport) -> None:
@@ -118,7 +118,7 @@ def scan(
     except OSError as error:  # past the checks above a write can still fail (a full disk): one line, no traceback
         raise fail(f"{shown(error.filename or out)}: {error.strerror or error}", code=1) from None
     _print_counts(report)
-    out_console.print(f"manifest written to [bold]{report.manifest_path}[/] (hash {report.content_hash[:12]})")
+    out_console.print(f"manifest written to [bold]{shown(report.manifest_path)}[/] (hash {report.content_hash[:12]})")
     if not report.samples:
         raise fail("no labelled images found", code=1)
 

@@ -23,7 +23,7 @@ def demo(
     ] = None,
 ) -> None:
     """Make data, train a teacher, cache its logits, train students (no KD, KD-KL, KD-MSE), evaluate, report."""
-    from dfkd.commands.common import fail, out_console, reported_errors
+    from dfkd.commands.common import fail, out_console, reported_errors, shown
     from dfkd.experiments.demo import run_demo
 
     if faces not in ("crop", "none"):
@@ -38,7 +38,7 @@ def demo(
             overrides=overrides or [],
         )
     total = sum(result.timings.values())
-    out_console.print(f"demo finished ({total:.0f} s of new work); report: [bold]{result.report}[/]")
+    out_console.print(f"demo finished ({total:.0f} s of new work); report: [bold]{shown(result.report)}[/]")
 
 
 COMMANDS = {"demo": demo}

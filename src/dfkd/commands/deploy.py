@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from dfkd.commands.common import (
     FaceModelOption,
@@ -91,7 +92,8 @@ def export(
                 fp32_stem=not quantize_stem,
             )
             out_console.print(
-                f"INT8 ONNX written to [bold]{out}[/] ({int8_report['size_bytes'] / 1e6:.2f} MB); val accuracy on "
+                f"INT8 ONNX written to [bold]{shown(out)}[/] ({int8_report['size_bytes'] / 1e6:.2f} MB); "
+                f"val accuracy on "
                 f"{int8_report['n_images']} images: fp32 {int8_report['accuracy_fp32']:.2f} %, INT8 "
                 f"{int8_report['accuracy_int8']:.2f} % (Δ {int8_report['accuracy_delta_points']:+.2f} points, "
                 f"{'ok' if int8_report['passed'] else 'FAILED'}, tolerance {int8_report['tolerance_points']} point); "
@@ -141,7 +143,7 @@ def _print_results(results: list[dict[str, Any]]) -> None:
         is_video = result.get("kind") == "video"
         faces_text = f"{faces} ({result.get('n_frames', 0)} frames)" if is_video else str(faces)
         table.add_row(
-            result["input"],
+            shown(result["input"]),  # a file name is text, not markup: `x[/y].jpg` would stop the run
             result.get("kind", "image"),
             result["status"],
             f"[{style}]{label}[/]" if style else label,
@@ -153,7 +155,9 @@ def _print_results(results: list[dict[str, Any]]) -> None:
         out_console.print(f"… and {len(results) - MAX_TABLE_ROWS} more rows (see --json / --csv)")
     errors = [result for result in results if result["status"] == "error"]
     for result in errors:
-        console.print(f"[red]unreadable[/] {result['input']}: {result['error']}", soft_wrap=True, highlight=False)
+        console.print(
+            f"[red]unreadable[/] {shown(result['input'])}: {escape(result['error'])}", soft_wrap=True, highlight=False
+        )
 
 
 def _print_fake_share(summary: dict[str, int], threshold: float) -> None:
@@ -312,7 +316,7 @@ def detect(
             console.print("[yellow]--explain needs the PyTorch model file; skipped for an ONNX model[/]")
         elif write_output("--explain", explain, lambda: explain.mkdir(parents=True, exist_ok=True)):
             written = _write_explanations(detector, results, explain, faces)
-            out_console.print(f"{written} Grad-CAM overlays written to [bold]{explain}[/]")
+            out_console.print(f"{written} Grad-CAM overlays written to [bold]{shown(explain)}[/]")
         else:
             all_written = False
     _print_results(results)
@@ -334,12 +338,12 @@ def detect(
             margin=detector.margin,
         )
         if write_output("--json", json_out, lambda: write_report_json(json_out, report)):
-            out_console.print(f"JSON report written to [bold]{json_out}[/]")
+            out_console.print(f"JSON report written to [bold]{shown(json_out)}[/]")
         else:
             all_written = False
     if csv_out is not None:
         if write_output("--csv", csv_out, lambda: write_report_csv(csv_out, results)):
-            out_console.print(f"CSV written to [bold]{csv_out}[/]")
+            out_console.print(f"CSV written to [bold]{shown(csv_out)}[/]")
         else:
             all_written = False
     if summary["ok"] + summary["no_face"] == 0:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands.common import check_output, out_console, reported_errors
+from dfkd.commands.common import check_output, out_console, reported_errors, shown
 
 
 def evaluate(
@@ -52,7 +52,7 @@ def evaluate(
         f"F1(real) {metrics['f1_real']:.4f} AUC {metrics['roc_auc']:.4f} EER {metrics['eer']:.4f} "
         f"(threshold {metrics['threshold']:.4f}, {metrics['threshold_source']})"
     )
-    out_console.print(f"written to [bold]{out}[/]")
+    out_console.print(f"written to [bold]{shown(out)}[/]")
 
 
 def benchmark(
@@ -98,7 +98,7 @@ def benchmark(
         out_console.print(f"end to end from JPEG: {result['end_to_end']['throughput']:.1f} img/s")
     if result["reference_measure"]:
         out_console.print(f"reference's FPS measure: {result['reference_measure']['throughput']:.1f} img/s")
-    out_console.print(f"{result['params']:,} params, {result['gflops']:.3f} GFLOPs; written to [bold]{out}[/]")
+    out_console.print(f"{result['params']:,} params, {result['gflops']:.3f} GFLOPs; written to [bold]{shown(out)}[/]")
 
 
 def report(
@@ -110,7 +110,7 @@ def report(
 
     with reported_errors():
         path = build_report(runs, out)
-    out_console.print(f"report written to [bold]{path}[/]")
+    out_console.print(f"report written to [bold]{shown(path)}[/]")
 
 
 COMMANDS = {"evaluate": evaluate, "benchmark": benchmark, "report": report}

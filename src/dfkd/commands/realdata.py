@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from dfkd.commands.common import (
     FACE_MODEL_ENV,
@@ -14,6 +15,7 @@ from dfkd.commands.common import (
     fail,
     out_console,
     reported_errors,
+    shown,
     training_errors,
 )
 
@@ -65,15 +67,15 @@ def crop_faces(
         f"({report.n_resumed} from an earlier run); {report.n_no_face} without a face, {report.n_error} unreadable"
     )
     if report.skipped:
-        out_console.print(f"images without a crop: [bold]{report.no_face_csv}[/]")
+        out_console.print(f"images without a crop: [bold]{shown(report.no_face_csv)}[/]")
     for label, stats in report.geometry.items():
         out_console.print(
             f"{label}: {stats['n']} crops, margin shrunk to fit {stats['shrunk_rate']:.0%}, past the border "
             f"{stats['overhang_rate']:.0%}, face fills {stats['face_share_median']:.0%} of the crop (median)"
         )
     for line in report.warnings:
-        out_console.print(f"[yellow]framing differs between real and fake:[/] {line}")
-    out_console.print(f"crops in [bold]{report.out}[/], boxes in [bold]{report.faces_csv}[/]")
+        out_console.print(f"[yellow]framing differs between real and fake:[/] {escape(line)}")
+    out_console.print(f"crops in [bold]{shown(report.out)}[/], boxes in [bold]{shown(report.faces_csv)}[/]")
 
 
 def face_outlines(
@@ -96,7 +98,7 @@ def face_outlines(
         f"({report.n_kept} from an earlier run); {len(report.missed)} keep the mean face"
     )
     for path, reason in report.missed[:10]:
-        out_console.print(f"[yellow]no outline:[/] {path} ({reason})")
+        out_console.print(f"[yellow]no outline:[/] {shown(path)} ({escape(reason)})")
     if len(report.missed) > 10:
         out_console.print(f"… and {len(report.missed) - 10} more")
 
@@ -153,7 +155,9 @@ def blend_preview(
     missing = sum(str(Path(path).resolve()) not in landmarks.points for path in chosen)
     if missing:
         out_console.print(f"{missing} of {len(chosen)} images have no recorded landmarks (a centred face is assumed)")
-    out_console.print(f"real | mask | self-blended fake for {len(chosen) - len(unreadable)} images: [bold]{out}[/]")
+    out_console.print(
+        f"real | mask | self-blended fake for {len(chosen) - len(unreadable)} images: [bold]{shown(out)}[/]"
+    )
 
 
 def cross_source(
@@ -201,7 +205,7 @@ def cross_source(
     except KeyboardInterrupt:
         raise fail("interrupted: run the same command again to resume (finished cells are kept)", code=130) from None
     out_console.print((out / "cross_source.md").read_text())
-    out_console.print(f"written to [bold]{out}[/] ({len(result['train_sets'])} models)")
+    out_console.print(f"written to [bold]{shown(out)}[/] ({len(result['train_sets'])} models)")
 
 
 def robustness(
@@ -249,7 +253,7 @@ def robustness(
         )
         clean = result["clean"]["auc"]
         out_console.print(f"{result['name']}: clean AUC {'–' if clean is None else f'{clean:.3f}'}; mean AUC {means}")
-    out_console.print(f"written to [bold]{target}[/] (robustness.md, robustness.json, robustness.png)")
+    out_console.print(f"written to [bold]{shown(target)}[/] (robustness.md, robustness.json, robustness.png)")
 
 
 COMMANDS = {

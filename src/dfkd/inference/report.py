@@ -71,11 +71,26 @@ def build_report(
     }
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (`=HYPERLINK(...)`): CSV injection.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert_path(path: str) -> str:
+    """``path`` as a cell no spreadsheet runs: a relative name that starts like a formula gets ``./``, the same file."""
+    return os.path.join(os.curdir, path) if path.startswith(FORMULA_STARTS) else path
+
+
+def _inert_text(text: str) -> str:
+    """``text`` as a cell no spreadsheet runs: one that starts like a formula gets a leading ``'``."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
 def csv_row(result: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row of a result (probabilities rounded to 6 decimals, empty cells for missing values)."""
+    """One CSV row of a result (probabilities rounded to 6 decimals, empty cells for missing values). Names and errors
+    that a spreadsheet would run as formulas are made inert."""
     face_probs = [face["fake_prob"] for face in result.get("faces", []) if face.get("fake_prob") is not None]
     row = {
-        "input": result["input"],
+        "input": _inert_path(result["input"]),
         "kind": result.get("kind", "image"),
         "status": result["status"],
         "label": result.get("label") or "",
@@ -84,7 +99,7 @@ def csv_row(result: dict[str, Any]) -> dict[str, Any]:
         "n_faces": len(result.get("faces", [])),
         "max_face_fake_prob": round(max(face_probs), 6) if face_probs else "",
         "n_frames": result.get("n_frames", ""),
-        "error": result.get("error") or "",
+        "error": _inert_text(result.get("error") or ""),
     }
     return row
 
