@@ -70,3 +70,26 @@ def test_overlay_draws_boxes_and_fps_without_touching_the_frame() -> None:
     canvas = draw_overlay(frame, result, threshold=0.5, fps=12.5)
     assert canvas.shape == frame.shape and not frame.any()
     assert (canvas[30, 40:100] == (0, 0, 255)).all()  # a red (fake) box edge, BGR
+
+
+def test_a_video_whose_name_is_not_utf8_is_an_error_item_not_a_crash(
+    tiny_model: Path, face_video: Path, tmp_path: Path
+) -> None:
+    """OpenCV's reader segfaults on such a name (ending the run and every result): it is refused by name first."""
+    import os
+    import shutil
+
+    from dfkd.inference.run import detect_paths
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(face_video, folder / "ok.mp4")
+    odd = os.fsdecode(os.fsencode(folder) + b"/caf\xe9.mp4")
+    shutil.copy(face_video, odd)
+    results, _ = detect_paths(Detector.load(tiny_model, faces="none"), [folder], faces="none", max_frames=2)
+    by_name = {os.fsencode(Path(result["input"]).name): result for result in results}
+    assert by_name[b"ok.mp4"]["status"] == "ok"
+    assert by_name[b"caf\xe9.mp4"]["status"] == "error"
+    assert "file name is not valid UTF-8" in by_name[b"caf\xe9.mp4"]["error"]  # the item names the file
+    with pytest.raises(RuntimeError, match=r"caf\\xe9\.mp4: the file name is not valid UTF-8"):
+        run_live(Detector.load(tiny_model, faces="none"), odd, emit=lambda record: None, max_frames=1)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from dfkd.inference.video import native_fps
+from dfkd.inference.video import VideoReadError, native_fps, opencv_name
 
 if TYPE_CHECKING:
     from dfkd.inference.detector import Detector
@@ -87,6 +87,11 @@ def open_capture(source: int | str) -> tuple[Any, float | None]:
     """
     import cv2
 
+    if isinstance(source, str):
+        try:
+            source = opencv_name(source)
+        except VideoReadError as error:
+            raise RuntimeError(str(error)) from None
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         raise RuntimeError(f"cannot open video source {source!r}")

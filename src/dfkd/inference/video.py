@@ -32,6 +32,23 @@ class VideoReadError(Exception):
     """A video could not be opened or decoded."""
 
 
+def opencv_name(path: str | os.PathLike[str]) -> str:
+    """``path`` as OpenCV may be handed it.
+
+    Raises:
+        VideoReadError: the name is not valid UTF-8 (``caf\\xe9.mp4``), which crashes OpenCV's video reader outright
+            (a segmentation fault that would end the whole run).
+    """
+    name = os.fspath(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+        reason = "the file name is not valid UTF-8, which OpenCV cannot open: rename it"
+        raise VideoReadError(f"{shown}: {reason}") from None
+    return name
+
+
 def is_video_path(path: str | os.PathLike[str]) -> bool:
     """True when the file name has a video extension (any case)."""
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
@@ -59,7 +76,7 @@ def iter_video_frames(
 
     if not Path(path).is_file():
         raise VideoReadError(f"{path}: file not found")
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(opencv_name(path))
     if not capture.isOpened():
         raise VideoReadError(f"{path}: cannot open as a video")
     try:
