@@ -47,6 +47,12 @@ def test_impossible_limits_are_refused_by_the_settings_and_the_cli(tmp_path: Any
         ServeLimits(max_request_pixels=10, max_pixels_in_flight=5)
     result = CliRunner().invoke(cli_app, ["serve", "--model", str(tmp_path / "m.safetensors"), "--max-files", "0"])
     assert result.exit_code == 2 and "--max-files" in result.output
+    for value in ("inf", "nan"):  # inf would pass ge=0, and a batch window of inf stopped the batch thread
+        with pytest.raises(ValidationError, match="batch_window_ms"):
+            ServeLimits(batch_window_ms=float(value))
+        for option in ("--batch-window-ms", "--max-request-mb", "--timeout"):
+            result = CliRunner().invoke(cli_app, ["serve", "--model", str(tmp_path / "m.safetensors"), option, value])
+            assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output, result.output
 
 
 def test_settings_travel_to_worker_processes_as_json() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from dfkd.commands.common import (
     fail,
     model_or_bundled,
     reported_errors,
+    shown,
 )
 from dfkd.serve.settings import API_KEY_ENV, DEFAULT_LIMITS, MIB, ServeLimits, ServeSettings
 
@@ -84,6 +86,8 @@ def serve(
     let_idle_threads_sleep()  # before any torch import (and inherited by worker processes): decoding shares the cores
 
     model = model_or_bundled(model)
+    if not math.isfinite(max_request_mb) or max_request_mb <= 0:
+        raise fail(f"--max-request-mb must be a positive number of MiB, got {max_request_mb}")
     try:
         settings = ServeSettings(
             model=str(model),
@@ -119,7 +123,7 @@ def serve(
     with reported_errors():
         # Load here even for several workers, so a bad model or option fails once with a clear message.
         service = build_app(settings)
-    console.print(f"serving [bold]{model}[/] on {listening_on(host, port)} (API docs at /docs)")
+    console.print(f"serving [bold]{shown(model)}[/] on {listening_on(host, port)} (API docs at /docs)")
     if api_key:
         console.print("requests to /v1 need the X-API-Key header")
     if workers > 1:

@@ -14,7 +14,8 @@ API_KEY_ENV = "DFKD_API_KEY"  # read by `dfkd serve` (argv would show the key to
 class ServeLimits(BaseModel):
     """What one request may send, how long it may take, and how concurrent images are batched."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf or NaN would pass `ge=0` and `gt=0` (a batch window of inf stops the batch thread: it cannot wait forever)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     max_request_bytes: int = Field(20 * MIB, ge=1, description="Largest request body, bytes.")
     max_files: int = Field(16, ge=1, description="Most files per request.")
