@@ -21,7 +21,8 @@ def eer_threshold(labels: Sequence[int] | np.ndarray, fake_probs: Sequence[float
     labels, fake_probs = np.asarray(labels), np.asarray(fake_probs, dtype=np.float64)
     if len(np.unique(labels)) < 2:
         return math.nan, 0.5
-    fpr, tpr, thresholds = skm.roc_curve(labels, fake_probs)
+    # every point: the thinned curve drops collinear points, often where the two rates actually meet
+    fpr, tpr, thresholds = skm.roc_curve(labels, fake_probs, drop_intermediate=False)
     fnr = 1.0 - tpr
     index = int(np.nanargmin(np.abs(fnr - fpr)))
     edge = float(np.clip(thresholds[index], 0.0, 1.0))

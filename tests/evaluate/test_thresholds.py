@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dfkd.thresholds import choose_threshold, describe_policy, fpr_threshold, parse_policy
+from dfkd.thresholds import choose_threshold, describe_policy, eer_threshold, fpr_threshold, parse_policy
 
 
 @pytest.mark.parametrize("max_fpr", [0.01, 0.05, 0.1, 0.3])
@@ -90,3 +90,10 @@ def test_train_threshold_policy_is_validated_and_reaches_the_card(tmp_path, easy
     assert read_model_card(model).threshold_source == "validation: ≤ 20 % of reals fake"
     with pytest.raises(ValueError, match="reals_only.csv: val split: the EER threshold"):
         set_threshold(model, reals_only, "eer", num_workers=0)
+
+
+def test_the_eer_is_read_on_every_roc_point_not_the_thinned_curve() -> None:
+    """The rates meet at 0.7 (one real of four above it, one fake of four below): 0.25. sklearn's thinned ROC curve
+    drops the collinear points 0.9, 0.8 and 0.7 and gave 0.125 at 0.35."""
+    eer, threshold = eer_threshold([0, 0, 0, 0, 1, 1, 1, 1], [0.95, 0.1, 0.1, 0.1, 0.9, 0.8, 0.7, 0.6])
+    assert eer == pytest.approx(0.25) and 0.6 < threshold <= 0.7
