@@ -106,3 +106,19 @@ def test_training_into_a_finished_run_is_refused_unless_asked(
     replaced = CliRunner().invoke(app, [*args, "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
     assert read_checkpoint(run / "last.ckpt")[1]["architecture"]["name"] == "resnet8"
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_more(easy_manifest: Path, tmp_path: Path) -> None:
+    """Patience spent is the end of the run: --resume used to train one more epoch and could replace the model."""
+    from dfkd.train.checkpoint import STATE_KEY
+    from dfkd.utils import save_tensors
+
+    run = tmp_path / "run"
+    config = _config(easy_manifest, "model.name=resnet8_fast", "train.epochs=3", "train.patience=2")
+    train(_config(easy_manifest, "model.name=resnet8_fast", "train.epochs=1"), run)
+    tensors, record = read_checkpoint(run / "last.ckpt")
+    record["loop"]["bad_epochs"] = 2  # as if epochs 2 and 3 of a longer run had not improved
+    save_tensors(tensors, run / "last.ckpt", metadata={STATE_KEY: json.dumps(record)})
+    model_bytes = (run / "model.safetensors").read_bytes()
+    result = train(config, run, resume=True)
+    assert len(result.history) == 1 and (run / "model.safetensors").read_bytes() == model_bytes

@@ -320,7 +320,12 @@ def train(
     student = setup_student(fabric, config, distiller)
     last_path = run_dir / "last.ckpt"
     state = _resume(last_path, student, resume, overwrite)
-    while state.epoch < config.train.epochs:
+
+    def patience_spent() -> bool:  # patience on an undefined monitor would only cut the run short
+        return not monitor_undefined and state.bad_epochs >= config.train.patience
+
+    # A run resumed after it stopped early is finished: checking first keeps it from training one more epoch.
+    while state.epoch < config.train.epochs and not patience_spent():
         started = time.perf_counter()
         train_one_epoch(fabric, config, student, distiller, data, state, last_path, step_callback)
         metrics = evaluate(fabric, config, student.scored, data.val_loader, distiller)
@@ -335,10 +340,8 @@ def train(
         _save(fabric, last_path, student, state)
         if epoch_callback is not None:
             epoch_callback(state.epoch, row)
-        # patience on an undefined monitor would only cut the run short
-        if not monitor_undefined and state.bad_epochs >= config.train.patience:
+        if patience_spent():
             logger.info("early stopping: no improvement of %s for %d epochs", config.train.monitor, state.bad_epochs)
-            break
     fabric.barrier()
     if tensorboard is not None:
         tensorboard.finalize("success")
