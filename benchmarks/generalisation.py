@@ -119,18 +119,6 @@ def recipe(config: str, overrides: list[str], manifest: Path):
     return load_config(resolve_config(config), [f"data.manifest={manifest}", *overrides])
 
 
-def _differing_keys(done: dict, wanted: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested settings dicts."""
-    keys = []
-    for key in sorted(set(done) | set(wanted)):
-        a, b = done.get(key), wanted.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += _differing_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(f"{prefix}{key}")
-    return keys
-
-
 def train_once(config: str, overrides: list[str], run: Path, manifest: Path, *, threshold: bool = True) -> Path:
     """Train (unless finished with the same settings) and set the threshold on the validation split by the recipe's
     policy; the model file.
@@ -140,7 +128,7 @@ def train_once(config: str, overrides: list[str], run: Path, manifest: Path, *, 
     """
     from pydantic import ValidationError
 
-    from dfkd.config import RunConfig
+    from dfkd.config import RunConfig, differing_keys
     from dfkd.evaluate.evaluator import set_threshold
     from dfkd.train import train
 
@@ -153,7 +141,7 @@ def train_once(config: str, overrides: list[str], run: Path, manifest: Path, *, 
             finished = None if done == "ok" else RunConfig.model_validate(json.loads(done)).model_dump(mode="json")
         except ValidationError as error:
             raise SystemExit(f"{run} was trained with settings dfkd no longer takes: {error}") from None
-        changed = [] if finished is None else _differing_keys(finished, wanted)
+        changed = [] if finished is None else differing_keys(finished, wanted)
         if changed:
             raise SystemExit(f"{run} was trained with other {', '.join(changed)}: give another --out or --student-set")
         return model

@@ -325,6 +325,18 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
     return validate_config(data, origin=origin)
 
 
+def differing_keys(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested settings dicts (``model_dump(mode="json")``)."""
+    keys = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += differing_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def dump_config(config: RunConfig) -> str:
     """The resolved config as YAML (what is saved beside each run)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

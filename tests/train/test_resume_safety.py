@@ -122,3 +122,27 @@ def test_resuming_a_run_that_stopped_early_trains_no_more(easy_manifest: Path, t
     model_bytes = (run / "model.safetensors").read_bytes()
     result = train(config, run, resume=True)
     assert len(result.history) == 1 and (run / "model.safetensors").read_bytes() == model_bytes
+
+
+def test_resuming_with_settings_the_checkpoint_cannot_honour_is_refused(
+    finished_run: Path, easy_manifest: Path, tmp_path: Path
+) -> None:
+    """The checkpoint carries the optimiser and schedule: a new learning rate would be ignored, so it is refused by
+    name; more epochs are fine; --overwrite starts afresh."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    config_before = (run / "config.yaml").read_text()
+    with pytest.raises(CheckpointError, match=r"other optim\.lr, optim\.weight_decay than given now.*--overwrite"):
+        train(
+            _config(easy_manifest, "model.name=resnet8_fast", "optim.lr=0.01", "optim.weight_decay=0.1"),
+            run,
+            resume=True,
+        )
+    assert (run / "config.yaml").read_text() == config_before  # refused before anything was written
+    more = train(
+        _config(easy_manifest, "model.name=resnet8_fast", "train.epochs=2", "data.num_workers=0"), run, resume=True
+    )
+    assert [row["epoch"] for row in more.history] == [1, 2]  # continued
+    fresh = train(_config(easy_manifest, "model.name=resnet8_fast", "optim.lr=0.01"), run, resume=True, overwrite=True)
+    assert [row["epoch"] for row in fresh.history] == [1]  # started afresh
+    assert read_checkpoint(run / "last.ckpt")[1]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01)

@@ -19,7 +19,7 @@ from lightning_fabric import Fabric
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from dfkd.config import RunConfig, save_config
+from dfkd.config import RunConfig, differing_keys, read_config_file, save_config
 from dfkd.data.manifest import read_manifest
 from dfkd.distill.distillers import Distiller, build_distiller, teacher_gate
 from dfkd.thresholds import choose_threshold
@@ -184,6 +184,54 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         )
 
 
+# Settings a resumed run may change: where and how it runs, and how long (the optimiser, schedule, data order and
+# model in the checkpoint do not depend on them; a cosine schedule's length does, see below).
+RESUMABLE_CHANGES = {
+    "data.num_workers",
+    "data.eval_batch_size",
+    "data.on_error",
+    "train.accelerator",
+    "train.devices",
+    "train.num_nodes",
+    "train.strategy",
+    "train.checkpoint_every",
+    "train.tensorboard",
+    "train.threshold",
+    "train.epochs",
+    "train.patience",
+}
+
+
+def _resume_mismatch(run_dir: Path, config: RunConfig) -> str | None:
+    """Why the run's checkpoint cannot be resumed under ``config`` (None if it can): it carries the run's optimiser
+    (learning rate, weight decay), schedule and position in the data, so a changed ``optim.lr`` or ``train.epochs``
+    of a cosine schedule would be silently ignored while ``config.yaml`` claimed them."""
+    saved_path, checkpoint = run_dir / "config.yaml", run_dir / "last.ckpt"
+    if not (checkpoint.exists() and saved_path.exists()):
+        return None
+    try:
+        saved = RunConfig.model_validate(read_config_file(saved_path)).model_dump(mode="json")
+    except (ValueError, OSError) as error:  # a config.yaml dfkd cannot read says nothing about the checkpoint
+        logger.warning("--resume: cannot compare with %s (%s)", saved_path, error)
+        return None
+    changed = [
+        key
+        for key in differing_keys(saved, config.model_dump(mode="json"))
+        # model.*: the checkpoint records its architecture, which loading it checks and names (pretrained weights
+        # only matter at the start)
+        if key not in RESUMABLE_CHANGES and not key.startswith("model.")
+    ]
+    if config.scheduler.name == "cosine" and saved["train"]["epochs"] != config.train.epochs:
+        changed.append("train.epochs (the cosine schedule's length is in the checkpoint)")
+    if not changed:
+        return None
+    return (
+        f"{checkpoint}: the run was trained with other {', '.join(changed)} than given now, and its checkpoint would "
+        "continue with the old ones (optimiser, schedule and data order are in it): resume with the settings of "
+        f"{saved_path}, or start afresh with --overwrite"
+    )
+
+
 def _resume(path: Path, student: Student, resume: bool, overwrite: bool) -> LoopState:
     if resume and path.exists():
         try:
@@ -294,6 +342,9 @@ def train(
     if config.data.manifest is None:
         raise ValueError("data.manifest is required")
     _check_run_dir(run_dir, resume, overwrite)
+    mismatch = _resume_mismatch(run_dir, config) if resume else None
+    if mismatch and not overwrite:
+        raise CheckpointError(mismatch)
     check_model_settings(config)
     if config.data.input_size > config.data.resize_size:
         logger.warning(
@@ -319,7 +370,9 @@ def train(
     build_loaders(fabric, config, data, view)
     student = setup_student(fabric, config, distiller)
     last_path = run_dir / "last.ckpt"
-    state = _resume(last_path, student, resume, overwrite)
+    if mismatch:  # with --overwrite: the run starts afresh, as for a checkpoint that does not fit
+        logger.warning("--overwrite: %s; starting the run afresh", mismatch)
+    state = _resume(last_path, student, resume and not mismatch, overwrite)
 
     def patience_spent() -> bool:  # patience on an undefined monitor would only cut the run short
         return not monitor_undefined and state.bad_epochs >= config.train.patience
