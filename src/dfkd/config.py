@@ -52,7 +52,7 @@ class DataConfig(_Section):
     # synthetic_share (validation: a fixed such set), so the data may hold real faces only. Landmarks come from
     # crop-faces' faces.csv. The teacher then runs online, on the same blended views.
     synthetic_fakes: Literal["none", "sbi"] = "none"
-    synthetic_share: float = Field(0.5, gt=0.0, le=1.0)
+    synthetic_share: float = Field(0.5, gt=0.0, lt=1.0)  # 1 would blend every real: no real class left to learn
     # Share of those blends confined to one to three facial parts (eyes, nose, mouth) instead of the whole face: the
     # boundaries of hand-made composites, which whole-face blends do not teach.
     synthetic_parts: float = Field(0.0, ge=0.0, le=1.0)
@@ -79,13 +79,21 @@ class DataConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _patch_within_view(self) -> DataConfig:
-        if self.train_patch is None:
-            return self
-        if self.train_patch > self.input_size:
+    def _random_view_settings_need_augment(self) -> DataConfig:
+        if self.train_patch is not None and self.train_patch > self.input_size:
             raise ValueError(f"train_patch {self.train_patch} is larger than input_size {self.input_size}")
-        if self.augment == "none":
-            raise ValueError("train_patch needs a random training view: set augment (basic, robust, crop or quality)")
+        if self.augment == "none":  # the training view is then the evaluation transform, which would ignore them
+            settings = {
+                "train_patch": self.train_patch is not None,
+                "rotation": self.rotation > 0,
+                "sharpen": self.sharpen > 0,
+            }
+            asked = [name for name, on in settings.items() if on]
+            if asked:
+                verb = "needs" if len(asked) == 1 else "need"
+                raise ValueError(
+                    f"{', '.join(asked)} {verb} a random training view: set augment (basic, robust, crop or quality)"
+                )
         return self
 
 

@@ -165,3 +165,20 @@ def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_config(hostile)
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_val_split_left_with_one_class_by_self_blending_keeps_the_last_epoch(
+    easy_manifest: Path, tmp_path: Path
+) -> None:
+    """Self-blending used to be taken as proof that validation holds both classes; with no real left in it val_auc
+    was NaN every epoch and no model file was ever written."""
+    manifest = _filtered_manifest(
+        easy_manifest, tmp_path / "m.csv", lambda row: row["split"] == "val" and row["label"] == "real"
+    )
+    result = _train_cli(manifest, tmp_path / "run", "data.synthetic_fakes=sbi", "train.epochs=2", "train.patience=1")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "model.safetensors").exists()
+    output = " ".join(result.output.split())
+    assert "val split holds one class only (0 real," in output and "fake after self-blending)" in output
+    refused = _train_cli(easy_manifest, tmp_path / "run2", "data.synthetic_fakes=sbi", "data.synthetic_share=1.0")
+    _one_line_error(refused, "data.synthetic_share")

@@ -37,6 +37,9 @@ def test_patch_settings_are_checked_when_the_config_is_read() -> None:
         load_config(None, ["data.augment=quality", "data.train_patch=300"])
     with pytest.raises(ValueError, match="train_patch needs a random training view"):
         load_config(None, ["data.train_patch=64"])  # augment none: the training view is the evaluation view
+    with pytest.raises(ValueError, match="rotation, sharpen need a random training view"):  # were silently ignored
+        load_config(None, ["data.rotation=30", "data.sharpen=1.0"])
+    load_config(None, ["data.augment=basic", "data.rotation=30", "data.sharpen=1.0"])
     with pytest.raises(ValueError, match="train_patch"):
         load_config(None, ["data.augment=quality", "data.train_patch=4"])
 

@@ -90,11 +90,16 @@ def _shown_counts(counts: dict[str, int]) -> str:
 
 
 def single_class_val(config: RunConfig, data: RunData) -> str | None:
-    """The val split's class counts as text when it holds one class only (its AUC is then undefined), else None."""
-    if config.data.synthetic_fakes != "none":  # validation gets a fixed set of blended fakes
+    """The val split's class counts as text when it holds one class only (its AUC is then undefined), else None.
+
+    With self-blending the counts are those after its fixed choice of blended reals (a small split may lose them all).
+    """
+    n_fake = int((data.val_set.labels > 0.5).sum())
+    n_real = len(data.val_set.labels) - n_fake
+    if n_fake and n_real:
         return None
-    counts = class_counts(data.val_set)
-    return _shown_counts(counts) if len(counts) < 2 else None
+    blended = " after self-blending" if config.data.synthetic_fakes != "none" else ""
+    return f"{n_real} real, {n_fake} fake{blended}"
 
 
 def build_loaders(fabric: Fabric, config: RunConfig, data: RunData, view: dict) -> None:
