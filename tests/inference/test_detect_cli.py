@@ -112,6 +112,12 @@ def test_live_stream_without_a_display_prints_json_lines(tiny_model: Path, tmp_p
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 3
     assert all({"frame", "fps", "dropped", "fake_prob", "status"} <= set(line) for line in lines)
+    # What live mode cannot honour is refused, not silently dropped (PATHs went unscored, reports unwritten).
+    extra = [str(video), "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv")]
+    refused = runner.invoke(app, [*arguments, "--faces", "none", *extra])
+    assert refused.exit_code == 2 and "takes no PATH, --json, --csv" in " ".join(refused.output.split())
+    both = runner.invoke(app, [*arguments, "--camera", "0"])
+    assert both.exit_code == 2 and "--camera or --stream, not both" in " ".join(both.output.split())
 
 
 def test_detect_lets_idle_model_threads_sleep_unless_the_user_chose(

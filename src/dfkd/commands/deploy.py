@@ -286,7 +286,14 @@ def detect(
     if not paths and live_source is None:
         raise fail("give PATH(s) to score, or --camera / --stream for live detection")
     _check_detect_options(fps, max_frames)
-    if live_source is None:  # before the model loads and the inputs are scored
+    if live_source is not None:  # live mode prints JSON lines or shows a window: it would ignore these silently
+        if camera is not None and stream is not None:
+            raise fail("give --camera or --stream, not both")
+        given = {"PATH": bool(paths), "--json": json_out is not None, "--csv": csv_out is not None}
+        given["--explain"] = explain is not None
+        if unused := [name for name, on in given.items() if on]:
+            raise fail(f"live detection (--camera / --stream) takes no {', '.join(unused)}: run those separately")
+    else:  # before the model loads and the inputs are scored
         check_output("--json", json_out)
         check_output("--csv", csv_out)
         check_output("--explain", explain, folder=True)
