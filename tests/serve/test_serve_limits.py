@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import time
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -120,6 +122,13 @@ def test_undecodable_images_get_422_naming_the_file_and_reason(server: LiveServe
     assert "truncated" in error["message"] or "undecodable" in error["message"]
     empty = error_of(post(server.url, [("files", ("empty.jpg", b"", "image/jpeg"))]), 422, "undecodable_image")
     assert "empty" in empty["message"]
+    # Pixels no rule makes colours of were answered 200 with a "prediction_failed" item, as if the model had failed.
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((32, 32), np.nan, dtype=np.float32)).save(buffer, format="TIFF")
+    nan = error_of(
+        post(server.url, [("files", ("nan.tif", buffer.getvalue(), "image/tiff"))]), 422, "undecodable_image"
+    )
+    assert nan["message"] == "nan.tif: image has non-finite values"
 
 
 def test_when_no_file_decodes_the_first_error_decides_and_all_are_listed(server: LiveServer) -> None:

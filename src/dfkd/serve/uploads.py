@@ -35,8 +35,18 @@ logger = logging.getLogger(__name__)
 # Pillow's format names of what the service accepts, by the magic bytes that open each format.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 ACCEPTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
-# How ``ImageLoadError`` reasons of undecodable bytes begin (see dfkd.data.images.decode_image).
-DECODE_FAILURES = ("empty file", "not an image", "truncated", "undecodable", "cannot read")
+# How ``ImageLoadError`` reasons of undecodable bytes begin (see dfkd.data.images.decode_image), and of pixels no
+# rule turns into colours (a float TIFF holding NaN: dfkd.data.images._as_uint8).
+DECODE_FAILURES = (
+    "empty file",
+    "not an image",
+    "truncated",
+    "undecodable",
+    "cannot read",
+    "image has non-finite values",
+    "image has negative values",
+    "unsupported image dtype",
+)
 
 
 def file_error(code: str, name: str, reason: str) -> ApiError:
