@@ -265,6 +265,19 @@ def test_detect_says_a_symlink_loop_cannot_be_read(tiny_model: Path, tmp_path: P
     assert f"{tmp_path / 'loopa'}:cannotread:toomanylevelsofsymboliclinks" in flat(result.output)
 
 
+def test_detect_says_a_link_to_nothing_is_broken_not_forbidden(tiny_model: Path, tmp_path: Path, good: Path) -> None:
+    """A dangling link in a folder was reported as `cannot read: permission denied` (os.access fails for it too)."""
+    folder = tmp_path / "links"
+    folder.mkdir()
+    (folder / "gone.jpg").symlink_to(tmp_path / "nothing.jpg")
+    (tmp_path / "gone2.jpg").symlink_to(tmp_path / "nothing.jpg")
+    result = detect(tiny_model, str(folder), str(tmp_path / "gone2.jpg"), str(good))
+    assert result.exit_code == 0, result.output
+    output = flat(result.output)
+    assert "gone.jpg:brokenlink:itstargetdoesnotexist" in output and "gone2.jpg:brokenlink" in output
+    assert "permissiondenied" not in output
+
+
 # 5. -q silences the note about the bundled model.
 
 

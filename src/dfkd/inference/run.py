@@ -40,11 +40,17 @@ class CollectedInputs:
     unreadable_folders: list[InputItem] = field(default_factory=list)  # kind "folder", with the reason
 
 
+def _missing_reason(path: Path) -> str:
+    return "broken link: its target does not exist" if path.is_symlink() else "not found"
+
+
 def _file_item(path: Path, kind: str) -> InputItem:
     """An image or video item, or an error item when the file may not be read.
 
     Checked here so that a file we may not read is reported as such, not as an undecodable image or video.
     """
+    if not path.exists():  # os.access fails for these too, and would blame permissions
+        return InputItem(str(path), "error", _missing_reason(path))
     if not os.access(path, os.R_OK):
         return InputItem(str(path), "error", "cannot read: permission denied")
     return InputItem(str(path), kind)
@@ -85,7 +91,7 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> CollectedInputs:
         try:
             path.stat()
         except FileNotFoundError:
-            collected.items.append(InputItem(str(path), "error", "not found"))
+            collected.items.append(InputItem(str(path), "error", _missing_reason(path)))
             continue
         except OSError as error:  # ELOOP, EACCES on a parent folder, ENAMETOOLONG …
             collected.items.append(InputItem(str(path), "error", unreadable_reason(error)))
