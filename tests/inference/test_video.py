@@ -93,3 +93,18 @@ def test_a_video_whose_name_is_not_utf8_is_an_error_item_not_a_crash(
     assert "file name is not valid UTF-8" in by_name[b"caf\xe9.mp4"]["error"]  # the item names the file
     with pytest.raises(RuntimeError, match=r"caf\\xe9\.mp4: the file name is not valid UTF-8"):
         run_live(Detector.load(tiny_model, faces="none"), odd, emit=lambda record: None, max_frames=1)
+
+
+def test_a_video_holds_a_bounded_number_of_decoded_frames_whatever_the_batch_size(
+    tiny_model: Path, face_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--batch-size 200 held 200 decoded frames at once (5 GB of 4K frames); the frames are scored 8 at a time."""
+    from dfkd.inference import video
+
+    held: list[int] = []
+    score = video._score_frames
+    monkeypatch.setattr(
+        video, "_score_frames", lambda det, frames, faces: held.append(len(frames)) or score(det, frames, faces)
+    )
+    result = predict_video(Detector.load(tiny_model, faces="none", batch_size=200), face_video, sample_fps=0)
+    assert result["n_frames"] == 20 and max(held) == video.MAX_FRAMES_PER_BATCH and sum(held) == 20

@@ -28,6 +28,11 @@ DEFAULT_TOP_FRACTION = 0.25
 _FALLBACK_FPS = 25.0
 
 
+# Decoded frames held at once: a 4K frame is 25 MB of RGB, so --batch-size 200 held 5 GB. The face crops of these
+# frames still go to the model in batches of up to --batch-size.
+MAX_FRAMES_PER_BATCH = 8
+
+
 class VideoReadError(Exception):
     """A video could not be opened or decoded."""
 
@@ -127,9 +132,10 @@ def predict_video(
     frames = result["frames"]
     try:
         pending: list[tuple[int, float, Image.Image]] = []
+        per_batch = min(detector.batch_size, MAX_FRAMES_PER_BATCH)
         for frame in iter_video_frames(path, sample_fps=sample_fps, max_frames=max_frames):
             pending.append(frame)
-            if len(pending) >= detector.batch_size:
+            if len(pending) >= per_batch:
                 frames.extend(_score_frames(detector, pending, faces))
                 pending = []
         frames.extend(_score_frames(detector, pending, faces))
