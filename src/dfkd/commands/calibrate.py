@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from dfkd.commands.common import (
     FaceModelOption,
@@ -72,7 +73,7 @@ def calibrate(
         )
         calibration = choose_threshold(detector, reals, max_fpr, fakes=fakes or (), faces=faces)
     for item, reason in calibration.failed[:MAX_FAILED_NAMED]:
-        console.print(f"[yellow]skipped[/] {shown(item)}: {reason}")
+        console.print(f"[yellow]skipped[/] {shown(item)}: {escape(reason)}")
     if len(calibration.failed) > MAX_FAILED_NAMED:
         console.print(f"[yellow]… and {len(calibration.failed) - MAX_FAILED_NAMED} more items could not be scored[/]")
     n_reals = len(calibration.real_scores)

@@ -27,6 +27,7 @@ from dfkd.commands.common import (
     shown,
     write_output,
 )
+from dfkd.utils import atomic_write
 
 MAX_TABLE_ROWS = 200
 MAX_IGNORED_NAMED = 10
@@ -187,7 +188,8 @@ def _write_explanations(detector: Any, results: list[dict[str, Any]], folder: Pa
         path = folder / f"{index:04d}_{Path(result['input']).stem}_gradcam.png"
         try:
             overlay = detector.explain(result["input"], faces=faces)
-            overlay.save(path)
+            with atomic_write(path, "wb") as handle:  # a killed run leaves no half-written overlay
+                overlay.save(handle, format="PNG")
         except Exception as error:  # one odd image (or a full disk) must not stop the others
             logger.warning("no Grad-CAM for %s: %s", result["input"], error)
             continue

@@ -151,7 +151,7 @@ def blend_preview(
         with atomic_write(out, "wb") as handle:
             grid.save(handle, format="PNG")
     for path in unreadable:
-        out_console.print(f"[yellow]unreadable, skipped:[/] {path}")
+        out_console.print(f"[yellow]unreadable, skipped:[/] {shown(path)}")
     missing = sum(str(Path(path).resolve()) not in landmarks.points for path in chosen)
     if missing:
         out_console.print(f"{missing} of {len(chosen)} images have no recorded landmarks (a centred face is assumed)")
@@ -252,7 +252,9 @@ def robustness(
             for name, row in result["perturbations"].items()
         )
         clean = result["clean"]["auc"]
-        out_console.print(f"{result['name']}: clean AUC {'–' if clean is None else f'{clean:.3f}'}; mean AUC {means}")
+        out_console.print(
+            f"{escape(result['name'])}: clean AUC {'–' if clean is None else f'{clean:.3f}'}; mean AUC {means}"
+        )
     out_console.print(f"written to [bold]{shown(target)}[/] (robustness.md, robustness.json, robustness.png)")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dfkd.commands.common import fail, out_console, training_errors
+from dfkd.commands.common import fail, out_console, shown, training_errors
 
 
 def sweep(
@@ -45,8 +45,10 @@ def sweep(
     )
     if summary.best_number is not None:
         out_console.print(f"best: trial {summary.best_number} (validation {summary.best_value:.4f})")
-        out_console.print(f"best config: [bold]{summary.best_yaml}[/] (dfkd train --config {summary.best_yaml})")
-    out_console.print(f"table: [bold]{summary.out / 'sweep.md'}[/]")
+        out_console.print(
+            f"best config: [bold]{shown(summary.best_yaml)}[/] (dfkd train --config {shown(summary.best_yaml)})"
+        )
+    out_console.print(f"table: [bold]{shown(summary.out / 'sweep.md')}[/]")
 
 
 COMMANDS = {"sweep": sweep}

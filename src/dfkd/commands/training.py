@@ -89,7 +89,7 @@ def cache_logits(
             device=device,
             scaled_decode=scaled_decode,
         )
-    out_console.print(f"teacher logits cached in [bold]{path}[/]")
+    out_console.print(f"teacher logits cached in [bold]{shown(path)}[/]")
 
 
 def ensemble(
