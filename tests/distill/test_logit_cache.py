@@ -112,3 +112,21 @@ def test_an_interrupted_cache_resumes_where_it_stopped(
     compute_logit_cache(teacher, easy_manifest, cache, **args)
     assert torch.allclose(load_file(str(cache / "train.safetensors"))["logits"], full["logits"])
     assert not (cache / "train.partial.safetensors").exists()
+
+
+def test_a_cache_given_without_its_teacher_is_checked_against_the_students_view(
+    easy_manifest: Path, tmp_path: Path
+) -> None:
+    """Without teacher.model only the manifest was checked: a cache of 40/32-px views taught a 48/40-px student."""
+    from dfkd.config import load_config
+    from dfkd.distill.distillers import build_distiller
+
+    teacher = _tiny_teacher(tmp_path / "teacher.safetensors")
+    cache = compute_logit_cache(teacher, easy_manifest, tmp_path / "cache", **GEOMETRY)
+    manifest = read_manifest(easy_manifest)
+    base = [f"data.manifest={easy_manifest}", "distill.loss=kl", f"teacher.cache={cache}", "data.num_workers=0"]
+    same = load_config(None, [*base, "data.resize_size=40", "data.input_size=32"])
+    build_distiller(same, manifest, {}, tmp_path / "run", "cpu")
+    other = load_config(None, [*base, "data.resize_size=48", "data.input_size=40"])
+    with pytest.raises(CacheMismatchError, match=r"transform differs .*Resize\(40\).*Resize\(48\).*data\.resize_size"):
+        build_distiller(other, manifest, {}, tmp_path / "run", "cpu")

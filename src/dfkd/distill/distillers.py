@@ -254,9 +254,10 @@ def _cached_logits(
 ) -> tuple[Path, dict[str, torch.Tensor]]:
     """The cache folder and its train / val logits, computed once when missing and checked against the stamp."""
     teacher_path = config.teacher.model
-    if teacher_path is None:  # a cache alone: only the manifest can be checked
+    if teacher_path is None:  # a cache alone: the manifest and the view can be checked, not the teacher
         cache_dir = Path(config.teacher.cache or "")
-        return cache_dir, load_logit_cache(cache_dir, manifest)
+        geometry = (config.data.resize_size, config.data.input_size, config.data.scaled_decode)
+        return cache_dir, load_logit_cache(cache_dir, manifest, geometry=geometry)
     from dfkd.models import read_model_card
 
     view = teacher_view(

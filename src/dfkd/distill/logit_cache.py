@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -196,9 +196,13 @@ def load_logit_cache(
     manifest: Manifest,
     *,
     expected: CacheStamp | None = None,
+    geometry: tuple[int, int, bool] | None = None,
     splits: tuple[str, ...] = ("train", "val"),
 ) -> dict[str, torch.Tensor]:
     """Load cached logits per split after checking the stamp against the manifest (and ``expected`` when given).
+
+    ``geometry`` (resize size, input size, scaled decode) is what can still be checked without the teacher file: the
+    view the student will see must be the one the teacher scored.
 
     Raises:
         CacheMismatchError: naming what differs (manifest, teacher weights, transform, cache format) or what is
@@ -213,6 +217,14 @@ def load_logit_cache(
         )
     if expected is not None and stamp != expected:
         raise CacheMismatchError(f"logit cache {cache} does not match: " + "; ".join(stamp.differences(expected)))
+    if geometry is not None and (stamp.resize_size, stamp.input_size, stamp.scaled_decode) != geometry:
+        resize_size, input_size, scaled_decode = geometry
+        now = replace(stamp, resize_size=resize_size, input_size=input_size, scaled_decode=scaled_decode)
+        raise CacheMismatchError(
+            f"logit cache {cache} does not match: "
+            + "; ".join(stamp.differences(now))
+            + ": set data.resize_size, data.input_size and data.scaled_decode as the cache was made, or cache again"
+        )
     result = {}
     for split in splits:
         path = cache / f"{split}.safetensors"
