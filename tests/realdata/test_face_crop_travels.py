@@ -246,3 +246,27 @@ def test_crop_faces_records_landmarks_that_self_blending_finds(cropped_manifest:
         points = table.points[str(Path(sample.path).resolve())]
         assert points.shape == (5, 2) and (points >= 0).all() and (points <= 64).all()
         assert points[0, 0] < points[1, 0] and points[2, 1] < points[3, 1]  # eyes left to right, nose above mouth
+
+
+def test_self_blending_names_the_reals_that_have_no_recorded_landmarks(
+    cropped_manifest: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With one root cropped by crop-faces and one not, the other root's reals silently got the mean face."""
+    from dfkd.data import build_manifest, read_manifest
+    from dfkd.data.blend import manifest_landmarks
+
+    for split in ("train", "val"):
+        for label in ("real", "fake"):
+            folder = tmp_path / "plain" / split / label
+            folder.mkdir(parents=True)
+            for index in range(2):
+                _face_photo(index, label == "fake").resize((64, 64)).save(folder / f"{index}.png")
+    manifest = tmp_path / "m.csv"
+    build_manifest([cropped_manifest.parent / "faces", tmp_path / "plain"], manifest)
+    with caplog.at_level("WARNING"):
+        table = manifest_landmarks(str(manifest))
+    n_reals = sum(s.label == "real" and s.split in ("train", "val") for s in read_manifest(manifest).samples)
+    assert (
+        table.points and f"4 of {n_reals} real training and validation images have no recorded landmarks" in caplog.text
+    )
+    assert str(tmp_path / "plain") in caplog.text

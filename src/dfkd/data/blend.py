@@ -269,6 +269,20 @@ def manifest_landmarks(manifest_path: str) -> LandmarkTable:
             "centred face filling the central 80 %% of each image",
             manifest_path,
         )
+        return table
+    from dfkd.data.manifest import read_manifest
+
+    reals = [s.path for s in read_manifest(manifest_path).samples if s.label == "real" and s.split in ("train", "val")]
+    missing = [path for path in reals if str(Path(path).resolve()) not in table.points]
+    if missing:  # some roots are crop-faces output and some not, or crops whose landmarks were not found
+        logger.warning(
+            "%s: %d of %d real training and validation images have no recorded landmarks (e.g. %s): self-blending "
+            "assumes a centred face filling the central 80 %% of those; crop them with `dfkd crop-faces`",
+            manifest_path,
+            len(missing),
+            len(reals),
+            missing[0],
+        )
     return table
 
 
