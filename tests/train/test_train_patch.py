@@ -84,3 +84,18 @@ def test_an_online_teacher_that_takes_one_input_size_is_refused_by_name(easy_man
     settings += ["distill.loss=kl"]
     with pytest.raises(ConfigError, match=r"train_patch=64: the online teacher .*vit teacher\.safetensors cannot take"):
         train(load_config(None, settings), tmp_path / "run")
+
+
+def test_patches_of_part_blends_are_warned_about(easy_manifest: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A patch can miss a blend confined to the eyes, nose or mouth and still be labelled fake."""
+    from dfkd.train.data import build_datasets
+    from dfkd.train.setup import student_view
+
+    settings = [f"data.manifest={easy_manifest}", "data.resize_size=40", "data.input_size=32", "data.augment=basic"]
+    settings += ["data.train_patch=16", "data.synthetic_fakes=sbi"]
+    for parts, warned in ((0.0, False), (0.5, True)):
+        caplog.clear()
+        config = load_config(None, [*settings, f"data.synthetic_parts={parts}"])
+        with caplog.at_level("WARNING"):
+            build_datasets(config, read_manifest(easy_manifest), student_view(config))
+        assert ("can miss a blend confined to the eyes" in caplog.text) is warned

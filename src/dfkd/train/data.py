@@ -57,6 +57,14 @@ def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData
     if config.data.synthetic_fakes == "sbi":
         from dfkd.data.blend import SelfBlendedDataset, manifest_landmarks
 
+        if config.data.train_patch is not None and config.data.synthetic_parts > 0:
+            logger.warning(
+                "data.train_patch=%d with data.synthetic_parts=%g: a patch can miss a blend confined to the eyes, "
+                "nose or mouth and still be labelled fake, with no blended pixel in it (label noise)",
+                config.data.train_patch,
+                config.data.synthetic_parts,
+            )
+
         landmarks = manifest_landmarks(manifest.path)
         blending = {
             "share": config.data.synthetic_share,
