@@ -128,7 +128,7 @@ def test_adapt_crops_faces_as_the_card_says(tmp_path: Path) -> None:
     assert "adapted on 16 genuine photos (4 set the threshold" in _output(result)
     card = read_model_card(out)
     assert card.face_crop is not None and card.face_crop.margin == pytest.approx(0.1) and card.face_crop.size == 64
-    assert len(list((tmp_path / "w" / "faces").rglob("*.jpg"))) == MIN_PHOTOS
+    assert len(list((tmp_path / "w").glob("faces-*/**/*.jpg"))) == MIN_PHOTOS  # one crop folder per photo folder
 
 
 def test_a_photo_removed_since_an_earlier_run_is_not_learnt_from_its_old_crop(tmp_path: Path) -> None:
@@ -147,8 +147,17 @@ def test_a_photo_removed_since_an_earlier_run_is_not_learnt_from_its_old_crop(tm
     assert first.n_train + first.n_val == MIN_PHOTOS + 1
     (photos / "p00.jpg").unlink()  # found to be a fake, say
     second = adapt_model(model, photos, tmp_path / "b.safetensors", work=work, epochs=1, overrides=FAST)
-    assert second.n_train + second.n_val == MIN_PHOTOS and (work / "faces" / "p00.jpg").is_file()  # left, not used
+    assert second.n_train + second.n_val == MIN_PHOTOS and not list(work.glob("faces-*/p00.jpg"))  # its crop deleted
     assert "p00.jpg" not in (work / "manifest.csv").read_text()
+    # Another collection in the same work folder gets its own crops, not the first one's under the same names.
+    others = tmp_path / "others"
+    others.mkdir()
+    for index in range(MIN_PHOTOS):
+        Image.fromarray(np.roll(np.asarray(astronaut()), -4 * index, axis=1)).save(others / f"p{index + 1:02d}.jpg")
+    first_crops = {path.parent for path in work.glob("faces-*/*.jpg")}
+    third = adapt_model(model, others, tmp_path / "c.safetensors", work=work, epochs=1, overrides=FAST)
+    assert third.n_train + third.n_val == MIN_PHOTOS and len(list(work.glob("faces-*"))) == 2
+    assert not any(folder.name in (work / "manifest.csv").read_text() for folder in first_crops)
 
 
 def test_adapt_refuses_what_it_cannot_train_on(crops: Path, tmp_path: Path, tiny_onnx_file: Path) -> None:

@@ -229,3 +229,29 @@ def test_file_names_that_are_not_utf8_are_cropped_listed_and_resumed(
     assert b"train/real/caf\xe9.png,ok" in (out / "faces.csv").read_bytes()
     assert b"train/real/vide\xff.png,no_face" in (out / "no_face.csv").read_bytes()
     assert crop_dataset(face_tree, out, size=64, face_model=face_model, workers=1).n_resumed == 3
+
+
+def test_a_resume_recrops_replaced_photos_drops_removed_ones_and_refuses_another_root(
+    face_tree: Path, tmp_path: Path, face_model: str | None
+) -> None:
+    """A resume reused crops of a photo replaced under its name, kept the crop of a removed photo (which scan then
+    found), and took another root's photos for the ones it had cropped."""
+    import os
+    import shutil
+
+    out = tmp_path / "faces"
+    crop_dataset(face_tree, out, size=64, face_model=face_model, workers=1)
+    real = face_tree / "train" / "real" / "astronaut.png"
+    astronaut().transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(real)  # replaced: another photo, same name
+    os.utime(real, ns=(real.stat().st_atime_ns, real.stat().st_mtime_ns + 10**9))
+    (face_tree / "test" / "fake" / "astronaut.jpg").unlink()  # removed
+    again = crop_dataset(face_tree, out, size=64, face_model=face_model, workers=1)
+    assert again.n_resumed == 1  # only the no-face image; the replaced photo is cropped afresh
+    assert not (out / "test" / "fake" / "astronaut.jpg").exists()
+    assert all(row["source"] for row in _rows(out / "faces.csv").values())
+    other = tmp_path / "other"
+    shutil.copytree(face_tree, other)
+    with pytest.raises(ValueError, match="other settings .*root"):
+        crop_dataset(other, out, size=64, face_model=face_model, workers=1)
+    with pytest.raises(ValueError, match="margin must be a number >= 0, got nan"):
+        crop_dataset(face_tree, out, size=64, margin=float("nan"), face_model=face_model, workers=1)

@@ -87,6 +87,7 @@ CSV_FIELDS: tuple[str, ...] = (
     "shrunk",
     "fit_margin",
     LANDMARKS_COLUMN,
+    "source",  # the photo's size and modification time when cropped: a photo replaced since is cropped again
 )
 NO_FACE_REASON = "no face found"
 JPEG_QUALITY = 95
@@ -306,6 +307,28 @@ def _settings(
     }
 
 
+def _source_fingerprint(path: Path) -> str:
+    """``size:mtime_ns`` of a source photo ("" when it cannot be read): what tells a photo replaced under its name."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return ""
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _remove_stale_crops(out: Path, done: dict[str, dict[str, Any]], present: set[str]) -> None:
+    """Delete the crops an earlier run wrote for photos no longer under the root: a photo the user removed (a
+    duplicate, a mislabelled image) would otherwise be scanned and trained on from its leftover crop."""
+    stale = [relative for relative, row in done.items() if relative not in present and row["status"] == "ok"]
+    inside = out.resolve()
+    for relative in stale:
+        target = (out / relative).resolve()
+        if inside in target.parents:  # a path column edited to point elsewhere deletes nothing outside the folder
+            target.unlink(missing_ok=True)
+    if stale:
+        logger.info("removed %d crops of photos no longer under the root (e.g. %s)", len(stale), stale[0])
+
+
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:
     path = out / SETTINGS_JSON
     if not path.exists():
@@ -313,7 +336,7 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
     import json
 
     previous = {**LATER_SETTINGS, **json.loads(path.read_text())}
-    keys = ("detector", "face_model", "margin", "size", "align")
+    keys = ("root", "detector", "face_model", "margin", "size", "align")
     changed = [f"{key} {previous.get(key)!r} → {settings[key]!r}" for key in keys if previous.get(key) != settings[key]]
     if changed:
         raise ValueError(
@@ -367,8 +390,8 @@ def crop_dataset(
         raise ValueError(f"the output folder {out_path} must not be {root_path} or inside it")
     if size is not None and size < 8:
         raise ValueError(f"size must be at least 8 pixels (or None to keep native crops), got {size}")
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
+    if not (math.isfinite(margin) and margin >= 0):  # NaN passes `margin < 0`
+        raise ValueError(f"margin must be a number >= 0, got {margin}")
     model = None if face_model is None else str(Path(face_model).resolve())
     name = _resolve_detector(detector, model)
     face_detector = build_face_detector(name, model)  # fail early, with the message that says how to fix it
@@ -381,15 +404,20 @@ def crop_dataset(
     write_json(out_path / SETTINGS_JSON, {**settings, "complete": False})
 
     images = list_images(root_path)
-    done = {} if overwrite else _read_rows(out_path / FACES_CSV)
+    previous = _read_rows(out_path / FACES_CSV)
+    done = {} if overwrite else previous
     rows: dict[str, dict[str, Any]] = {}
     for relative in images:
         row = done.get(relative)
-        # Unreadable images are retried (the cause may be gone); found faces and found absences are kept.
-        if row is not None and (
-            row["status"] == "no_face" or (row["status"] == "ok" and (out_path / relative).is_file())
+        # Unreadable images are retried (the cause may be gone); found faces and found absences are kept, unless the
+        # photo was replaced since (rows written before the source column are trusted).
+        if (
+            row is not None
+            and row.get("source") in (None, "", _source_fingerprint(root_path / relative))
+            and (row["status"] == "no_face" or (row["status"] == "ok" and (out_path / relative).is_file()))
         ):
             rows[relative] = row
+    _remove_stale_crops(out_path, previous, set(images))
     todo = [relative for relative in images if relative not in rows]
     report = CropReport(root=root_path, out=out_path, detector=name, n_images=len(images), n_resumed=len(rows))
     if rows:
@@ -407,6 +435,7 @@ def crop_dataset(
         results = _run(todo, root_path, out_path, face_detector, name, model, framing, workers)
         for relative, row in track(results, total=len(todo), description="cropping faces"):
             row = {**row, "path": relative, "label": path_label(relative)}
+            row["source"] = _source_fingerprint(root_path / relative)
             rows[relative] = row
             writer.writerow(row)
             handle.flush()

@@ -46,11 +46,9 @@ class AdaptResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # photos without a usable face, with the reason
 
 
-def _crop_folder(work: Path, photos: Path, several: bool) -> Path:
-    """Where ``photos``' crops go: ``work/faces``, or with several folders one per folder, named by its path (so a
-    run with the folders in another order resumes each from its own crops)."""
-    if not several:
-        return work / "faces"
+def _crop_folder(work: Path, photos: Path) -> Path:
+    """Where ``photos``' crops go: one folder per photo folder, named by its path, so a run with the folders in
+    another order, or a later run on another collection in the same work folder, resumes each from its own crops."""
     return work / f"faces-{hashlib.sha1(str(photos.resolve()).encode()).hexdigest()[:8]}"
 
 
@@ -150,7 +148,7 @@ def adapt_model(
     card = read_model_card(model)
     roots, images, skipped = [], [], []
     for folder in folders:
-        crops = _crop_folder(work, folder, several=len(folders) > 1)
+        crops = _crop_folder(work, folder)
         root, found, missed = _face_crops(folder, crops, card, face_model)
         roots.append(root)
         images += found
