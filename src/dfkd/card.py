@@ -198,7 +198,7 @@ def card_from_json(text: str, source: str = "model") -> ModelCard:
     """Parse and validate a card stored as JSON text (a model file's or an ONNX file's metadata entry)."""
     try:
         record = json.loads(text)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, RecursionError) as error:  # RecursionError: a crafted [[[[… nest
         raise CardError(f"{source}: not a dfkd model file (its dfkd metadata is not JSON: {error})") from None
     return card_from_dict(record, source)
 

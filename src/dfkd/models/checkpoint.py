@@ -6,7 +6,9 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -139,7 +141,7 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
         header_bytes = handle.read(header_size)
     try:
         header = json.loads(header_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:  # RecursionError: nested [[[[…
         raise ModelFileError(f"{path}: not a safetensors file (header is not JSON: {error})") from error
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: not a safetensors file (header is not a JSON object)")
@@ -147,8 +149,10 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
         data_size = max(
             (int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"), default=0
         )
-    except (KeyError, TypeError, IndexError, ValueError) as error:
+    except (KeyError, TypeError, IndexError, ValueError, OverflowError) as error:
         raise ModelFileError(f"{path}: not a safetensors file (malformed tensor entry: {error!r})") from error
+    if not isinstance(header.get("__metadata__", {}), dict):
+        raise ModelFileError(f"{path}: not a safetensors file (its __metadata__ is not a JSON object)")
     if file_size < 8 + header_size + data_size:
         raise ModelFileError(f"{path}: truncated file: expected {8 + header_size + data_size} bytes, found {file_size}")
     return header
@@ -161,7 +165,24 @@ def read_model_card(path: str | Path) -> ModelCard:
     raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
     if raw is None:
         raise ModelFileError(f"{path}: not a dfkd model file (a safetensors file without '{METADATA_KEY}' metadata)")
+    if not isinstance(raw, str):  # safetensors metadata values are strings
+        raise ModelFileError(f"{path}: not a dfkd model file (its '{METADATA_KEY}' metadata is not text)")
     return card_from_json(raw, str(path))
+
+
+# Builder arguments that fetch or read weights (timm's pretrained, pretrained_cfg_overlay, checkpoint_path; a URL or
+# file): a model file must be rebuilt from its own tensors only.
+_LOADS_WEIGHTS = re.compile(r"pretrained|checkpoint|path|file|url|hub", re.IGNORECASE)
+
+
+def _tensor_values_in(path: Path) -> int:
+    """How many tensor elements a safetensors file holds, from its (already checked) header."""
+    header = read_safetensors_header(path)
+    return sum(
+        math.prod(int(side) for side in entry.get("shape", ()))
+        for key, entry in header.items()
+        if key != "__metadata__" and isinstance(entry, dict)
+    )
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
@@ -173,10 +194,22 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         raise ModelFileError(
             f"{path}: unknown architecture {name!r}; known: {', '.join(list_models())} (or 'timm/<timm model name>')"
         )
+    if fetching := [key for key in kwargs if _LOADS_WEIGHTS.search(key)]:
+        raise ModelFileError(
+            f"{path}: the card's architecture arguments ({', '.join(fetching)}) would load weights from elsewhere "
+            "(a hub, a URL or another file): a dfkd model file holds its own weights"
+        )
     try:
-        model = create_model(name, **kwargs)
+        with torch.device("meta"):  # sized before anything is allocated: crafted arguments could ask for gigabytes
+            n_values = sum(parameter.numel() for parameter in create_model(name, **kwargs).state_dict().values())
+        model = None if n_values > _tensor_values_in(path) else create_model(name, **kwargs)
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"{path}: cannot rebuild {name!r} with {kwargs}: {error}") from error
+    if model is None:
+        raise ModelFileError(
+            f"{path}: {name!r} with {kwargs} has {n_values:,} weights, more than the file holds: the card's "
+            "architecture arguments were changed"
+        )
     try:
         missing, unexpected = safetensors.torch.load_model(model, str(path), strict=False, device="cpu")
     except RuntimeError as error:  # shape mismatches

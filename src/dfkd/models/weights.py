@@ -72,15 +72,25 @@ _BLOCKED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
 
 
+# Checkpoints nest their weights a level or two deep; a dict that contains itself must not loop forever.
+_MAX_NESTING = 8
+
+
 def _as_state_dict(loaded: object, path: Path) -> dict[str, torch.Tensor]:
     # Training checkpoints often nest the weights under one of a few conventional keys.
-    while isinstance(loaded, Mapping) and not all(isinstance(value, torch.Tensor) for value in loaded.values()):
+    for _ in range(_MAX_NESTING):
+        if not isinstance(loaded, Mapping) or all(isinstance(value, torch.Tensor) for value in loaded.values()):
+            break
         nested = next((key for key in _NESTED_STATE_KEYS if isinstance(loaded.get(key), Mapping)), None)
         if nested is None:
             raise ModelFileError(f"{path}: holds a dict with non-tensor values and no 'state_dict' / 'model' entry")
         loaded = loaded[nested]
+    else:
+        raise ModelFileError(f"{path}: the weights are nested more than {_MAX_NESTING} dicts deep (or in a cycle)")
     if not isinstance(loaded, Mapping):
         raise ModelFileError(f"{path}: holds a {type(loaded).__name__}, not a state dict")
+    if not all(isinstance(key, str) for key in loaded):
+        raise ModelFileError(f"{path}: a state dict's keys are parameter names; this one has keys that are not text")
     state = dict(loaded)
     if state and all(key.startswith("module.") for key in state):  # saved from DataParallel / DDP
         state = {key[len("module.") :]: value for key, value in state.items()}
