@@ -91,3 +91,15 @@ def test_an_ensemble_is_not_trained_by_name() -> None:
         create_model("ensemble")
     with pytest.raises(ValueError, match="dfkd ensemble"):
         create_model("ensemble", pretrained="imagenet")
+
+
+def test_the_decode_of_the_members_travels_into_the_ensemble_and_a_resave(tmp_path: Path) -> None:
+    """scaled_decode was dropped (the view dict had no room for it): the ensemble decoded full-size, and so did a
+    model loaded and saved again with new card fields."""
+    scaled = {**create_model("resnet8_fast").dfkd_preprocessing, "scaled_decode": True}
+    members = [_member(tmp_path, f"m{seed}", seed, preprocessing=scaled) for seed in (1, 2)]
+    model, card = build_ensemble(members)
+    save_model(model, tmp_path / "ensemble.safetensors", card)
+    assert read_model_card(tmp_path / "ensemble.safetensors").preprocessing.scaled_decode is True
+    save_model(load_model(members[0])[0], tmp_path / "resaved.safetensors", {"threshold": 0.4})
+    assert read_model_card(tmp_path / "resaved.safetensors").preprocessing.scaled_decode is True

@@ -225,7 +225,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
             f"(architecture digest {expected[:12]}… in the card, {actual[:12]}… for {name!r}); the card's "
             "architecture name or arguments were changed"
         )
-    model.dfkd_preprocessing = card.preprocessing.as_dict()
+    model.dfkd_preprocessing = card.preprocessing.model_dump(mode="json")  # all of it: scaled_decode too
     model.dfkd_card = card
     model.to(device).eval()
     logger.info("loaded %s from %s", name, path)

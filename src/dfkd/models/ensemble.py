@@ -69,8 +69,8 @@ def build_ensemble(paths: Sequence[str | os.PathLike[str]]) -> tuple[Ensemble, M
     for path, card in zip(paths[1:], cards[1:], strict=True):
         if card.preprocessing != first.preprocessing:
             raise ValueError(
-                f"{path}: its preprocessing {card.preprocessing.as_dict()} differs from {paths[0]}'s "
-                f"{first.preprocessing.as_dict()}; ensemble members must see the same input"
+                f"{path}: its preprocessing {card.preprocessing.model_dump(mode='json')} differs from {paths[0]}'s "
+                f"{first.preprocessing.model_dump(mode='json')}; ensemble members must see the same input"
             )
         if card.face_crop != first.face_crop:
             described = [c.face_crop.describe() if c.face_crop else "no face crop" for c in (first, card)]
@@ -82,7 +82,7 @@ def build_ensemble(paths: Sequence[str | os.PathLike[str]]) -> tuple[Ensemble, M
     model = create_model(ENSEMBLE_NAME, members=spec)
     for target, source in zip(model.members, members, strict=True):
         target.load_state_dict(source.state_dict())
-    model.dfkd_preprocessing = first.preprocessing.as_dict()
+    model.dfkd_preprocessing = first.preprocessing.model_dump(mode="json")  # all of it: scaled_decode too
     model.eval()
     card = card_for(
         model,
