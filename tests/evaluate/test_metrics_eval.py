@@ -136,6 +136,20 @@ def test_benchmark_json_has_the_documented_keys(easy_teacher: Path, tmp_path: Pa
     assert by_name["params"] == 174_673
 
 
+def test_benchmark_refuses_what_an_onnx_export_cannot_run(easy_teacher: Path, tmp_path: Path) -> None:
+    """Another input size ended in an onnxruntime traceback, and --dtype fp16 was reported though fp32 ran."""
+    from dfkd.deploy.onnx import export_onnx
+    from dfkd.models import read_model_card
+
+    export_onnx(easy_teacher, tmp_path / "m.onnx")
+    size = read_model_card(easy_teacher).preprocessing.input_size
+    with pytest.raises(ValueError, match=f"exported for {size}-px inputs.*--input-size {size + 8}"):
+        run_benchmark(tmp_path / "m.onnx", batch_sizes=(1,), input_size=size + 8, min_seconds=0.05)
+    with pytest.raises(ValueError, match="--dtype fp16 applies to the torch backend"):
+        run_benchmark(tmp_path / "m.onnx", batch_sizes=(1,), dtype="fp16", min_seconds=0.05)
+    assert run_benchmark(tmp_path / "m.onnx", batch_sizes=(1,), input_size=size, min_seconds=0.05)["backend"] == "onnx"
+
+
 def test_cli_evaluate_and_report_make_parseable_tables(easy_manifest: Path, easy_teacher: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()

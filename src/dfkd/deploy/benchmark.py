@@ -257,6 +257,11 @@ def run_benchmark(
         name = card.architecture.name
         net = create_model(name, **card.architecture.kwargs)
         preprocessing = card.preprocessing.as_dict()
+        if input_size is not None and input_size != card.preprocessing.input_size:
+            raise ValueError(
+                f"{model_path}: exported for {card.preprocessing.input_size}-px inputs, so it cannot run at "
+                f"--input-size {input_size}: benchmark the .safetensors model, or export it at that size"
+            )
     elif model_path.exists():
         net, card = load_model(model_path)
         name, preprocessing = card.architecture.name, card.preprocessing.as_dict()
@@ -264,6 +269,8 @@ def run_benchmark(
         name = str(model)
         net = create_model(name)
         preprocessing = default_preprocessing(name)
+    if backend == "onnx" and dtype != "fp32":  # onnxruntime runs the exported graph in fp32 (INT8: its own file)
+        raise ValueError(f"--dtype {dtype} applies to the torch backend; an ONNX model runs as exported (fp32)")
     size = input_size or int(preprocessing["input_size"])
     preprocessing = {**preprocessing, "input_size": size, "resize_size": max(size, int(preprocessing["resize_size"]))}
     params = count_params(net)
