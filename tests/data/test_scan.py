@@ -184,6 +184,15 @@ def test_two_roots_with_the_same_name_get_distinct_sources(tmp_path: Path) -> No
     assert sorted(s.source for s in found.samples) == ["data", "data-2"]
 
 
+def test_a_root_inside_another_is_refused_and_a_root_named_twice_is_scanned_once(tmp_path: Path) -> None:
+    """S and S/real listed S/real's files twice, under two sources, free to land in two splits."""
+    make_tree(tmp_path / "S", {"real": 2, "fake": 2})
+    with pytest.raises(ValueError, match=r"dataset root .*S/real is inside root .*S: its images would be listed twice"):
+        scan_roots([tmp_path / "S", tmp_path / "S" / "real"])
+    found = scan_roots([tmp_path / "S", tmp_path / "S" / ".." / "S"])
+    assert len(found.samples) == 4 and not found.skipped
+
+
 def test_symbolic_link_loops_are_skipped_and_reported(tmp_path: Path) -> None:
     root = tmp_path / "data"
     for label in ("real", "fake"):

@@ -154,7 +154,17 @@ def scan_roots(roots: list[str | os.PathLike[str]]) -> ScanResult:
     """Scan several dataset roots; each becomes one ``source`` of a merged dataset."""
     if not roots:
         raise ValueError("no dataset root given")
-    paths = [Path(root) for root in roots]
+    paths = []
+    for root in roots:  # a root named twice is scanned once
+        if Path(root).resolve() not in [path.resolve() for path in paths]:
+            paths.append(Path(root))
+    for inner in paths:
+        for outer in paths:
+            if outer.resolve() in inner.resolve().parents:
+                raise ValueError(
+                    f"dataset root {inner} is inside root {outer}: its images would be listed twice, under two "
+                    "sources (and could land in two splits); give one of them"
+                )
     result = ScanResult()
     for root, name in zip(paths, source_names([path.resolve() for path in paths]), strict=True):
         scan_root(root, name, result)
