@@ -66,6 +66,13 @@ def test_manifest_with_bad_rows_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "cols.csv").write_text("file,label\n")
     with pytest.raises(ValueError, match="missing column"):
         read_manifest(tmp_path / "cols.csv")
+    # A hand-merged manifest listing one image twice (here as real in train and fake in test) leaked silently.
+    (tmp_path / "twice.csv").write_text("path,label,split,source\n/x/a.jpg,real,train,s\n/x/./a.jpg,fake,test,s\n")
+    with pytest.raises(ValueError, match=r"twice.csv:3: /x/./a.jpg is listed again \(first at line 2\)"):
+        read_manifest(tmp_path / "twice.csv")
+    (tmp_path / "size.csv").write_text("path,label,split,source,size\n/x/a.jpg,real,train,s,-7\n")
+    with pytest.raises(ValueError, match="size.csv:2: size -7 is negative"):
+        read_manifest(tmp_path / "size.csv")
 
 
 def _face_jpegs(tmp_path: Path, side: int = 256) -> Path:

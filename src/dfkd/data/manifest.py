@@ -167,6 +167,7 @@ def _read_rows(path: Path, reader: csv.DictReader) -> list[Sample]:
         raise ValueError(f"{path}: not a dfkd manifest, missing column(s) {', '.join(missing)}")
     n_columns = len(reader.fieldnames or [])
     samples = []
+    first_line: dict[str, int] = {}  # each image's first row: listed twice it would count twice, or sit in two splits
     base = path.parent
     for row in reader:
         line = reader.line_num
@@ -191,6 +192,12 @@ def _read_rows(path: Path, reader: csv.DictReader) -> list[Sample]:
             size = int(size_text) if size_text else -1
         except ValueError:
             raise ValueError(f"{path}:{line}: size {row['size']!r} is not a whole number of bytes") from None
+        if size < -1:  # -1: not known (scan could not stat the file)
+            raise ValueError(f"{path}:{line}: size {size} is negative")
+        key = os.path.normpath(image_path)
+        if key in first_line:
+            raise ValueError(f"{path}:{line}: {row['path']} is listed again (first at line {first_line[key]})")
+        first_line[key] = line
         samples.append(Sample(path=image_path, label=label, split=split, source=row["source"], size=size))
     return samples
 
