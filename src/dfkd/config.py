@@ -333,6 +333,32 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
     return validate_config(data, origin=origin)
 
 
+# Where and how a run executes, not what it learns: runs that differ only here are the same experiment.
+EXECUTION_SETTINGS = frozenset(
+    {
+        "data.num_workers",
+        "data.eval_batch_size",
+        "train.accelerator",
+        "train.devices",
+        "train.num_nodes",
+        "train.strategy",
+        "train.checkpoint_every",
+        "train.tensorboard",
+    }
+)
+
+
+def without_keys(settings: dict[str, Any], dotted: frozenset[str] | set[str]) -> dict[str, Any]:
+    """A copy of nested ``settings`` without the ``dotted`` keys (``"data.num_workers"``)."""
+    kept: dict[str, Any] = {}
+    for key, value in settings.items():
+        inner = {name.split(".", 1)[1] for name in dotted if "." in name and name.split(".", 1)[0] == key}
+        if key in dotted:
+            continue
+        kept[key] = without_keys(value, inner) if isinstance(value, dict) and inner else value
+    return kept
+
+
 def differing_keys(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested settings dicts (``model_dump(mode="json")``)."""
     keys = []

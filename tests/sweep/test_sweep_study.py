@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from dfkd.config import ConfigError
 from dfkd.experiments.sweep import SweepSpec, parse_sweep_spec, run_sweep
 from dfkd.experiments.sweep.run import default_storage
 from dfkd.experiments.sweep.spec import grid_points
@@ -59,6 +60,11 @@ def test_resumed_sweep_repeats_nothing(tmp_path: Path) -> None:
     assert len(read_log(log)) == 4 + 3 and third.count("complete") == 6
     assert len((out / "sweep.csv").read_text().splitlines()) == 1 + 6
     assert json.loads((out / "sweep.json").read_text())["complete"] == 6
+    # Another base (here --set train.epochs=50) is another experiment: its trials must not be the old ones.
+    with pytest.raises(ConfigError, match="made from another base config"):
+        run_sweep(spec, out, runner=FakeRunner(str(log)), overrides=["train.epochs=50"])
+    run_sweep(spec, out, runner=FakeRunner(str(log)), overrides=["data.num_workers=0"])  # how it runs: same sweep
+    assert len(read_log(log)) == 4 + 3
 
 
 def test_trial_of_a_killed_worker_is_rerun_once_its_heartbeat_stops(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from lightning_fabric import Fabric
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from dfkd.config import RunConfig, differing_keys, read_config_file, save_config
+from dfkd.config import EXECUTION_SETTINGS, RunConfig, differing_keys, read_config_file, save_config
 from dfkd.data.manifest import read_manifest
 from dfkd.distill.distillers import Distiller, build_distiller, teacher_gate
 from dfkd.thresholds import choose_threshold
@@ -186,20 +186,7 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 # Settings a resumed run may change: where and how it runs, and how long (the optimiser, schedule, data order and
 # model in the checkpoint do not depend on them; a cosine schedule's length does, see below).
-RESUMABLE_CHANGES = {
-    "data.num_workers",
-    "data.eval_batch_size",
-    "data.on_error",
-    "train.accelerator",
-    "train.devices",
-    "train.num_nodes",
-    "train.strategy",
-    "train.checkpoint_every",
-    "train.tensorboard",
-    "train.threshold",
-    "train.epochs",
-    "train.patience",
-}
+RESUMABLE_CHANGES = EXECUTION_SETTINGS | {"data.on_error", "train.threshold", "train.epochs", "train.patience"}
 
 
 def _resume_mismatch(run_dir: Path, config: RunConfig) -> str | None:

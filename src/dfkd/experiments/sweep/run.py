@@ -147,12 +147,13 @@ def run_sweep(
     )
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "sweep_spec.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    signed_base = copy.deepcopy(base)  # before the shared teacher cache, whose folder is this sweep's own
     base = share_teacher_cache(spec, base, out)
     url = storage or default_storage(out)
     db = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     run_id = uuid.uuid4().hex[:12]
     with quiet_optuna():
-        study = create_or_load_study(db, spec, name, seed=spec.seed)
+        study = create_or_load_study(db, spec, name, seed=spec.seed, base=signed_base)
         existing = all_trials(study)
         finished = sum(t.state.is_finished() and t.state.name in ("COMPLETE", "PRUNED") for t in existing)
         if finished:

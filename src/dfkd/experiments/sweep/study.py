@@ -30,11 +30,12 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from dfkd.config import ConfigError
-from dfkd.experiments.sweep.spec import SweepSpec, point_key
+from dfkd.experiments.sweep.spec import SweepSpec, base_signature, point_key
 
 logger = logging.getLogger(__name__)
 
 ATTR_SIGNATURE = "dfkd:signature"
+ATTR_BASE = "dfkd:base-signature"
 ATTR_DUPLICATE = "dfkd:duplicate_of"
 ATTR_ERROR = "dfkd:error"
 ATTR_CLAIM = "dfkd:claim"  # {"run": invocation id, "worker": host:pid:index}
@@ -96,8 +97,10 @@ def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def create_or_load_study(storage: RDBStorage, spec: SweepSpec, study_name: str, *, seed: int = 0) -> optuna.Study:
-    """Create the study or load it; refuses a study made from another search definition."""
+def create_or_load_study(
+    storage: RDBStorage, spec: SweepSpec, study_name: str, *, seed: int = 0, base: dict | None = None
+) -> optuna.Study:
+    """Create the study or load it; refuses a study made from another search definition or base config."""
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
@@ -116,6 +119,17 @@ def create_or_load_study(storage: RDBStorage, spec: SweepSpec, study_name: str, 
             f"study {study_name!r} in this storage was made by another sweep definition (mode, objective, direction, "
             "grid or space differ): use another --storage or set study_name in the sweep file"
         )
+    if base is not None:
+        wanted = base_signature(base)
+        made = attrs.get(ATTR_BASE)
+        if made is None:  # a new study, or one made before the base was recorded
+            storage.set_study_system_attr(study._study_id, ATTR_BASE, wanted)
+        elif made != wanted:
+            raise ConfigError(
+                f"study {study_name!r} in this storage was made from another base config (or other --set "
+                "overrides), whose finished trials would be reused as this sweep's: use another out folder or "
+                "--storage, or set study_name in the sweep file"
+            )
     if study.direction.name.lower() != spec.resolved_direction:
         raise ConfigError(
             f"study {study_name!r} optimises {study.direction.name.lower()}, the sweep file asks "
