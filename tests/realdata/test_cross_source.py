@@ -70,3 +70,49 @@ def test_the_matrix_marks_sources_seen_whole_and_by_their_reals_only() -> None:
     }
     auc_table = cross_source_markdown(result).split("**AUC**")[1].split("**accuracy")[0]
     assert "| all_but_a_fakes | 0.500° | 0.500* |" in auc_table and "| a | 0.500* | 0.500 |" in auc_table
+
+
+def test_a_finished_cell_is_not_reused_for_other_data_or_settings(
+    two_source_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cells were reused whenever their done marker existed: a resplit manifest was scored with models trained on its
+    test images, under the new manifest's name."""
+    import csv
+    import types
+
+    import dfkd.experiments.cross_source as cross_source
+    from dfkd.config import validate_config
+
+    trained: list[str] = []
+
+    def fake_train(config, run_dir, resume=False, overwrite=False):
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / "model.safetensors").write_text("weights")
+        trained.append(Path(run_dir).name)
+        return types.SimpleNamespace(best_epoch=1, best_value=0.9)
+
+    monkeypatch.setattr("dfkd.train.train", fake_train)
+    cell = {"auc": 0.5, "accuracy": 0.5, "fpr": 0.0, "n": 1}
+    monkeypatch.setattr(cross_source, "score_by_source", lambda *a, **k: {s: cell for s in ("alpha", "beta")})
+    config = validate_config({"data": {"manifest": str(two_source_manifest)}, "model": {"name": "resnet8_fast"}})
+    out = tmp_path / "out"
+    cross_source.run_cross_source(two_source_manifest, config, out, include_all=False)
+    cells = len(trained)
+    cross_source.run_cross_source(two_source_manifest, config, out, include_all=False)  # the same: reused
+    assert len(trained) == cells
+    with two_source_manifest.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    moved = next(row for row in rows if row["split"] == "train")
+    moved["split"] = "test"  # resplit: a training image now tests
+    resplit = tmp_path / "resplit.csv"
+    with resplit.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(ValueError, match=r"was trained with other training images .*--retrain"):
+        cross_source.run_cross_source(resplit, config, out, include_all=False)
+    longer = validate_config({**config.model_dump(mode="json"), "train": {"epochs": 50}})
+    with pytest.raises(ValueError, match=r"was trained with other train\.epochs"):
+        cross_source.run_cross_source(two_source_manifest, longer, out, include_all=False)
+    cross_source.run_cross_source(resplit, config, out, include_all=False, retrain=True)
+    assert len(trained) == 2 * cells

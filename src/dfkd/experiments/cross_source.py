@@ -20,6 +20,7 @@ Outputs in ``out``: ``cross_source.json``, ``cross_source.md`` and ``cross_sourc
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -30,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from dfkd.config import RunConfig
+from dfkd.config import EXECUTION_SETTINGS, RunConfig, differing_keys, without_keys
 from dfkd.data.manifest import read_manifest, write_manifest
 from dfkd.experiments.robustness import auc_accuracy
-from dfkd.utils import atomic_write, write_json
+from dfkd.utils import atomic_write, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 DONE_FILE = "cross_source_done.json"
@@ -94,6 +95,28 @@ def plan_training_sets(
     if reals_sbi:
         plan.append(TrainingSet("reals_sbi", tuple(sources), "reals_sbi", tuple(sources)))
     return plan
+
+
+def _cell_recipe(config: RunConfig, subset: Path) -> dict[str, Any]:
+    """What a cell is trained from: its manifest's content and its settings (where and how it runs aside)."""
+    settings = without_keys(config.model_dump(mode="json"), EXECUTION_SETTINGS | {"data.manifest"})
+    return {"manifest_sha256": sha256_file(subset), "settings": settings}
+
+
+def _check_finished_cell(done: Path, recipe: dict[str, Any]) -> None:
+    """Refuse to reuse a finished cell trained from other data or settings: its scores would be reported as this
+    recipe's, and a resplit manifest would score it on images it trained on. Cells finished before the recipe was
+    recorded are trusted."""
+    record = json.loads(done.read_text())
+    if "settings" not in record:
+        return
+    changed = differing_keys(record["settings"], recipe["settings"])
+    if record.get("manifest_sha256") != recipe["manifest_sha256"]:
+        changed.insert(0, "training images (the manifest's rows for it)")
+    if changed:
+        raise ValueError(
+            f"{done.parent} was trained with other {', '.join(changed)}: pass --retrain, or give another --out"
+        )
 
 
 def write_subset_manifest(
@@ -224,17 +247,20 @@ def run_cross_source(
         model_path = run_dir / "model.safetensors"
         done = run_dir / DONE_FILE
         logger.info("cross-source %d/%d: training on %s", index, len(plan), ", ".join(training_set.sources))
+        subset = write_subset_manifest(
+            manifest_path,
+            training_set.sources,
+            out / "manifests" / f"{training_set.name}.csv",
+            fakes_excluded=training_set.fakes_excluded,
+        )
+        cell_config = config.model_copy(deep=True)
+        cell_config.data.manifest = str(subset.resolve())
+        if training_set.kind == "reals_sbi":
+            cell_config.data.synthetic_fakes = "sbi"
+        recipe = _cell_recipe(cell_config, subset)
+        if not retrain and done.exists() and model_path.exists():
+            _check_finished_cell(done, recipe)
         if retrain or not (done.exists() and model_path.exists()):
-            subset = write_subset_manifest(
-                manifest_path,
-                training_set.sources,
-                out / "manifests" / f"{training_set.name}.csv",
-                fakes_excluded=training_set.fakes_excluded,
-            )
-            cell_config = config.model_copy(deep=True)
-            cell_config.data.manifest = str(subset.resolve())
-            if training_set.kind == "reals_sbi":
-                cell_config.data.synthetic_fakes = "sbi"
             started = time.perf_counter()
             resume = not retrain and (run_dir / "last.ckpt").exists()  # an interrupted cell continues
             trained = train(cell_config, run_dir, resume=resume, overwrite=not resume)  # an unfinished cell is redone
@@ -244,6 +270,7 @@ def run_cross_source(
                     "best_epoch": trained.best_epoch,
                     "best_value": trained.best_value,
                     "seconds": time.perf_counter() - started,
+                    **recipe,
                 },
             )
         else:
