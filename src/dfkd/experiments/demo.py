@@ -82,6 +82,7 @@ def run_demo(
     """
     from dfkd.data.build import build_manifest
     from dfkd.data.demo import DEMO_DEFAULT_PER_CLASS, make_demo_dataset
+    from dfkd.data.scan import source_names
     from dfkd.deploy.benchmark import run_benchmark
     from dfkd.distill.logit_cache import compute_logit_cache
     from dfkd.evaluate.evaluator import evaluate_model
@@ -103,11 +104,12 @@ def run_demo(
             from dfkd.data.faces import crop_dataset
 
             cropped = []
-            for root in roots:
-                target = out / "faces" / root.name
+            # named as scan names sources (data, data-2): two roots called alike must not share one crop folder
+            for root, name in zip(roots, source_names(roots), strict=True):
+                target = out / "faces" / name
                 _step(
                     out,
-                    f"crop-faces-{root.name}",
+                    f"crop-faces-{name}",
                     timings,
                     lambda root=root, target=target: crop_dataset(root, target, face_model=face_model),
                 )
