@@ -73,3 +73,19 @@ def test_scan_verify_warns_about_compression_and_pixel_size_that_tell_the_classe
     # Without --verify no file is read, so nothing is said either way.
     build_manifest([root], tmp_path / "n.csv")
     assert json.loads((tmp_path / "n.json").read_text())["file_encoding_warnings"] is None
+
+
+def test_scan_verify_warns_about_sizes_that_all_differ_but_split_the_classes(tmp_path: Path) -> None:
+    """Large genuine photos against small fakes, no two files of one size: exact sizes compared said nothing."""
+    from dfkd.data import build_manifest
+
+    root = tmp_path / "data"
+    for index in range(12):
+        _jpegs(root / "sizes" / "real", 1, quality=90, side=64 + index, seed=index)
+        _jpegs(root / "sizes" / "fake", 1, quality=90, side=32 + index, seed=100 + index)
+        _jpegs(root / "mixed" / "real", 1, quality=90, side=32 + 2 * index, seed=200 + index)  # interleaved sizes
+        _jpegs(root / "mixed" / "fake", 1, quality=90, side=33 + 2 * index, seed=300 + index)
+    build_manifest([root], tmp_path / "m.csv", verify=True)
+    warnings = json.loads((tmp_path / "m.json").read_text())["file_encoding_warnings"]
+    assert any(line.startswith("data/sizes: the pixel size alone tells real from fake (AUC 1.00)") for line in warnings)
+    assert not any(line.startswith("data/mixed: ") for line in warnings)

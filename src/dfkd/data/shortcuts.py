@@ -84,6 +84,15 @@ def _categorical_auc(values: list[str], is_fake: np.ndarray) -> float:
     return float(roc_auc_score(is_fake, scores))
 
 
+def _area_auc(sizes: list[str], is_fake: np.ndarray) -> float:
+    """How well the pixel count (``"WxH"`` → W·H) tells the classes apart, as a ROC AUC: exact sizes miss a class
+    of large photos against one of small ones when no two files share a size."""
+    from sklearn.metrics import roc_auc_score
+
+    areas = [int(width) * int(height) for width, height in (size.split("x") for size in sizes)]
+    return float(roc_auc_score(is_fake, areas))
+
+
 def _exclusive_values(values: list[str], is_fake: np.ndarray, trait: str) -> list[str]:
     """Sentences for a value that MIN_CLASS_ROWS or more files of one class share and no file of the other has: a
     sure label for those files even when the trait's AUC is modest (a quarter of the fakes saved another way)."""
@@ -114,6 +123,8 @@ def file_encoding_warnings(
         for trait, compared, advice in ENCODING_TRAITS:
             values = [signature[trait] for signature in signatures]
             strength = label_cue_strength(_categorical_auc(values, is_fake))
+            if trait == "pixel size":  # sizes that all differ still tell the classes apart when one is larger
+                strength = max(strength or 0.0, label_cue_strength(_area_auc(values, is_fake)) or 0.0) or None
             found = [f"the {trait} alone tells real from fake (AUC {strength:.2f})"] if strength else []
             found += _exclusive_values(values, is_fake, trait)
             lines += [
