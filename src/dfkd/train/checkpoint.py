@@ -63,11 +63,12 @@ def save_checkpoint(
     state: LoopState,
     ema: AveragedModel | None = None,
     architecture: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     """Write the run's resumable state to ``path`` atomically (rank 0 writes; every rank waits for it).
 
     ``model`` is the module itself (not Fabric's wrapper); ``architecture`` (:func:`describe_architecture`) is
-    checked by :func:`load_checkpoint`.
+    checked by :func:`load_checkpoint`; ``settings`` (the run's config, JSON) by the trainer before it resumes.
     """
     if fabric.is_global_zero:
         tensors, optimizer_record = _optimizer_tensors(optimizer.state_dict())
@@ -82,6 +83,7 @@ def save_checkpoint(
             "format": STATE_FORMAT,
             "format_version": STATE_VERSION,
             "architecture": architecture,
+            "settings": settings,
             "has_ema": ema is not None,
             "loop": state.__dict__.copy(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -93,6 +95,20 @@ def save_checkpoint(
         }
         save_tensors(tensors, path, metadata={STATE_KEY: json.dumps(record)})
     fabric.barrier()
+
+
+def checkpoint_settings(path: Path) -> dict[str, Any] | None:
+    """The run config a checkpoint was written under (its JSON metadata only, no tensor read); None when it holds
+    none (written before dfkd recorded it) or cannot be read (loading it says why)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            record = json.loads((handle.metadata() or {}).get(STATE_KEY) or "{}")
+    except Exception:  # damaged or not safetensors: load_checkpoint names the problem
+        return None
+    settings = record.get("settings") if isinstance(record, dict) else None
+    return settings if isinstance(settings, dict) else None
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -19,11 +19,11 @@ from lightning_fabric import Fabric
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from dfkd.config import EXECUTION_SETTINGS, RunConfig, differing_keys, read_config_file, save_config
+from dfkd.config import EXECUTION_SETTINGS, RunConfig, differing_keys, save_config
 from dfkd.data.manifest import read_manifest
 from dfkd.distill.distillers import Distiller, build_distiller, teacher_gate
 from dfkd.thresholds import choose_threshold
-from dfkd.train.checkpoint import CheckpointError, LoopState, load_checkpoint, save_checkpoint
+from dfkd.train.checkpoint import CheckpointError, LoopState, checkpoint_settings, load_checkpoint, save_checkpoint
 from dfkd.train.data import RunData, build_datasets, build_loaders, memory_format, mix_batch, single_class_val
 from dfkd.train.setup import (
     Student,
@@ -106,7 +106,7 @@ def train_one_epoch(
         state.global_step += 1
         every = config.train.checkpoint_every
         if every and state.global_step % every == 0:
-            _save(fabric, checkpoint_path, student, state)
+            _save(fabric, checkpoint_path, student, state, config)
         if step_callback is not None:
             step_callback(state.global_step)
     # A last batch whose files were all unreadable leaves its accumulation group without a step: drop those gradients
@@ -156,9 +156,17 @@ def evaluate(fabric: Fabric, config: RunConfig, model: nn.Module, loader, distil
     return metrics
 
 
-def _save(fabric: Fabric, path: Path, student: Student, state: LoopState) -> None:
+def _save(fabric: Fabric, path: Path, student: Student, state: LoopState, config: RunConfig) -> None:
     save_checkpoint(
-        fabric, path, student.raw, student.optimizer, student.scheduler, state, student.ema, student.architecture
+        fabric,
+        path,
+        student.raw,
+        student.optimizer,
+        student.scheduler,
+        state,
+        student.ema,
+        student.architecture,
+        settings=config.model_dump(mode="json"),
     )
 
 
@@ -192,14 +200,16 @@ RESUMABLE_CHANGES = EXECUTION_SETTINGS | {"data.on_error", "train.threshold", "t
 def _resume_mismatch(run_dir: Path, config: RunConfig) -> str | None:
     """Why the run's checkpoint cannot be resumed under ``config`` (None if it can): it carries the run's optimiser
     (learning rate, weight decay), schedule and position in the data, so a changed ``optim.lr`` or ``train.epochs``
-    of a cosine schedule would be silently ignored while ``config.yaml`` claimed them."""
-    saved_path, checkpoint = run_dir / "config.yaml", run_dir / "last.ckpt"
-    if not (checkpoint.exists() and saved_path.exists()):
+    of a cosine schedule would be silently ignored while ``config.yaml`` claimed them. Read from the checkpoint
+    itself, so every process of a distributed run decides alike; checkpoints written before it was recorded pass."""
+    checkpoint = run_dir / "last.ckpt"
+    recorded = checkpoint_settings(checkpoint) if checkpoint.exists() else None
+    if recorded is None:
         return None
     try:
-        saved = RunConfig.model_validate(read_config_file(saved_path)).model_dump(mode="json")
-    except (ValueError, OSError) as error:  # a config.yaml dfkd cannot read says nothing about the checkpoint
-        logger.warning("--resume: cannot compare with %s (%s)", saved_path, error)
+        saved = RunConfig.model_validate(recorded).model_dump(mode="json")
+    except ValueError as error:  # settings dfkd no longer takes: the run's config cannot be compared
+        logger.warning("--resume: cannot compare with the settings %s was written under (%s)", checkpoint, error)
         return None
     changed = [
         key
@@ -215,7 +225,7 @@ def _resume_mismatch(run_dir: Path, config: RunConfig) -> str | None:
     return (
         f"{checkpoint}: the run was trained with other {', '.join(changed)} than given now, and its checkpoint would "
         "continue with the old ones (optimiser, schedule and data order are in it): resume with the settings of "
-        f"{saved_path}, or start afresh with --overwrite"
+        f"{run_dir / 'config.yaml'}, or start afresh with --overwrite"
     )
 
 
@@ -377,7 +387,7 @@ def train(
             write_history(run_dir / "metrics.csv", state.history)
         if tensorboard is not None:
             fabric.log_dict({key: value for key, value in row.items() if key != "epoch"}, step=row["epoch"])
-        _save(fabric, last_path, student, state)
+        _save(fabric, last_path, student, state, config)
         if epoch_callback is not None:
             epoch_callback(state.epoch, row)
         if patience_spent():
