@@ -104,6 +104,57 @@ def test_explain_returns_an_overlay_and_onnx_says_why_not(
         Detector.load(tiny_onnx, faces="none").explain(astronaut_image)
 
 
+def test_explain_shows_the_evidence_for_the_label_predict_gives(
+    tiny_model: Path, astronaut_image: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The map targeted "fake" at probability 0.5 while predict labels at the card's threshold: a photo scored
+    between the two was labelled real and explained as fake."""
+    import dfkd.inference.explain as explain
+
+    targets: list[bool] = []
+    real_target = explain.DecisionTarget
+
+    def recording(fake: bool):
+        targets.append(bool(fake))
+        return real_target(fake)
+
+    monkeypatch.setattr(explain, "DecisionTarget", recording)
+    detector = Detector.load(tiny_model, faces="none")
+    prob = detector.predict([astronaut_image])[0]["fake_prob"]
+    for threshold in (prob - 0.01, prob + 0.01):  # the label flips across the score; the map's target follows it
+        detector.use_threshold(min(max(threshold, 0.0), 1.0))
+        label = detector.predict([astronaut_image])[0]["label"]
+        detector.explain(astronaut_image)
+        assert targets[-1] == (label == "fake")
+    assert targets[-2:] == [True, False]
+
+
+def test_a_thin_strip_is_resized_where_the_crop_reads_only(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1 x 40,000 image (40k pixels, under any pixel limit) was resized to 256 x 10 million first: gigabytes."""
+    from dfkd.data.preprocess import _center_offset, resize_and_crop
+
+    sizes: list[tuple[int, int]] = []
+    resize = Image.Image.resize
+
+    def recording(self, size, *args, **kwargs):
+        sizes.append(tuple(size))
+        return resize(self, size, *args, **kwargs)
+
+    rng = np.random.default_rng(0)
+    for width, height in ((3, 2000), (2000, 3)):
+        image = Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+        long = int(256 * max(width, height) / min(width, height))
+        full = image.resize((256, long) if width <= height else (long, 256), Image.BILINEAR)
+        left, top = _center_offset(full.width, 224), _center_offset(full.height, 224)
+        expected = np.asarray(full.crop((left, top, left + 224, top + 224)), dtype=int)
+        assert np.abs(np.asarray(resize_and_crop(image, 256, 224), dtype=int) - expected).max() <= 1
+    strip = Image.new("RGB", (1, 40_000), (128, 128, 128))
+    monkeypatch.setattr(Image.Image, "resize", recording)
+    result = Detector.load(tiny_model, faces="none", workers=0).predict([strip])[0]
+    assert result["status"] == "ok" and resize_and_crop(strip, 256, 224).size == (224, 224)
+    assert sizes and max(width * height for width, height in sizes) <= 256 * 256  # not 256 x 10,240,000
+
+
 def test_load_rejects_files_that_are_not_models(tmp_path: Path) -> None:
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf at all")

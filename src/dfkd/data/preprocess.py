@@ -27,11 +27,28 @@ def _center_offset(size: int, crop: int) -> int:
 
 
 def resize_and_crop(image: Image.Image, resize_size: int, input_size: int) -> Image.Image:
-    """Resize the shorter side to ``resize_size`` (bilinear), then centre-crop ``input_size`` (torchvision's maths)."""
+    """Resize the shorter side to ``resize_size`` (bilinear), then centre-crop ``input_size`` (torchvision's maths).
+
+    A very elongated image (a 1 x 40,000 strip would resize to 256 x 10 million) has only the span of its long side
+    that the crop keeps resized, through Pillow's source box: the same pixels (within rounding), without the
+    gigabytes.
+    """
     width, height = image.size
-    short, long = (width, height) if width <= height else (height, width)
+    portrait = width <= height
+    short, long = (width, height) if portrait else (height, width)
     new_short, new_long = resize_size, int(resize_size * long / short)
-    new_size = (new_short, new_long) if width <= height else (new_long, new_short)
+    start = _center_offset(new_long, input_size)  # where the crop begins along the long side, resized
+    if new_long > 4 * max(resize_size, input_size) and start >= 0:
+        scale = long / new_long  # source pixels per resized pixel along the long side, as a full resize has it
+        span = (start * scale, (start + input_size) * scale)
+        box = (0, span[0], short, span[1]) if portrait else (span[0], 0, span[1], short)
+        size = (new_short, input_size) if portrait else (input_size, new_short)
+        image = image.resize(size, Image.BILINEAR, box=box)
+        offset = _center_offset(new_short, input_size)
+        return image.crop(
+            (offset, 0, offset + input_size, input_size) if portrait else (0, offset, input_size, offset + input_size)
+        )
+    new_size = (new_short, new_long) if portrait else (new_long, new_short)
     if new_size != image.size:
         image = image.resize(new_size, Image.BILINEAR)
     left, top = _center_offset(image.width, input_size), _center_offset(image.height, input_size)

@@ -257,4 +257,10 @@ class Detector:
             crops = [crop_face(image, box, margin=self.margin, size=self.crop_size, align=self.align) for box in boxes]
             image = crops[int(np.argmax(self.fake_probs(crops)))]
         with self.backend.lock:
-            return gradcam_overlay(self.backend.model, image, self.preprocessing.as_dict(), device=self.backend.device)
+            return gradcam_overlay(
+                self.backend.model,
+                image,
+                self.preprocessing.as_dict(),
+                device=self.backend.device,
+                threshold=self.threshold,  # the heat map explains the label predict gives
+            )

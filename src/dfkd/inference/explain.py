@@ -10,6 +10,7 @@ from PIL import Image
 from torch import nn
 
 from dfkd.data.preprocess import normalise, resize_and_crop
+from dfkd.utils import sigmoid
 
 MIN_OVERLAY_SIDE = 256
 
@@ -42,11 +43,12 @@ def gradcam_overlay(
     *,
     device: str | torch.device = "cpu",
     target_layer: nn.Module | None = None,
+    threshold: float = 0.5,
 ) -> Image.Image:
     """The model's input view of ``image`` with its Grad-CAM heat map blended in (at least 256 px square).
 
-    The map explains the decision the model takes: evidence for "fake" when the logit is positive, for "real"
-    otherwise.
+    The map explains the decision the model takes at ``threshold`` (the card's, as ``predict`` labels): evidence for
+    "fake" when the fake probability reaches it, for "real" otherwise.
     """
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.image import show_cam_on_image
@@ -58,7 +60,7 @@ def gradcam_overlay(
     with torch.no_grad():
         fake_logit = float(model(inputs).reshape(-1)[0])
     with GradCAM(model=model, target_layers=[target_layer or default_target_layer(model)]) as cam:
-        heat = cam(input_tensor=inputs, targets=[DecisionTarget(fake_logit >= 0)])[0]
+        heat = cam(input_tensor=inputs, targets=[DecisionTarget(sigmoid(fake_logit) >= threshold)])[0]
     overlay = show_cam_on_image(pixels.astype(np.float32) / 255.0, heat, use_rgb=True, image_weight=0.6)
     result = Image.fromarray(overlay)
     if result.width < MIN_OVERLAY_SIDE:
