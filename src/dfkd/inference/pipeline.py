@@ -9,8 +9,9 @@
 2. **Score** (the calling thread): model inputs are scored in batches of up to ``batch_size``; a batch
    goes to the model as soon as the next input is not ready yet, so the first result never waits for a full batch.
 
-Results come back in input order. At most ``2 * workers + 64`` inputs are in flight and a model batch holds at most
-64 inputs' model inputs, so memory stays the same whatever the number of inputs or the batch size. ``workers=0`` runs
+Results come back in input order. At most ``2 * workers + 64`` inputs are being prepared and at most 64 more wait,
+prepared, for their model batch (``2 * workers + 128`` in flight in all), so memory stays the same whatever the
+number of inputs or the batch size. ``workers=0`` runs
 every stage in the calling thread, one input after another.
 """
 
