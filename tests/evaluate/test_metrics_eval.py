@@ -61,6 +61,11 @@ def test_eer_threshold_sits_mid_gap_not_on_the_saturated_edge() -> None:
 def test_single_class_gives_nan_auc_not_a_crash() -> None:
     result = compute_metrics(np.ones(4, dtype=int), np.array([0.9, 0.8, 0.4, 0.7]))
     assert np.isnan(result["roc_auc"]) and result["accuracy"] == 0.75
+    # An empty split or a diverged model: a sentence, not scikit-learn's "Found empty input array" or "contains NaN".
+    with pytest.raises(ValueError, match="no predictions to score"):
+        compute_metrics([], [])
+    with pytest.raises(ValueError, match="1 of 2 fake probabilities are not numbers"):
+        compute_metrics([0, 1], [0.2, float("nan")])
 
 
 def test_evaluate_writes_files_and_auto_threshold_uses_validation_only(
