@@ -348,26 +348,21 @@ EXECUTION_SETTINGS = frozenset(
 )
 
 
-def without_keys(settings: dict[str, Any], dotted: frozenset[str] | set[str]) -> dict[str, Any]:
-    """A copy of nested ``settings`` without the ``dotted`` keys (``"data.num_workers"``)."""
-    kept: dict[str, Any] = {}
-    for key, value in settings.items():
-        inner = {name.split(".", 1)[1] for name in dotted if "." in name and name.split(".", 1)[0] == key}
-        if key in dotted:
-            continue
-        kept[key] = without_keys(value, inner) if isinstance(value, dict) and inner else value
-    return kept
-
-
-def differing_keys(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested settings dicts (``model_dump(mode="json")``)."""
+def differing_keys(
+    before: dict[str, Any], after: dict[str, Any], *, ignore: frozenset[str] | set[str] = frozenset(), prefix: str = ""
+) -> list[str]:
+    """Dotted keys whose values differ between two nested settings dicts (``model_dump(mode="json")``), leaving out
+    those in ``ignore`` (a dotted key, or a section such as ``"model"`` for all of its keys)."""
     keys = []
     for key in sorted(set(before) | set(after)):
+        dotted = f"{prefix}{key}"
+        if dotted in ignore:
+            continue
         a, b = before.get(key), after.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            keys += differing_keys(a, b, f"{prefix}{key}.")
+            keys += differing_keys(a, b, ignore=ignore, prefix=f"{dotted}.")
         elif a != b:
-            keys.append(f"{prefix}{key}")
+            keys.append(dotted)
     return keys
 
 

@@ -61,7 +61,7 @@ def test_resumed_sweep_repeats_nothing(tmp_path: Path) -> None:
     assert len((out / "sweep.csv").read_text().splitlines()) == 1 + 6
     assert json.loads((out / "sweep.json").read_text())["complete"] == 6
     # Another base (here --set train.epochs=50) is another experiment: its trials must not be the old ones.
-    with pytest.raises(ConfigError, match="made from another base config"):
+    with pytest.raises(ConfigError, match=r"made from a base config with other train\.epochs"):
         run_sweep(spec, out, runner=FakeRunner(str(log)), overrides=["train.epochs=50"])
     run_sweep(spec, out, runner=FakeRunner(str(log)), overrides=["data.num_workers=0"])  # how it runs: same sweep
     assert len(read_log(log)) == 4 + 3

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from dfkd.config import EXECUTION_SETTINGS, RunConfig, differing_keys, without_keys
+from dfkd.config import EXECUTION_SETTINGS, RunConfig, differing_keys
 from dfkd.data.manifest import read_manifest, write_manifest
 from dfkd.experiments.robustness import auc_accuracy
 from dfkd.utils import atomic_write, sha256_file, write_json
@@ -98,9 +98,8 @@ def plan_training_sets(
 
 
 def _cell_recipe(config: RunConfig, subset: Path) -> dict[str, Any]:
-    """What a cell is trained from: its manifest's content and its settings (where and how it runs aside)."""
-    settings = without_keys(config.model_dump(mode="json"), EXECUTION_SETTINGS | {"data.manifest"})
-    return {"manifest_sha256": sha256_file(subset), "settings": settings}
+    """What a cell is trained from: its manifest's content and its settings."""
+    return {"manifest_sha256": sha256_file(subset), "settings": config.model_dump(mode="json")}
 
 
 def _check_finished_cell(done: Path, recipe: dict[str, Any]) -> None:
@@ -110,7 +109,8 @@ def _check_finished_cell(done: Path, recipe: dict[str, Any]) -> None:
     record = json.loads(done.read_text())
     if "settings" not in record:
         return
-    changed = differing_keys(record["settings"], recipe["settings"])
+    # where and how it ran aside; the manifest by its content (the file is this cell's own, rewritten each run)
+    changed = differing_keys(record["settings"], recipe["settings"], ignore=EXECUTION_SETTINGS | {"data.manifest"})
     if record.get("manifest_sha256") != recipe["manifest_sha256"]:
         changed.insert(0, "training images (the manifest's rows for it)")
     if changed:

@@ -211,13 +211,9 @@ def _resume_mismatch(run_dir: Path, config: RunConfig) -> str | None:
     except ValueError as error:  # settings dfkd no longer takes: the run's config cannot be compared
         logger.warning("--resume: cannot compare with the settings %s was written under (%s)", checkpoint, error)
         return None
-    changed = [
-        key
-        for key in differing_keys(saved, config.model_dump(mode="json"))
-        # model.*: the checkpoint records its architecture, which loading it checks and names (pretrained weights
-        # only matter at the start)
-        if key not in RESUMABLE_CHANGES and not key.startswith("model.")
-    ]
+    # model: the checkpoint records its architecture, which loading it checks and names (pretrained weights only
+    # matter at the start)
+    changed = differing_keys(saved, config.model_dump(mode="json"), ignore=RESUMABLE_CHANGES | {"model"})
     if config.scheduler.name == "cosine" and saved["train"]["epochs"] != config.train.epochs:
         changed.append("train.epochs (the cosine schedule's length is in the checkpoint)")
     if not changed:

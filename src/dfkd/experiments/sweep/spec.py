@@ -29,7 +29,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dfkd.config import (
-    EXECUTION_SETTINGS,
     ConfigError,
     RunConfig,
     apply_overrides,
@@ -38,7 +37,6 @@ from dfkd.config import (
     set_dotted,
     validate_config,
     validation_lines,
-    without_keys,
 )
 
 logger = logging.getLogger(__name__)
@@ -186,12 +184,10 @@ class SweepSpec(_Strict):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def base_signature(base: dict[str, Any]) -> str:
-    """A hash of the resolved base config the trials start from (where and how they execute aside): a study resumed
-    with another base or other ``--set`` overrides would rank its old trials beside new ones as one experiment."""
-    resolved = validate_config(copy.deepcopy(base), origin="base").model_dump(mode="json")
-    payload = without_keys(resolved, EXECUTION_SETTINGS)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+def resolved_base(base: dict[str, Any]) -> dict[str, Any]:
+    """The base config the trials start from, every setting resolved (``model_dump(mode="json")``): what a study
+    records, so a sweep resumed with another base or other ``--set`` overrides is told apart."""
+    return validate_config(copy.deepcopy(base), origin="base").model_dump(mode="json")
 
 
 def _spec_error(error: ValidationError, origin: str) -> ConfigError:

@@ -29,13 +29,13 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from dfkd.config import ConfigError
-from dfkd.experiments.sweep.spec import SweepSpec, base_signature, point_key
+from dfkd.config import EXECUTION_SETTINGS, ConfigError, differing_keys
+from dfkd.experiments.sweep.spec import SweepSpec, point_key, resolved_base
 
 logger = logging.getLogger(__name__)
 
 ATTR_SIGNATURE = "dfkd:signature"
-ATTR_BASE = "dfkd:base-signature"
+ATTR_BASE = "dfkd:base"  # the resolved base config (JSON)
 ATTR_DUPLICATE = "dfkd:duplicate_of"
 ATTR_ERROR = "dfkd:error"
 ATTR_CLAIM = "dfkd:claim"  # {"run": invocation id, "worker": host:pid:index}
@@ -120,15 +120,15 @@ def create_or_load_study(
             "grid or space differ): use another --storage or set study_name in the sweep file"
         )
     if base is not None:
-        wanted = base_signature(base)
+        wanted = resolved_base(base)
         made = attrs.get(ATTR_BASE)
         if made is None:  # a new study, or one made before the base was recorded
             storage.set_study_system_attr(study._study_id, ATTR_BASE, wanted)
-        elif made != wanted:
+        elif changed := differing_keys(made, wanted, ignore=EXECUTION_SETTINGS):
             raise ConfigError(
-                f"study {study_name!r} in this storage was made from another base config (or other --set "
-                "overrides), whose finished trials would be reused as this sweep's: use another out folder or "
-                "--storage, or set study_name in the sweep file"
+                f"study {study_name!r} in this storage was made from a base config with other {', '.join(changed)} "
+                "(the base file or --set), whose finished trials would be reused as this sweep's: use another out "
+                "folder or --storage, or set study_name in the sweep file"
             )
     if study.direction.name.lower() != spec.resolved_direction:
         raise ConfigError(
