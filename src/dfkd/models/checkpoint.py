@@ -160,7 +160,10 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
 def read_model_card(path: str | Path) -> ModelCard:
     """Read and validate a dfkd model file's card without loading any tensor."""
     path = Path(path)
-    header = read_safetensors_header(path)
+    return _card_of(read_safetensors_header(path), path)
+
+
+def _card_of(header: dict[str, Any], path: Path) -> ModelCard:
     raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
     if raw is None:
         raise ModelFileError(f"{path}: not a dfkd model file (a safetensors file without '{METADATA_KEY}' metadata)")
@@ -169,9 +172,8 @@ def read_model_card(path: str | Path) -> ModelCard:
     return card_from_json(raw, str(path))
 
 
-def _tensor_values_in(path: Path) -> int:
+def _tensor_values_in(header: dict[str, Any]) -> int:
     """How many tensor elements a safetensors file holds, from its (already checked) header."""
-    header = read_safetensors_header(path)
     return sum(
         math.prod(int(side) for side in entry.get("shape", ()))
         for key, entry in header.items()
@@ -182,7 +184,8 @@ def _tensor_values_in(path: Path) -> int:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
     """Rebuild a model from a dfkd model file (nothing unpickled); returns (model in eval mode, its card)."""
     path = Path(path)
-    card = read_model_card(path)
+    header = read_safetensors_header(path)  # read once: the card and the tensor sizes both come from it
+    card = _card_of(header, path)
     name, kwargs = card.architecture.name, card.architecture.kwargs
     if not is_known_model(name):
         raise ModelFileError(
@@ -197,7 +200,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     try:
         with torch.device("meta"):  # sized before anything is allocated: crafted arguments could ask for gigabytes
             n_values = sum(parameter.numel() for parameter in create_model(name, **kwargs).state_dict().values())
-        model = None if n_values > _tensor_values_in(path) else create_model(name, **kwargs)
+        model = None if n_values > _tensor_values_in(header) else create_model(name, **kwargs)
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"{path}: cannot rebuild {name!r} with {kwargs}: {error}") from error
     if model is None:
