@@ -233,8 +233,9 @@ def measure_sbi_cost(manifest: Path, repeats: int = 5) -> dict:
     torch.set_num_threads(1)
     config = load_config(resolve_config("general_student_sbi_fm"), [f"data.manifest={manifest}"])
     view = {"resize_size": config.data.resize_size, "input_size": config.data.input_size}
-    base = ManifestDataset(read_manifest(manifest), "train", build_train_transform(**view, augment="quality"))
-    blended = SelfBlendedDataset(base, manifest_landmarks(str(manifest)), share=1.0, blend_size=view["resize_size"])
+    read = read_manifest(manifest)
+    base = ManifestDataset(read, "train", build_train_transform(**view, augment="quality"))
+    blended = SelfBlendedDataset(base, manifest_landmarks(read), share=1.0, blend_size=view["resize_size"])
     reals = [i for i, sample in enumerate(base.samples) if sample.label == "real"][:32]
     model = create_model("resnet8_fast").to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)

@@ -239,8 +239,9 @@ def test_crop_faces_records_landmarks_that_self_blending_finds(cropped_manifest:
     from dfkd.data import read_manifest
     from dfkd.data.blend import manifest_landmarks
 
-    table = manifest_landmarks(str(cropped_manifest))
-    samples = read_manifest(cropped_manifest).samples
+    manifest = read_manifest(cropped_manifest)
+    table = manifest_landmarks(manifest)
+    samples = manifest.samples
     assert len(table.points) == len(samples)
     for sample in samples:
         points = table.points[str(Path(sample.path).resolve())]
@@ -264,7 +265,7 @@ def test_self_blending_names_the_reals_that_have_no_recorded_landmarks(
     manifest = tmp_path / "m.csv"
     build_manifest([cropped_manifest.parent / "faces", tmp_path / "plain"], manifest)
     with caplog.at_level("WARNING"):
-        table = manifest_landmarks(str(manifest))
+        table = manifest_landmarks(read_manifest(manifest))
     n_reals = sum(s.label == "real" and s.split in ("train", "val") for s in read_manifest(manifest).samples)
     assert (
         table.points and f"4 of {n_reals} real training and validation images have no recorded landmarks" in caplog.text

@@ -140,8 +140,9 @@ def blend_preview(
         else:
             from dfkd.data import read_manifest
 
-            paths = [sample.path for sample in read_manifest(data).samples if sample.label == "real"]
-            landmarks = manifest_landmarks(str(data))
+            manifest = read_manifest(data)
+            paths = [sample.path for sample in manifest.samples if sample.label == "real"]
+            landmarks = manifest_landmarks(manifest)
         if not paths:
             raise ValueError(f"{data}: no real images found")
         chosen = sorted(random.Random(seed).sample(paths, min(count, len(paths))))

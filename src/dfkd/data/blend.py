@@ -24,6 +24,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -32,6 +33,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from dfkd.faces.align import MEAN_FACE_5, landmarks_in_box, similarity_transform
+
+if TYPE_CHECKING:
+    from dfkd.data.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -252,11 +256,12 @@ def parse_landmarks(text: str) -> np.ndarray | None:
     return values.reshape(-1, 2)
 
 
-def manifest_landmarks(manifest_path: str) -> LandmarkTable:
+def manifest_landmarks(manifest: Manifest) -> LandmarkTable:
     """The landmarks recorded by crop-faces for the images of a manifest (found through its scanned roots)."""
     from dfkd.data.crop_geometry import crop_sidecar
     from dfkd.data.manifest import read_sidecar
 
+    manifest_path = manifest.path
     folders = []
     for root in read_sidecar(manifest_path).get("roots") or []:
         sidecar = crop_sidecar(Path(root))
@@ -270,9 +275,7 @@ def manifest_landmarks(manifest_path: str) -> LandmarkTable:
             manifest_path,
         )
         return table
-    from dfkd.data.manifest import read_manifest
-
-    reals = [s.path for s in read_manifest(manifest_path).samples if s.label == "real" and s.split in ("train", "val")]
+    reals = [s.path for s in manifest.samples if s.label == "real" and s.split in ("train", "val")]
     missing = [path for path in reals if str(Path(path).resolve()) not in table.points]
     if missing:  # some roots are crop-faces output and some not, or crops whose landmarks were not found
         logger.warning(

@@ -65,7 +65,7 @@ def build_datasets(config: RunConfig, manifest: Manifest, view: dict) -> RunData
                 config.data.synthetic_parts,
             )
 
-        landmarks = manifest_landmarks(manifest.path)
+        landmarks = manifest_landmarks(manifest)
         blending = {
             "share": config.data.synthetic_share,
             "blend_size": view["resize_size"],
