@@ -8,6 +8,7 @@ layouts of REFERENCE.md (``real_vs_fake/real-vs-fake/{train,valid,test}/{real,fa
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -154,18 +155,16 @@ def scan_roots(roots: list[str | os.PathLike[str]]) -> ScanResult:
     """Scan several dataset roots; each becomes one ``source`` of a merged dataset."""
     if not roots:
         raise ValueError("no dataset root given")
-    paths = []
-    for root in roots:  # a root named twice is scanned once
-        if Path(root).resolve() not in [path.resolve() for path in paths]:
-            paths.append(Path(root))
-    for inner in paths:
-        for outer in paths:
-            if outer.resolve() in inner.resolve().parents:
-                raise ValueError(
-                    f"dataset root {inner} is inside root {outer}: its images would be listed twice, under two "
-                    "sources (and could land in two splits); give one of them"
-                )
+    resolved: dict[Path, Path] = {}  # resolved → as given; a root named twice is scanned once
+    for root in roots:
+        resolved.setdefault(Path(root).resolve(), Path(root))
+    for inner, outer in itertools.permutations(resolved, 2):
+        if outer in inner.parents:
+            raise ValueError(
+                f"dataset root {resolved[inner]} is inside root {resolved[outer]}: its images would be listed twice, "
+                "under two sources (and could land in two splits); give one of them"
+            )
     result = ScanResult()
-    for root, name in zip(paths, source_names([path.resolve() for path in paths]), strict=True):
+    for root, name in zip(resolved.values(), source_names(list(resolved)), strict=True):
         scan_root(root, name, result)
     return result
