@@ -98,21 +98,18 @@ def save_checkpoint(
 
 
 def checkpoint_settings(path: Path) -> dict[str, Any] | None:
-    """The run config a checkpoint was written under (its JSON metadata only, no tensor read); None when it holds
-    none (written before dfkd recorded it) or cannot be read (loading it says why)."""
-    from safetensors import safe_open
-
+    """The run config a checkpoint was written under (its metadata only, no tensor read); None when it holds none
+    (written before dfkd recorded it) or cannot be read (loading it names the problem)."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            record = json.loads((handle.metadata() or {}).get(STATE_KEY) or "{}")
-    except Exception:  # damaged or not safetensors: load_checkpoint names the problem
+        settings = read_checkpoint_record(path).get("settings")
+    except CheckpointError:
         return None
-    settings = record.get("settings") if isinstance(record, dict) else None
     return settings if isinstance(settings, dict) else None
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors and the JSON record of a ``last.ckpt``; :class:`CheckpointError` naming the file if unusable."""
+def read_checkpoint_record(path: Path) -> dict[str, Any]:
+    """The JSON record of a ``last.ckpt`` (everything but its tensors), checked; :class:`CheckpointError` naming the
+    file if unusable."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint to resume from")
@@ -127,7 +124,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         raise CheckpointError(f"{path}: not a dfkd training checkpoint (no '{STATE_KEY}' metadata)")
     try:
         record = json.loads(raw)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, RecursionError) as error:
         raise CheckpointError(f"{path}: damaged training checkpoint (its state is not JSON: {error})") from None
     if not isinstance(record, dict) or record.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a dfkd training checkpoint")
@@ -135,6 +132,12 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         raise CheckpointError(
             f"{path}: training checkpoint version {record.get('format_version')!r} is not {STATE_VERSION}"
         )
+    return record
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the JSON record of a ``last.ckpt``; :class:`CheckpointError` naming the file if unusable."""
+    record = read_checkpoint_record(path)
     from safetensors.torch import load_file
 
     try:
